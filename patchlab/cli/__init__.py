@@ -21,10 +21,12 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
         os.environ["PATCHLAB_DEBUG"] = "1"
 
 
+_root_app = app
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
     _module = importlib.import_module(f"{__name__}.{_mod}")
     if hasattr(_module, "register"):
-        _module.register(app)
+        _module.register(_root_app)
+app = _root_app  # a submodule named like a global must not shadow it
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,142 @@
+"""Model zoo: real weights, reference agreement, accuracy on real images, safe checkpoint loading."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from patchlab.cli import main
+from patchlab.errors import PatchlabError
+from patchlab.models import load_model, preprocess, reference_model
+from patchlab.models.classify import load_batch
+from patchlab.models.efficientnet_lite import LiteScale
+
+
+def test_model_interface(lite0):
+    assert lite0.name == "efficientnet_lite0" and lite0.input_size == 224
+    assert len(lite0.labels) == 1000 and lite0.labels[859] == "toaster"
+    assert not lite0.training
+    assert all(not p.requires_grad for p in lite0.parameters())
+    from timm.layers.conv2d_same import Conv2dSame
+
+    assert not any(isinstance(m, Conv2dSame) for m in lite0.modules()), "dynamic same-padding left in the model"
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_logits_match_reference_on_real_images(name, imagenet_dir):
+    model = load_model(name, "cpu")
+    ref = reference_model(name)
+    paths = sorted(imagenet_dir.glob("*.jpg"))[::70][:6]
+    x = load_batch(paths, model.input_size)
+    with torch.no_grad():
+        ours = model(x)
+        theirs = ref(LiteScale()(x))
+    assert (ours - theirs).abs().max().item() < 1e-3
+    assert (ours.argmax(1) == theirs.argmax(1)).all()
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_accuracy_cli_on_shared_imagenet(name, imagenet_dir, capsys):
+    assert main(["accuracy", str(imagenet_dir), "--model", name, "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 700 and result["model"] == name
+    assert result["top1"] >= 0.85, result
+    assert result["top5"] >= result["top1"]
+
+
+def test_preprocess_shapes(lite0):
+    img = torch.rand(3, 300, 500)
+    out = preprocess(img, lite0)
+    assert out.shape == (3, 224, 224)
+    assert preprocess(torch.rand(2, 3, 100, 80), 240).shape == (2, 3, 240, 240)
+    assert 0 <= out.min() and out.max() <= 1
+
+
+def test_classify_cli_json(tmp_path, capsys):
+    from patchlab.data import load_sample, save_image
+
+    path = save_image(load_sample("coffee").image, tmp_path / "coffee.png")
+    assert main(["classify", str(path), "--topk", "3", "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out[0]["topk"]) == 3
+    assert out[0]["topk"][0]["label"] in {"espresso", "cup", "coffee mug"}
+
+
+def test_models_cli_lists_sizes(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r["input_size"] for r in json.loads(capsys.readouterr().out)}
+    assert rows["efficientnet_lite0"] == 224 and rows["efficientnet_lite1"] == 240 and rows["efficientnet_lite2"] == 260
+
+
+def test_torchvision_model_without_cached_weights_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(PatchlabError, match=r"resnet50: weights not found at .*resnet50-.*\.pth"):
+        load_model("resnet50", "cpu")
+    assert main(["classify", "x.jpg", "--model", "resnet50"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "weights not found" in err and "Traceback" not in err
+
+
+def test_unknown_model_suggests(capsys):
+    with pytest.raises(PatchlabError, match="did you mean 'efficientnet_lite0'"):
+        load_model("efficientnet-lite0x")
+    assert main(["classify", "x.jpg", "--model", "nosuchnet"]) == 2
+    assert "unknown model 'nosuchnet'" in capsys.readouterr().err
+
+
+def test_cuda_request_without_gpu(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    assert main(["accuracy", ".", "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_user_checkpoint_roundtrip(lite0, tmp_path, suffix):
+    path = tmp_path / f"mine{suffix}"
+    state = {k: v.clone().contiguous() for k, v in lite0.net.state_dict().items()}
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    mine = load_model(str(path), "cpu", arch="efficientnet_lite0")
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(mine(x), lite0(x), atol=1e-5)
+    assert mine.name == "mine"
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_checkpoint_never_executes(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": _Evil(marker)}, f)
+    with pytest.raises(PatchlabError, match="refused to load checkpoint safely"):
+        load_model(str(path), "cpu", arch="efficientnet_lite0")
+    assert main(["classify", "x.jpg", "--model", str(path), "--arch", "efficientnet_lite0"]) == 2
+    assert "refused to load" in capsys.readouterr().err
+    assert not marker.exists(), "the pickle payload ran"
+
+
+def test_checkpoint_needs_arch(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"a": torch.zeros(1)}, path)
+    with pytest.raises(PatchlabError, match="needs --arch"):
+        load_model(str(path))
+    with pytest.raises(PatchlabError, match="does not fit efficientnet_lite0"):
+        load_model(str(path), arch="efficientnet_lite0")
