@@ -1,0 +1,3 @@
+from patchlab.cli import run
+
+run()
