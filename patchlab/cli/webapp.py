@@ -25,4 +25,7 @@ def register(app: typer.Typer) -> None:
         cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(port)]
         if headless:
             cmd += ["--server.headless", "true"]
+        if os.name == "posix":  # become the server: Ctrl-C / SIGTERM reach Streamlit, no orphaned child
+            os.chdir(APP_DIR.parent)  # the repo root, so .streamlit/config.toml applies
+            os.execve(sys.executable, cmd, env)
         raise typer.Exit(subprocess.call(cmd, env=env, cwd=APP_DIR.parent))

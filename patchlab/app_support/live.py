@@ -1,0 +1,119 @@
+"""The Live camera page's per-session glue between streamlit-webrtc's frame callback and the page.
+
+`LiveFeed.callback` runs in streamlit-webrtc's worker thread: it calls the capture pipeline's pure
+`process_frame`, keeps the latest result under a lock and, while recording, writes every result to a
+`Recorder`. The page (script thread) reads `latest()` from a fragment. One LiveFeed per browser session,
+kept in that session's `st.session_state`; no `st.*` call happens off the script thread.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from patchlab.capture import FrameResult, LiveState, Recorder, process_frame
+
+
+def parse_ice_servers(text: str) -> list[dict]:
+    """The RTC configuration's iceServers from JSON text; '' or '[]' = none (enough on localhost)."""
+    from patchlab.errors import PatchlabError
+
+    text = (text or "").strip()
+    if not text:
+        return []
+    try:
+        servers = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PatchlabError(f"ICE servers must be a JSON list such as "
+                            f'[{{"urls": ["stun:stun.l.google.com:19302"]}}] ({exc.msg})') from None
+    if not isinstance(servers, list) or not all(isinstance(s, dict) and "urls" in s for s in servers):
+        raise PatchlabError('ICE servers must be a JSON list of objects with "urls"')
+    return servers
+
+
+class LiveFeed:
+    """Latest result, frame count and optional recording for one session's live stream."""
+
+    def __init__(self, state: LiveState):
+        self._lock = threading.Lock()
+        self._state = state
+        self._latest: FrameResult | None = None
+        self._frames = 0
+        self._error: str | None = None
+        self._recorder: Recorder | None = None
+
+    def set_state(self, state: LiveState) -> None:
+        """Swap settings (model, target, overlay) without restarting the stream."""
+        with self._lock:
+            self._state = state
+
+    # --- worker thread -------------------------------------------------------------------------------------------
+    def process(self, frame_bgr: np.ndarray) -> np.ndarray:
+        with self._lock:
+            state = self._state
+        try:
+            annotated, result = process_frame(frame_bgr, state)
+        except Exception as exc:  # noqa: BLE001 - keep the stream alive; the page shows the error
+            with self._lock:
+                self._error = f"{type(exc).__name__}: {exc}"
+            return frame_bgr
+        with self._lock:
+            self._latest, self._error = result, None
+            self._frames += 1
+            if self._recorder is not None:
+                self._recorder.write(result)
+        return annotated
+
+    def callback(self, frame):
+        """streamlit-webrtc `video_frame_callback`: av.VideoFrame in, annotated av.VideoFrame out."""
+        import av
+
+        out = self.process(frame.to_ndarray(format="bgr24"))
+        new = av.VideoFrame.from_ndarray(out, format="bgr24")
+        new.pts = frame.pts
+        if frame.time_base is not None:
+            new.time_base = frame.time_base
+        return new
+
+    # --- script thread -------------------------------------------------------------------------------------------
+    def latest(self) -> tuple[FrameResult | None, int, str | None]:
+        with self._lock:
+            return self._latest, self._frames, self._error
+
+    @property
+    def recording(self) -> bool:
+        with self._lock:
+            return self._recorder is not None
+
+    def start_recording(self, folder: str | Path, meta: dict | None = None) -> None:
+        with self._lock:
+            if self._recorder is None:
+                self._recorder = Recorder(folder, meta=meta)
+
+    def stop_recording(self) -> tuple[dict, Path] | None:
+        """Close the recording; returns (summary, folder) or None when nothing was recording."""
+        with self._lock:
+            recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            return None
+        try:
+            summary = recorder.close()
+        except Exception as exc:  # noqa: BLE001 - the statistics still stand when the summary plot fails
+            from patchlab.capture import summarize
+
+            summary = {"recording": str(recorder.folder), "meta": recorder.meta,
+                       "attack": summarize(recorder.records), "plot_error": f"{type(exc).__name__}: {exc}"}
+        return summary, recorder.folder
+
+
+def webrtc_session_available() -> bool:
+    """True under a real Streamlit server; False under AppTest (no browser, so no WebRTC session to attach to)."""
+    try:
+        from streamlit_webrtc.session_info import get_this_session_info
+
+        return get_this_session_info() is not None
+    except Exception:  # noqa: BLE001 - AppTest's mocked runtime has no session manager
+        return False

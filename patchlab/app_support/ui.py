@@ -1,0 +1,178 @@
+"""Streamlit helpers shared by the app's pages: cached models, error display, top-k bars, per-session files.
+
+Imports torch lazily so the Home page stays fast.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import streamlit as st
+
+from patchlab.errors import PatchlabError
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=4)
+def _load_model(name: str, device: str):
+    from patchlab.models import load_model
+
+    return load_model(name, device)
+
+
+def get_model(name: str):
+    """One frozen eval model per (name, device) for the whole server.
+
+    Sharing is safe: parameters are frozen and forward mutates nothing, so concurrent forwards from several
+    sessions (and from the camera callback thread) do not interfere; `st.cache_resource` builds it once even
+    when two sessions ask at the same time.
+    """
+    from patchlab.models import resolve_device
+
+    return _load_model(name, str(resolve_device("auto")))
+
+
+@st.cache_data(show_spinner=False)
+def available_models() -> list[str]:
+    """Zoo models whose weights are on this machine (the Lite family always is)."""
+    from pathlib import Path as _P
+
+    import torch
+
+    from patchlab.models import REGISTRY
+
+    names = []
+    for name, spec in REGISTRY.items():
+        if spec.source.startswith("torchvision"):
+            import torchvision
+
+            url = torchvision.models.get_model_weights(name).DEFAULT.url
+            if not (_P(torch.hub.get_dir()) / "checkpoints" / _P(url).name).exists():
+                continue
+        names.append(name)
+    return names
+
+
+@st.cache_data(show_spinner=False)
+def class_names() -> list[str]:
+    from patchlab.data import imagenet_classes
+
+    return list(imagenet_classes().names)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Show a PatchlabError as one red line on the page instead of a traceback."""
+    try:
+        yield
+    except PatchlabError as exc:
+        st.error(str(exc), icon=":material/error:")
+
+
+def png_bytes(image) -> bytes:
+    """(3|4, H, W) tensor in [0, 1] -> lossless PNG bytes."""
+    from PIL import Image
+
+    from patchlab.data import to_uint8_hwc
+
+    arr = to_uint8_hwc(image)
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode="RGBA" if arr.shape[2] == 4 else "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def to_display(image):
+    """Tensor (3|4, H, W) -> HxWxC uint8 for st.image."""
+    from patchlab.data import to_uint8_hwc
+
+    return to_uint8_hwc(image)
+
+
+def topk_frame(probs, labels: list[str], k: int = 5, highlight: int | None = None):
+    """A small table of the top-k classes with probability bars (probs: 1-D tensor of softmax)."""
+    import pandas as pd
+
+    values, indices = probs.detach().float().cpu().topk(k)
+    rows = [{"class": labels[i] + (" ◀ target" if highlight is not None and i == highlight else ""),
+             "probability": float(v)} for v, i in zip(values.tolist(), indices.tolist())]
+    return pd.DataFrame(rows)
+
+
+def show_topk(probs, labels: list[str], k: int = 5, highlight: int | None = None, key: str | None = None) -> None:
+    """Top-k classes as labelled probability bars (fits narrow columns)."""
+    frame = topk_frame(probs, labels, k, highlight)
+    with st.container(key=key):
+        for label, prob in zip(frame["class"], frame["probability"]):
+            st.progress(min(1.0, prob), text=f"{label} · {prob:.1%}")
+
+
+def session_dir() -> Path:
+    """A private scratch folder for this browser session (job checkpoints, generated files)."""
+    if "_patchlab_dir" not in st.session_state:
+        st.session_state["_patchlab_dir"] = tempfile.mkdtemp(prefix="patchlab-app-")
+    return Path(st.session_state["_patchlab_dir"])
+
+
+# --- patches: shipped printables, this session's Patch studio result, or an upload --------------------------------
+PRINTABLES = Path(__file__).resolve().parents[2] / "printables"
+STUDIO_PATCH_KEY = "studio_patch"  # Patch studio stores {"rgba", "meta", "name"} here for the other pages
+
+
+def shipped_patches() -> list[Path]:
+    """Patch PNGs in printables/ that have a sidecar (a patch, not a sheet)."""
+    if not PRINTABLES.is_dir():
+        return []
+    return sorted(p for p in PRINTABLES.glob("*.png") if p.with_suffix(".json").is_file()
+                  and '"target' in p.with_suffix(".json").read_text()[:100_000])
+
+
+def choose_patch(key: str, allow_none: bool = False, label: str = "Patch"):
+    """A patch picker; returns {"rgba": (4, H, W) tensor, "meta": dict, "name": str} or None."""
+    import json as _json
+
+    from patchlab.app_support.uploads import check_upload, read_uploaded_rgba
+
+    shipped = shipped_patches()
+    options = [f"shipped: {p.name}" for p in shipped]
+    studio = st.session_state.get(STUDIO_PATCH_KEY)
+    if studio is not None:
+        options.insert(0, f"from Patch studio: {studio['name']}")
+    options.append("upload a patch PNG")
+    if allow_none:
+        options.insert(0, "none")
+    choice = st.selectbox(label, options, key=f"{key}_choice")
+    if choice == "none":
+        return None
+    if choice.startswith("from Patch studio"):
+        return studio
+    if choice.startswith("shipped: "):
+        from patchlab.patch.io import load_patch
+
+        path = PRINTABLES / choice.removeprefix("shipped: ")
+        rgba, meta = load_patch(path)
+        return {"rgba": rgba, "meta": meta, "name": path.stem}
+    up = st.file_uploader("Patch PNG (RGBA; alpha = shape)", type=["png"], key=f"{key}_png")
+    side = st.file_uploader("Its JSON sidecar (optional: target class)", type=["json"], key=f"{key}_json")
+    if up is None:
+        return None
+    rgba = read_uploaded_rgba(up)
+    meta = {}
+    if side is not None:
+        try:
+            meta = _json.loads(check_upload(side.name, side.getvalue(), ("json",), 1).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise PatchlabError(f"{side.name}: not valid JSON") from None
+        if not isinstance(meta, dict):
+            raise PatchlabError(f"{side.name}: a patch sidecar is a JSON object")
+    return {"rgba": rgba, "meta": meta, "name": Path(up.name).stem}
+
+
+def patch_target(meta: dict) -> str | None:
+    """The target class name recorded in a patch sidecar, if any."""
+    name = meta.get("target_name") or meta.get("target")
+    if isinstance(name, int):
+        return class_names()[name]
+    return name if isinstance(name, str) else None

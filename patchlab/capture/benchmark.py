@@ -1,0 +1,119 @@
+"""Live-pipeline benchmark: decoded 640x480 BGR frame -> preprocess -> classify -> overlay, per-frame latency and
+sustained FPS, against a naive pipeline (the reference efficientnet_lite_pytorch in eager mode with PIL
+preprocessing) in the same run. The pipelines run in interleaved rounds so that load from other processes on a
+shared machine hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from patchlab.capture.inference import load_backend, onnxruntime_available, softmax
+from patchlab.capture.overlay import draw_overlay
+from patchlab.capture.pipeline import FrameResult, LiveState, centre_square, process_frame
+from patchlab.capture.synthetic import SyntheticScene
+from patchlab.capture.virtual_patch import Patch
+
+
+def naive_pipeline(model_name: str, device: str = "cpu") -> Callable[[np.ndarray], FrameResult]:
+    """What a first live demo does: PIL + torchvision transforms, the reference model in eager mode, no_grad."""
+    import cv2
+    from PIL import Image
+    from torchvision import transforms
+
+    from patchlab.bench.models import ReferenceClassifier
+    from patchlab.data import imagenet_classes
+
+    ref = ReferenceClassifier(model_name).to(device).eval()
+    size = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}[model_name]
+    transform = transforms.Compose([transforms.Resize(int(size / 0.875)), transforms.CenterCrop(size),
+                                    transforms.ToTensor()])
+    labels = list(imagenet_classes().names)
+    t0 = time.perf_counter()
+
+    def run(frame_bgr: np.ndarray) -> FrameResult:
+        start = time.perf_counter()
+        image = Image.fromarray(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+        x = transform(image).unsqueeze(0).to(device)
+        with torch.no_grad():
+            probs = ref(x).softmax(-1)[0].cpu()
+        values, idx = probs.topk(5)
+        top5 = [{"index": int(i), "label": labels[int(i)], "prob": float(v)} for v, i in zip(values, idx)]
+        result = FrameResult(index=0, time_s=start - t0, top5=top5)
+        out = frame_bgr.copy()
+        result.latency_ms = (time.perf_counter() - start) * 1000
+        draw_overlay(out, result, centre_square(out.shape))
+        result.latency_ms = (time.perf_counter() - start) * 1000
+        return result
+
+    return run
+
+
+def _stats(latencies_ms: list[float], wall_s: float) -> dict:
+    lat = np.asarray(latencies_ms)
+    return {"frames": int(lat.size), "fps": float(lat.size / wall_s), "mean_ms": float(lat.mean()),
+            "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
+            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max())}
+
+
+def bench_camera(model: str = "efficientnet_lite0", frames: int = 300, rounds: int = 5, warmup: int = 20,
+                 threads: int = 1, size: tuple[int, int] = (640, 480), with_markers: bool = True,
+                 progress: Callable[[int, int, dict], None] | None = None) -> dict:
+    """Time each pipeline on the same pre-decoded frames; returns {pipeline: stats} plus ratios vs naive."""
+    torch.set_num_threads(threads)
+    scene_frames = [f for f in (SyntheticScene(size=size, seed=0).frame(i).image for i in range(48))]
+    pipelines: dict[str, Callable[[np.ndarray], float]] = {}
+    from patchlab.models import load_model
+
+    net = load_model(model, "cpu")
+    backends = {"eager": load_backend(net, "eager")}
+    if onnxruntime_available():
+        backends["onnx"] = load_backend(net, "onnx", threads=threads)
+    for kind, backend in backends.items():
+        state = LiveState(backend, target="toaster")
+        pipelines[f"patchlab {kind}"] = lambda f, s=state: process_frame(f, s)[1].latency_ms
+    if with_markers and "onnx" in backends:
+        rng = np.random.default_rng(0)
+        patch = Patch.from_rgba(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), target="toaster")
+        state = LiveState(backends["onnx"], patch=patch, virtual=True)
+        pipelines["patchlab onnx + ArUco + virtual patch"] = lambda f, s=state: process_frame(f, s)[1].latency_ms
+    naive = naive_pipeline(model)
+    pipelines["naive (reference eager + PIL)"] = lambda f: naive(f).latency_ms
+
+    for run in pipelines.values():  # warm-up: first-call allocations, ORT graph init
+        for i in range(warmup):
+            run(scene_frames[i % len(scene_frames)])
+    per_round = max(1, frames // rounds)
+    latencies = {name: [] for name in pipelines}
+    walls = {name: 0.0 for name in pipelines}
+    step = 0
+    for r in range(rounds):
+        for name, run in pipelines.items():
+            start = time.perf_counter()
+            for i in range(per_round):
+                latencies[name].append(run(scene_frames[(r * per_round + i) % len(scene_frames)]))
+            walls[name] += time.perf_counter() - start
+            step += 1
+            if progress:
+                progress(step, rounds * len(pipelines), {"pipeline": name})
+    result = {"model": model, "frame": f"{size[0]}x{size[1]} BGR uint8", "threads": threads,
+              "torch": torch.__version__, "backends": {k: b.describe() for k, b in backends.items()},
+              "pipelines": {name: _stats(latencies[name], walls[name]) for name in pipelines}}
+    naive_stats = result["pipelines"]["naive (reference eager + PIL)"]
+    for name, stats in result["pipelines"].items():
+        stats["speedup_vs_naive"] = naive_stats["mean_ms"] / stats["mean_ms"]
+        stats["speedup_p50_vs_naive"] = naive_stats["p50_ms"] / stats["p50_ms"]
+    return result
+
+
+def format_table(result: dict) -> str:
+    rows = ["| pipeline | FPS (sustained) | p50 ms | p95 ms | p99 ms | speed-up vs naive (mean / p50) |",
+            "|---|---|---|---|---|---|"]
+    for name, s in result["pipelines"].items():
+        rows.append(f"| {name} | {s['fps']:.1f} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['p99_ms']:.1f} | "
+                    f"{s['speedup_vs_naive']:.2f}x / {s['speedup_p50_vs_naive']:.2f}x |")
+    return "\n".join(rows)

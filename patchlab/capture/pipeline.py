@@ -1,0 +1,212 @@
+"""The live classifier as a pure per-frame function: `process_frame(frame_bgr, state) -> (annotated_bgr, result)`.
+
+    backend = load_backend("efficientnet_lite0")              # expensive: load once (st.cache_resource)
+    state = LiveState(backend, target="toaster", patch=load_patch("p.png"), virtual=True)   # cheap, per session
+    annotated, result = process_frame(frame_bgr, state)      # from any thread
+
+`state` holds the backend (thread-safe), the settings and a small FPS meter under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from patchlab.capture.inference import Backend, softmax
+from patchlab.capture.overlay import draw_overlay
+from patchlab.capture.virtual_patch import (Anchor, Patch, VirtualPatch, apparent_size, quad_area, quad_in_quad,
+                                            sheet_quads)
+from patchlab.errors import PatchlabError
+from patchlab.models.preprocess import CROP_FRACTION
+
+CROPS = ("centre", "full", "markers")
+
+
+def _cv2():
+    import cv2
+
+    return cv2
+
+
+def centre_square(frame_shape: tuple[int, ...], fraction: float = CROP_FRACTION) -> np.ndarray:
+    """The quad (pixel-centre coordinates of the outer edges) of the standard eval centre crop of a frame."""
+    h, w = frame_shape[:2]
+    side = min(h, w) * fraction
+    x0, y0 = (w - side) / 2 - 0.5, (h - side) / 2 - 0.5
+    return np.array([[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side]], np.float64)
+
+
+def frame_to_input(frame_bgr: np.ndarray, size: int, crop: str = "centre",
+                   quad: np.ndarray | None = None) -> np.ndarray:
+    """BGR uint8 frame -> RGB uint8 (size, size, 3) model input.
+
+    centre: the standard eval transform (centre square of 87.5% of the short side, area-resized);
+    full: the whole frame squeezed to a square; markers: the given quad rectified by a homography.
+    """
+    cv2 = _cv2()
+    h, w = frame_bgr.shape[:2]
+    if crop == "markers" and quad is not None:
+        dst = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5], [-0.5, size - 0.5]], np.float32)
+        M = cv2.getPerspectiveTransform(np.asarray(quad, np.float32), dst)
+        side = float(np.sqrt(max(1.0, quad_area(quad))))
+        if side > 2 * size:  # shrink the frame first so the warp never aliases
+            f = 1.5 * size / side
+            small = cv2.resize(frame_bgr, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+            S = np.array([[1 / f, 0, (1 / f - 1) / 2], [0, 1 / f, (1 / f - 1) / 2], [0, 0, 1]])
+            crop_img = cv2.warpPerspective(small, M @ S, (size, size), flags=cv2.INTER_LINEAR,
+                                           borderMode=cv2.BORDER_REPLICATE)
+        else:
+            crop_img = cv2.warpPerspective(frame_bgr, M, (size, size), flags=cv2.INTER_LINEAR,
+                                           borderMode=cv2.BORDER_REPLICATE)
+    elif crop == "full":
+        crop_img = cv2.resize(frame_bgr, (size, size), interpolation=cv2.INTER_AREA)
+    else:
+        side = int(round(min(h, w) * CROP_FRACTION))
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        region = frame_bgr[y0:y0 + side, x0:x0 + side]
+        crop_img = cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA) if side != size else region
+    return cv2.cvtColor(crop_img, cv2.COLOR_BGR2RGB)
+
+
+@dataclass
+class FrameResult:
+    index: int
+    time_s: float                              # seconds since the state was created
+    top5: list[dict]                           # [{"index", "label", "prob"}] best first
+    target_index: int | None = None
+    target_label: str | None = None
+    target_prob: float | None = None
+    is_target: bool | None = None              # top-1 == target
+    fps: float = 0.0                           # smoothed rate of processed frames
+    latency_ms: float = 0.0                    # this frame: markers + virtual patch + preprocess + classify + overlay
+    markers: list[int] = field(default_factory=list)
+    patch_size_px: float | None = None         # apparent patch size (side of a square of equal area)
+    roi: str = "centre"                        # the input region actually used
+    virtual_patch: bool = False                # a virtual patch was pasted into this frame
+
+    @property
+    def top1(self) -> dict:
+        return self.top5[0]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class FpsMeter:
+    """Exponentially smoothed frames per second over calls to `tick()`; thread-safe."""
+
+    def __init__(self, smoothing: float = 0.9):
+        self.smoothing, self._last, self._fps = smoothing, None, 0.0
+        self._lock = threading.Lock()
+
+    def tick(self, now: float) -> float:
+        with self._lock:
+            if self._last is not None and now > self._last:
+                rate = 1.0 / (now - self._last)
+                self._fps = rate if self._fps == 0 else self.smoothing * self._fps + (1 - self.smoothing) * rate
+            self._last = now
+            return self._fps
+
+
+class LiveState:
+    """Settings plus the (shared, thread-safe) backend for `process_frame`. Cheap to create per session.
+
+    target: class name/index (defaults to the patch sidecar's target); patch + virtual: paste the patch;
+    anchor: sheet | marker[:id] | fixed[:cx,cy,size]; patch_scale: the patch's side relative to the anchor quad
+    (where the virtual patch goes, and for a printed sheet how big the patch is relative to the area between the
+    markers' inner corners, for the apparent-size measurement); crop: centre | full | markers;
+    detect: 'auto' runs ArUco detection only when the patch, the markers crop or a recording needs it.
+    """
+
+    def __init__(self, backend: Backend, target: str | int | None = None, patch: Patch | None = None,
+                 virtual: bool = False, anchor: str | Anchor = "sheet", patch_scale: float = 1.0,
+                 crop: str = "centre", detect: str | bool = "auto", overlay: bool = True, topk: int = 5):
+        from patchlab.data import imagenet_classes
+
+        if crop not in CROPS:
+            raise PatchlabError(f"unknown crop '{crop}'; choose from {', '.join(CROPS)}")
+        if virtual and patch is None:
+            raise PatchlabError("a virtual patch needs --patch PATCH.png")
+        self.backend, self.crop, self.overlay, self.topk = backend, crop, overlay, int(topk)
+        self.patch = patch
+        if target is None and patch is not None:
+            target = patch.target_index if patch.target_index is not None else patch.target
+        self.target_index: int | None = None
+        self.target_label: str | None = None
+        if target is not None:
+            self.target_index = imagenet_classes().lookup(target) if not isinstance(target, int) else int(target)
+            if not 0 <= self.target_index < len(backend.labels):
+                raise PatchlabError(f"target class {target} is outside the model's {len(backend.labels)} classes")
+            self.target_label = backend.labels[self.target_index]
+        anchor = anchor if isinstance(anchor, Anchor) else Anchor.parse(anchor, patch_scale)
+        self.anchor = anchor
+        self.virtual = VirtualPatch(patch, anchor) if virtual else None
+        wants_markers = crop == "markers" or (self.virtual is not None and anchor.needs_markers())
+        self.detect = wants_markers or detect is True or (detect in ("on", "always")) or (
+            detect == "auto" and patch is not None)
+        self.fps = FpsMeter()
+        self.t0 = time.perf_counter()
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def next_index(self) -> int:
+        with self._lock:
+            self._count += 1
+            return self._count - 1
+
+
+def detect(frame_bgr: np.ndarray) -> dict[int, np.ndarray]:
+    from patchlab.physical.markers import detect_markers
+
+    return detect_markers(frame_bgr)
+
+
+def process_frame(frame_bgr: np.ndarray, state: LiveState) -> tuple[np.ndarray, FrameResult]:
+    """Classify one BGR uint8 frame (with the virtual patch pasted, if any) and draw the read-out.
+
+    Returns a new annotated frame (the input is not modified) and a FrameResult.
+    """
+    start = time.perf_counter()
+    if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
+        raise PatchlabError(f"expected a BGR uint8 frame (H, W, 3), got {getattr(frame_bgr, 'shape', None)}")
+    index = state.next_index()
+    frame = frame_bgr.copy()
+    markers = detect(frame) if state.detect else {}
+    patch_quad = state.virtual.apply(frame, markers) if state.virtual is not None else None
+    pasted = patch_quad is not None
+    quads = sheet_quads(markers) if markers else None
+    if patch_quad is None and quads is not None:  # a printed sheet: the patch is the inner quad x patch_scale
+        patch_quad = quad_in_quad(quads[0], 1, 1, state.anchor.scale)
+    roi_name, roi_quad = state.crop, None
+    if state.crop == "markers":
+        if quads is not None:
+            roi_quad = quads[1]
+        else:
+            roi_name = "centre (markers not found)"
+    size = state.backend.input_size
+    x = frame_to_input(frame, size, "markers" if roi_quad is not None else
+                       ("full" if state.crop == "full" else "centre"), roi_quad)
+    probs = softmax(state.backend.logits(x).astype(np.float64))
+    order = np.argsort(-probs)[:state.topk]
+    labels = state.backend.labels
+    top5 = [{"index": int(i), "label": labels[int(i)], "prob": float(probs[i])} for i in order]
+    result = FrameResult(index=index, time_s=start - state.t0, top5=top5, markers=sorted(markers),
+                         patch_size_px=apparent_size(patch_quad), roi=roi_name,
+                         virtual_patch=pasted)
+    if state.target_index is not None:
+        result.target_index, result.target_label = state.target_index, state.target_label
+        result.target_prob = float(probs[state.target_index])
+        result.is_target = int(order[0]) == state.target_index
+    if state.overlay:
+        if roi_quad is None and state.crop != "full":
+            roi_quad = centre_square(frame.shape)
+        result.fps = state.fps.tick(time.perf_counter())
+        result.latency_ms = (time.perf_counter() - start) * 1000  # on screen: everything but the drawing itself
+        draw_overlay(frame, result, roi_quad, markers)
+    else:
+        result.fps = state.fps.tick(time.perf_counter())
+    result.latency_ms = (time.perf_counter() - start) * 1000  # recorded: the whole call
+    return frame, result

@@ -1,0 +1,229 @@
+"""The EOT distribution as a batched, differentiable renderer (kornia), run on the scenes' device.
+
+One call draws per-sample parameters from a `torch.Generator` (seeded, CPU-side, so runs replay exactly), pastes the
+patch into each scene through a perspective homography, then applies lighting and camera effects to the frame:
+
+    patch texture -> fitted colour model -> per-channel printer jitter -> homography (placement, rotation, tilt)
+    -> composite over scene -> gamma, contrast, brightness, saturation, hue -> Gaussian blur, motion blur
+    -> sensor noise -> JPEG (kornia's differentiable codec)
+
+Corners are returned in pixel coordinates (x, y) of the frame, pixel centres at integers, in the order
+top-left, top-right, bottom-right, bottom-left of the patch image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from patchlab.eot.colour import ColourModel
+from patchlab.eot.config import EOTConfig, load_config
+from patchlab.errors import PatchlabError
+
+# RGB <-> YIQ: saturation scales (I, Q), hue rotates them.
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+FOCAL = 1.5  # camera focal length in units of the frame side (about 37 degrees field of view)
+
+
+@dataclass
+class EOTParams:
+    """Per-sample draws (all (B,) or (B, k) tensors on the CPU)."""
+
+    area: torch.Tensor
+    angle: torch.Tensor
+    tilt: torch.Tensor
+    tilt_axis: torch.Tensor
+    position: torch.Tensor
+    gain: torch.Tensor
+    offset: torch.Tensor
+    brightness: torch.Tensor
+    contrast: torch.Tensor
+    saturation: torch.Tensor
+    hue: torch.Tensor
+    gamma: torch.Tensor
+    blur: torch.Tensor
+    motion_on: torch.Tensor
+    motion_angle: torch.Tensor
+    motion_direction: torch.Tensor
+    noise_sigma: torch.Tensor
+    noise: torch.Tensor
+    jpeg_on: torch.Tensor
+    jpeg_quality: torch.Tensor
+
+
+@dataclass
+class EOTOutput:
+    images: torch.Tensor   # (B, 3, S, S) transformed frames
+    corners: torch.Tensor  # (B, 4, 2) where the patch corners landed, pixels (x, y)
+    alpha: torch.Tensor    # (B, 1, S, S) patch coverage after warping (before camera effects)
+    params: EOTParams
+
+
+def _uniform(g: torch.Generator, n: int, lo: float, hi: float, *shape: int) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand((n, *shape), generator=g)
+
+
+class EOT:
+    """Draw and apply physical transformations; `config` is an EOTConfig, preset name or file."""
+
+    def __init__(self, config: EOTConfig | str = "print", colour: ColourModel | None = None):
+        self.config = load_config(config)
+        self.colour = colour
+
+    # -- sampling ----------------------------------------------------------------------------------------------------
+    def sample(self, batch: int, size: int, area: float | torch.Tensor, generator: torch.Generator) -> EOTParams:
+        c, g, n = self.config, generator, batch
+        area_t = torch.as_tensor(area, dtype=torch.float32).expand(n).clone()
+        if torch.any(area_t <= 0) or torch.any(area_t > 0.9):
+            raise PatchlabError(f"patch area fraction must lie in (0, 0.9], got {area}")
+        return EOTParams(
+            area=(area_t * _uniform(g, n, *c.area_scale)).clamp(max=0.9),
+            angle=_uniform(g, n, -c.rotation, c.rotation),
+            tilt=_uniform(g, n, 0.0, c.tilt),
+            tilt_axis=_uniform(g, n, 0.0, math.pi),
+            position=torch.rand((n, 2), generator=g) if c.translate else torch.full((n, 2), 0.5),
+            gain=_uniform(g, n, *c.colour_gain, 3),
+            offset=_uniform(g, n, *c.colour_offset, 3),
+            brightness=_uniform(g, n, -c.brightness, c.brightness),
+            contrast=_uniform(g, n, *c.contrast),
+            saturation=_uniform(g, n, *c.saturation),
+            hue=_uniform(g, n, -c.hue, c.hue),
+            gamma=_uniform(g, n, *c.gamma),
+            blur=_uniform(g, n, *c.blur_sigma),
+            motion_on=torch.rand(n, generator=g) < c.motion_blur_p,
+            motion_angle=_uniform(g, n, 0.0, 180.0),
+            motion_direction=_uniform(g, n, -1.0, 1.0),
+            noise_sigma=_uniform(g, n, 0.0, c.noise),
+            noise=torch.randn((n, 3, size, size), generator=g) if c.noise > 0 else torch.zeros(n, 1, 1, 1),
+            jpeg_on=torch.rand(n, generator=g) < c.jpeg_p,
+            jpeg_quality=_uniform(g, n, *c.jpeg_quality),
+        )
+
+    # -- geometry ----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def corners(params: EOTParams, size: int, aspect: float = 1.0, fill: float = 1.0) -> torch.Tensor:
+        """Where the patch corners land: (B, 4, 2) pixel coordinates. `fill` is the opaque share of the patch box,
+        so the shape (not its box) covers `area` of the frame before tilt."""
+        area_px = params.area * size * size / max(fill, 1e-6)
+        h = torch.sqrt(area_px / aspect)
+        w = aspect * h
+        unit = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+        pts = unit[None] * torch.stack([w, h], -1)[:, None] / 2  # (B, 4, 2)
+        th = torch.deg2rad(params.angle)
+        cos, sin = torch.cos(th), torch.sin(th)
+        rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B, 2, 2)
+        pts = pts @ rot.transpose(1, 2)
+        # out-of-plane tilt about the in-plane axis u (Rodrigues), then a pinhole camera at distance = focal
+        t = torch.deg2rad(params.tilt)[:, None]
+        ux, uy = torch.cos(params.tilt_axis)[:, None], torch.sin(params.tilt_axis)[:, None]
+        x, y = pts[..., 0], pts[..., 1]
+        dot = ux * x + uy * y
+        big_x = x * torch.cos(t) + ux * dot * (1 - torch.cos(t))
+        big_y = y * torch.cos(t) + uy * dot * (1 - torch.cos(t))
+        big_z = (ux * y - uy * x) * torch.sin(t)
+        focal = FOCAL * size
+        proj = torch.stack([big_x, big_y], -1) * (focal / (focal + big_z))[..., None]
+        lo, hi = proj.min(1).values, proj.max(1).values
+        room = (size - (hi - lo)).clamp(min=0)
+        return proj + (-0.5 - lo + params.position * room)[:, None]
+
+    def place(self, patch: torch.Tensor, scenes: torch.Tensor, params: EOTParams) -> tuple[torch.Tensor, ...]:
+        """Composite an RGBA patch (4, h, w) into scenes (B, 3, S, S): returns (frames, corners, alpha)."""
+        from kornia.geometry.transform import get_perspective_transform, warp_perspective
+
+        b, _, size, size_w = scenes.shape
+        if size != size_w:
+            raise PatchlabError(f"EOT scenes must be square, got {size}x{size_w}")
+        rgb, alpha = patch[:3], patch[3:4]
+        h, w = rgb.shape[-2:]
+        fill = float(alpha.detach().mean().clamp(min=1e-3))
+        corners = self.corners(params, size, aspect=w / h, fill=fill)
+        # antialias: shrink the texture to about the largest on-screen side first (a one-level mipmap)
+        edges = (corners - corners.roll(1, dims=1)).norm(dim=-1).max()
+        target = int(math.ceil(float(edges) * 1.5))
+        tex = patch[None]
+        if max(h, w) > target >= 4:
+            tex = F.interpolate(tex, size=(max(2, round(h * target / max(h, w))), max(2, round(w * target / max(h, w)))),
+                                mode="bilinear", align_corners=False, antialias=True)
+        th, tw = tex.shape[-2:]
+        dev = scenes.device
+        rgb_t = tex[:, :3]
+        if self.colour is not None:
+            rgb_t = self.colour.to(dev)(rgb_t)
+        rgb_t = (rgb_t * params.gain.to(dev)[..., None, None] + params.offset.to(dev)[..., None, None]).clamp(0, 1)
+        a_t = tex[:, 3:4].expand(b, -1, -1, -1)
+        premult = torch.cat([rgb_t * a_t, a_t], 1)
+        src = torch.tensor([[-0.5, -0.5], [tw - 0.5, -0.5], [tw - 0.5, th - 0.5], [-0.5, th - 0.5]], device=dev)
+        # texel (u, v) of the shrunk texture covers the same patch point as in the full one: map its box to the quad
+        homography = get_perspective_transform(src[None].expand(b, -1, -1), corners.to(dev))
+        warped = warp_perspective(premult, homography, dsize=(size, size), align_corners=True)
+        a_w = warped[:, 3:4]
+        frames = scenes * (1 - a_w) + warped[:, :3]
+        return frames, corners, a_w
+
+    # -- photometric and camera ----------------------------------------------------------------------------------------
+    def photometric(self, x: torch.Tensor, p: EOTParams) -> torch.Tensor:
+        c, dev = self.config, x.device
+        v = lambda t: t.to(dev)[:, None, None, None]  # noqa: E731
+        if c.gamma != (1.0, 1.0):
+            x = x.clamp(1e-4, 1).pow(v(p.gamma))
+        if c.contrast != (1.0, 1.0):
+            mean = x.mean((1, 2, 3), keepdim=True)
+            x = (x - mean) * v(p.contrast) + mean
+        if c.brightness:
+            x = x + v(p.brightness)
+        if c.saturation != (1.0, 1.0) or c.hue:
+            yiq = _YIQ.to(dev)
+            ang = p.hue.to(dev) * 2 * math.pi
+            s = p.saturation.to(dev)
+            zero, one = torch.zeros_like(s), torch.ones_like(s)
+            chroma = torch.stack([torch.stack([one, zero, zero], -1),
+                                  torch.stack([zero, s * torch.cos(ang), -s * torch.sin(ang)], -1),
+                                  torch.stack([zero, s * torch.sin(ang), s * torch.cos(ang)], -1)], -2)
+            mix = torch.linalg.inv(yiq) @ chroma @ yiq  # (B, 3, 3)
+            x = torch.einsum("bij,bjhw->bihw", mix, x)
+        return x.clamp(0, 1)
+
+    def camera(self, x: torch.Tensor, p: EOTParams) -> torch.Tensor:
+        import kornia
+
+        c, dev = self.config, x.device
+        if c.blur_sigma[1] > 0:
+            sigma = p.blur.to(dev).clamp(min=0.05)
+            k = 2 * math.ceil(2.5 * c.blur_sigma[1]) + 1
+            x = kornia.filters.gaussian_blur2d(x, (k, k), torch.stack([sigma, sigma], -1))
+        if c.motion_blur_p > 0 and bool(p.motion_on.any()):
+            blurred = kornia.filters.motion_blur(x, c.motion_blur_kernel, p.motion_angle.to(dev),
+                                                 p.motion_direction.to(dev), mode="bilinear")
+            x = torch.where(p.motion_on.to(dev)[:, None, None, None], blurred, x)
+        if c.noise > 0:
+            x = x + p.noise_sigma.to(dev)[:, None, None, None] * p.noise.to(dev)
+        x = x.clamp(0, 1)
+        if c.jpeg_p > 0 and bool(p.jpeg_on.any()):
+            idx = p.jpeg_on.nonzero()[:, 0].to(dev)
+            coded = kornia.enhance.jpeg_codec_differentiable(x[idx], p.jpeg_quality[p.jpeg_on].to(dev))
+            x = x.index_copy(0, idx, coded.clamp(0, 1))
+        return x
+
+    # -- the whole thing -----------------------------------------------------------------------------------------------
+    def __call__(self, patch: torch.Tensor, scenes: torch.Tensor, area: float | torch.Tensor,
+                 generator: torch.Generator, params: EOTParams | None = None) -> EOTOutput:
+        """Render `patch` (RGBA (4, h, w) or RGB (3, h, w), opaque) into every scene under fresh EOT draws."""
+        if patch.dim() != 3 or patch.shape[0] not in (3, 4):
+            raise PatchlabError(f"patch must be (3|4, H, W), got {tuple(patch.shape)}")
+        if patch.shape[0] == 3:
+            patch = torch.cat([patch, torch.ones_like(patch[:1])], 0)
+        patch = patch.to(scenes.device)
+        if params is None:
+            params = self.sample(len(scenes), scenes.shape[-1], area, generator)
+        frames, corners, alpha = self.place(patch, scenes, params)
+        frames = self.camera(self.photometric(frames, params), params)
+        return EOTOutput(frames, corners, alpha, params)
+
+    def clean(self, scenes: torch.Tensor, generator: torch.Generator, area: float = 0.1) -> torch.Tensor:
+        """The same lighting and camera draws without a patch (for clean baselines)."""
+        params = self.sample(len(scenes), scenes.shape[-1], area, generator)
+        return self.camera(self.photometric(scenes, params), params)

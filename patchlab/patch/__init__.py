@@ -1,0 +1,17 @@
+"""Adversarial patches: shapes, printability losses, the EOT optimiser, evaluation, and the PNG + sidecar format."""
+
+from patchlab.patch.io import load_patch, save_patch
+from patchlab.patch.losses import default_palette, non_printability, total_variation
+from patchlab.patch.shapes import make_mask
+from patchlab.patch.train import PatchConfig, PatchResult, train_patch
+
+__all__ = ["PatchConfig", "PatchResult", "default_palette", "load_patch", "make_mask", "non_printability",
+           "save_patch", "total_variation", "train_patch", "evaluate_patch", "wilson_interval"]
+
+
+def __getattr__(name):
+    if name in ("evaluate_patch", "wilson_interval", "plot_curve"):
+        from patchlab.patch import evaluate
+
+        return getattr(evaluate, name)
+    raise AttributeError(name)

@@ -1,0 +1,37 @@
+"""Printability terms: non-printability score (Sharif 2016, in Thys 2019's min form) and total variation."""
+
+from __future__ import annotations
+
+import torch
+
+
+def default_palette() -> torch.Tensor:
+    """A generic printable palette until a calibrated one is given: a 4x4x4 RGB grid inside [0.1, 0.9]
+    (paper white is not 1 and ink black is not 0 once photographed)."""
+    levels = torch.linspace(0.1, 0.9, 4)
+    grid = torch.cartesian_prod(levels, levels, levels)
+    return grid.float()
+
+
+def non_printability(patch: torch.Tensor, palette: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over (opaque) pixels of the L2 distance to the nearest palette colour.
+
+    patch (3, H, W) in [0, 1]; palette (K, 3); alpha (1, H, W) weights pixels (None = all)."""
+    pixels = patch.reshape(3, -1).T  # (HW, 3)
+    dist = torch.cdist(pixels[None], palette.to(patch)[None])[0]  # (HW, K)
+    nearest = dist.min(1).values
+    if alpha is None:
+        return nearest.mean()
+    w = alpha.reshape(-1).to(patch)
+    return (nearest * w).sum() / w.sum().clamp(min=1e-6)
+
+
+def total_variation(patch: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels (L1, both directions), over opaque pixels."""
+    dx = (patch[:, :, 1:] - patch[:, :, :-1]).abs()
+    dy = (patch[:, 1:, :] - patch[:, :-1, :]).abs()
+    if alpha is None:
+        return (dx.mean() + dy.mean()) / 2
+    ax = alpha[:, :, 1:] * alpha[:, :, :-1]
+    ay = alpha[:, 1:, :] * alpha[:, :-1, :]
+    return ((dx * ax).sum() / (3 * ax.sum()).clamp(min=1e-6) + (dy * ay).sum() / (3 * ay.sum()).clamp(min=1e-6)) / 2

@@ -1,0 +1,102 @@
+"""The Live camera page: the WebRTC frame callback glue (real frames through the capture pipeline), and the
+snapshot fallback under AppTest (WebRTC itself is covered by tests/e2e/test_e2e_camera.py)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
+
+
+@pytest.fixture(scope="module")
+def scene_frames():
+    from patchlab.capture import SyntheticScene
+
+    scene = SyntheticScene(size=(320, 240))
+    return [scene.frame(i).image for i in range(4)]
+
+
+def test_live_feed_callback_processes_frames_and_records(lite0, scene_frames, tmp_path):
+    import av
+
+    from patchlab.app_support.live import LiveFeed, parse_ice_servers
+    from patchlab.capture import EagerBackend, LiveState
+
+    feed = LiveFeed(LiveState(EagerBackend(lite0), target="toaster"))
+    assert feed.latest() == (None, 0, None)
+    frame = av.VideoFrame.from_ndarray(scene_frames[0], format="bgr24")
+    frame.pts = 7
+    out = feed.callback(frame)
+    assert out.pts == 7 and (out.width, out.height) == (320, 240)
+    assert not np.array_equal(out.to_ndarray(format="bgr24"), scene_frames[0])  # the overlay was drawn
+    feed.start_recording(tmp_path / "rec", meta={"source": "test"})
+    for f in scene_frames[1:]:
+        feed.callback(av.VideoFrame.from_ndarray(f, format="bgr24"))
+    result, frames, error = feed.latest()
+    assert frames == 4 and error is None and result.target_label == "toaster" and len(result.top5) == 5
+    summary, folder = feed.stop_recording()
+    assert summary["attack"]["frames"] == 3 and (folder / "frames.jsonl").read_text().count("\n") == 3
+    assert feed.stop_recording() is None
+    # a bad frame does not kill the stream: it is passed through and reported
+    bad = np.zeros((10, 10), np.uint8)
+    assert feed.process(bad) is bad and "expected a BGR uint8 frame" in feed.latest()[2]
+
+    assert parse_ice_servers("") == [] and parse_ice_servers("[]") == []
+    assert parse_ice_servers('[{"urls": ["stun:stun.example.org:3478"]}]')[0]["urls"]
+    from patchlab.errors import PatchlabError
+
+    with pytest.raises(PatchlabError, match="JSON list"):
+        parse_ice_servers("stun:nope")
+
+
+def test_snapshot_fallback_classifies_an_upload(lite0, scene_frames):
+    from patchlab.capture import EagerBackend, LiveState, process_frame
+
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    at.switch_page("app_pages/live_camera.py").run()
+    assert not at.exception, at.exception
+    assert any("needs a browser session" in w.value for w in at.warning)
+    at.radio(key="live_backend").set_value("eager").run()
+
+    at.file_uploader(key="live_upload").upload("frame.png", b"\x89PNG\r\n\x1a\nbroken", "image/png").run()
+    assert not at.exception, at.exception
+    assert any("frame.png" in e.value for e in at.error)
+
+    frame = scene_frames[2]
+    buf = io.BytesIO()
+    Image.fromarray(frame[..., ::-1]).save(buf, format="PNG")
+    at.file_uploader(key="live_upload").upload("frame.png", buf.getvalue(), "image/png").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    _, expected = process_frame(frame, LiveState(EagerBackend(lite0), target="toaster"))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Top-1"] == expected.top1["label"]
+    assert metrics["P(toaster)"] == f"{expected.target_prob:.1%}"
+
+
+def test_snapshot_with_virtual_patch_on_the_sheet_markers():
+    from patchlab.capture import SyntheticScene
+
+    frame = SyntheticScene(size=(640, 480)).frame(0).image
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    at.switch_page("app_pages/live_camera.py").run()
+    at.radio(key="live_backend").set_value("eager")
+    at.selectbox(key="live_patch_choice").set_value("upload a patch PNG").run()
+    rgba = np.dstack([np.random.default_rng(1).integers(0, 255, (48, 48, 3), dtype=np.uint8),
+                      np.full((48, 48), 255, np.uint8)])
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    at.file_uploader(key="live_patch_png").upload("noise.png", buf.getvalue(), "image/png").run()
+    at.checkbox(key="live_virtual").check().run()
+    shot = io.BytesIO()
+    Image.fromarray(frame[..., ::-1]).save(shot, format="PNG")
+    at.file_uploader(key="live_upload").upload("scene.png", shot.getvalue(), "image/png").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    caption = " ".join(c.value for c in at.caption)
+    assert "virtual patch pasted" in caption and "markers seen: [0, 1, 2, 3]" in caption, caption
