@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
@@ -111,3 +110,16 @@ def test_shipped_patch_loads_and_beats_baselines_on_held_out_images(imagenet_dir
     # 16 ImageNet images the patch was not trained on (its sidecar lists the training images, which are skipped)
     assert result["images"] == 16 and result["skipped_training_images"] > 0 and row["area"] == 0.1
     assert row["success_rate"] >= 0.5 > row["baselines"]["random_noise"]["success_rate"], row
+
+
+def test_training_can_start_from_the_shipped_patch():
+    at = studio(steps=2)
+    assert at.checkbox(key="ps_init_loaded").disabled  # nothing loaded yet
+    at.button(key="ps_load_shipped").click().run()
+    assert not at.exception, at.exception
+    shipped = at.session_state["studio_patch"]["path"]
+    at.checkbox(key="ps_init_loaded").check().run()
+    at.button(key="ps_start").click().run()
+    snap = wait(at, lambda s: s.state == "done")
+    assert snap.result.meta["config"]["init"] == shipped
+    assert snap.step == 2

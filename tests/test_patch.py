@@ -190,7 +190,7 @@ def test_forty_steps_raise_target_probability(eight_images, imagenet_dir, lite0,
     random patch's."""
     cfg = _tiny(eight_images, tmp_path / "t.png", steps=40, batch=4, patch_size=48, area=0.2, lr=0.05,
                 eot="digital", checkpoint_every=100, bf16=False)
-    result = train_patch(cfg, models=[lite0])
+    train_patch(cfg, models=[lite0])
     unseen = [p for p in sorted(imagenet_dir.iterdir())[40::87][:8]]
     ev = evaluate_patch(tmp_path / "t.png", unseen, models=[lite0], areas=[0.2], draws=2, seed=5)
     row = ev["models"]["efficientnet_lite0"]["curve"][0]
@@ -246,3 +246,17 @@ def test_ensemble_of_models_with_different_input_sizes(eight_images, lite0, tmp_
     res = train_patch(cfg, models=[lite0, small])
     assert res.meta["models"] == ["efficientnet_lite0", "lite0_at_192"] and res.step == 2
     assert torch.isfinite(res.rgba).all()
+
+
+def test_init_starts_from_an_existing_patch(eight_images, lite0, tmp_path):
+    from patchlab.patch import load_patch, save_patch
+
+    start = torch.zeros(3, 32, 32)
+    start[0] = 1.0  # a pure red patch
+    save_patch(tmp_path / "start.png", start, torch.ones(1, 32, 32), {})
+    result = train_patch(_tiny(eight_images, tmp_path / "a.png", steps=1, lr=1e-6, init=str(tmp_path / "start.png")),
+                         models=[lite0])
+    assert torch.allclose(result.rgba[:3], start, atol=1e-3), "training did not start from the given patch"
+    fresh = train_patch(_tiny(eight_images, tmp_path / "b.png", steps=1, lr=1e-6), models=[lite0])
+    assert (fresh.rgba[:3] - start).abs().mean() > 0.2
+    assert load_patch(tmp_path / "a.png")[1]["config"]["init"].endswith("start.png")

@@ -236,9 +236,14 @@ with ui.user_errors():
             st.image(ui.to_display(st.session_state["ps_preview_img"]), width="stretch")
 
     st.subheader("3 · Optimise")
+    loaded = st.session_state.get(ui.STUDIO_PATCH_KEY) or {}
+    init_from_loaded = st.checkbox("Start from the loaded patch (e.g. the shipped one) instead of noise",
+                                   disabled=running or not loaded.get("path"), key="ps_init_loaded")
     b1, b2, b3, b4 = st.columns(4)
     if b1.button("Start optimisation", type="primary", disabled=running or not cfg["models"], key="ps_start"):
         st.session_state["patch_run_id"] = uuid.uuid4().hex[:8]
+        if init_from_loaded and loaded.get("path"):
+            cfg["init"] = loaded["path"]
         cfg["out"] = str(ui.session_dir() / f"patch-{st.session_state['patch_run_id']}" / "patch.png")
         st.session_state["patch_prev_history"] = []
         start_job(cfg, resume=False)
@@ -264,6 +269,7 @@ with ui.user_errors():
         path = ui.shipped_patches()[0]
         rgba, meta = load_patch(path)
         st.session_state[ui.STUDIO_PATCH_KEY] = {"rgba": rgba, "meta": meta, "name": path.stem, "path": str(path)}
+        st.rerun()  # so the widgets above (e.g. "start from the loaded patch") see it
 
     @st.fragment(run_every=1.0 if running else None)
     def progress_panel() -> None:

@@ -125,9 +125,6 @@ class IterativeAttack(Attack):
         return -F.cross_entropy(logits, target, reduction="none")
 
     def _run(self, x, y, target):
-        # channels_last once here saves a copy inside the model on every step
-        if x.dim() == 4 and x.shape[1] > 1:
-            x = x.contiguous(memory_format=torch.channels_last)
         gen = self.generator()
         best = self._descend(x, y, target, gen, 0)
         if self.restarts == 1:

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from patchlab.capture.inference import load_backend, onnxruntime_available, softmax
+from patchlab.capture.inference import load_backend, onnxruntime_available
 from patchlab.capture.overlay import draw_overlay
 from patchlab.capture.pipeline import FrameResult, LiveState, centre_square, process_frame
 from patchlab.capture.synthetic import SyntheticScene
@@ -65,7 +65,8 @@ def bench_camera(model: str = "efficientnet_lite0", frames: int = 300, rounds: i
                  progress: Callable[[int, int, dict], None] | None = None) -> dict:
     """Time each pipeline on the same pre-decoded frames; returns {pipeline: stats} plus ratios vs naive."""
     torch.set_num_threads(threads)
-    scene_frames = [f for f in (SyntheticScene(size=size, seed=0).frame(i).image for i in range(48))]
+    scene = SyntheticScene(size=size, seed=0)
+    scene_frames = [scene.frame(i).image for i in range(48)]
     pipelines: dict[str, Callable[[np.ndarray], float]] = {}
     from patchlab.models import load_model
 

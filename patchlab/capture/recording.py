@@ -9,28 +9,17 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
 from patchlab.errors import PatchlabError
+from patchlab.stats import wilson_interval  # noqa: F401  (re-exported)
 
 SIZE_EDGES = (0, 40, 60, 80, 100, 130, 160, 200, 260, 340, 10_000)
 CSV_FIELDS = ("index", "time_s", "top1_index", "top1_label", "top1_prob", "top5", "target_index", "target_prob",
               "is_target", "patch_size_px", "markers", "fps", "latency_ms", "roi", "virtual_patch")
-
-
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for k successes out of n (95% by default); (0, 1) for n = 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _share(records: list[dict]) -> dict:

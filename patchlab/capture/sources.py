@@ -238,7 +238,26 @@ def open_stream(url: str, timeout_s: float = 5.0) -> OpenCVSource:
     return OpenCVSource(url, "stream", cap, url, _capture_info(cap, "stream", url))
 
 
-class FolderSource:
+class CountingSource:
+    """Shared bookkeeping for in-process sources (folders, synthetic scenes): state, frame count, context manager."""
+
+    _state: SourceState = SourceState.CONNECTED
+    _i: int = 0
+
+    def status(self) -> SourceStatus:
+        return SourceStatus(self._state, frames=self._i)
+
+    def close(self) -> None:
+        self._state = SourceState.CLOSED
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FolderSource(CountingSource):
     """Images of a folder in name order, read as BGR frames; optionally looping."""
 
     def __init__(self, folder: str | Path, loop: bool = False):
@@ -269,17 +288,6 @@ class FolderSource:
             frame = cv2.cvtColor(to_uint8_hwc(read_image(path)), cv2.COLOR_RGB2BGR)
         return frame
 
-    def status(self) -> SourceStatus:
-        return SourceStatus(self._state, frames=self._i)
-
-    def close(self) -> None:
-        self._state = SourceState.CLOSED
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from patchlab.capture.sources import SourceState, SourceStatus
+from patchlab.capture.sources import CountingSource, SourceState
 from patchlab.capture.virtual_patch import Patch, apparent_size, composite_onto_quad, map_points, quad_in_quad
 from patchlab.errors import PatchlabError
 
@@ -212,7 +212,7 @@ class SyntheticScene:
         return SceneFrame(index, image, markers, map_points(H, inner), patch_quad, sheet_quad, H, pose)
 
 
-class SyntheticSource:
+class SyntheticSource(CountingSource):
     """A frame source over a SyntheticScene: `frames` frames (None = endless), optionally paced at the scene fps."""
 
     def __init__(self, frames: int | None = 300, realtime: bool = False, scene: SyntheticScene | None = None,
@@ -240,17 +240,6 @@ class SyntheticSource:
         self._i += 1
         return self.last.image
 
-    def status(self) -> SourceStatus:
-        return SourceStatus(self._state, frames=self._i)
-
-    def close(self) -> None:
-        self._state = SourceState.CLOSED
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def synthetic_frames(n: int, **scene_kwargs) -> Iterator[np.ndarray]:

@@ -22,7 +22,7 @@ def _cv2():
 
 @dataclass
 class Patch:
-    """A patch as premultiplied BGR float32 plus alpha float32 in [0, 1], ready to composite onto BGR frames."""
+    """A patch as BGR uint8 plus alpha float32 in [0, 1], ready to composite onto BGR frames."""
 
     bgr: np.ndarray          # (h, w, 3) uint8
     alpha: np.ndarray        # (h, w) float32 in [0, 1]

@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         eval_every: int = typer.Option(0, "--eval-every", min=0, help="Log held-out success every N steps"),
         out: Path = typer.Option(Path("patch.png"), "--out", "-o"),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint beside --out"),
+        init: Path = typer.Option(None, "--init", help="Start from this patch PNG (e.g. the shipped one) instead of noise"),
         bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast for the model (about 2x faster on CPU)"),
         device: str = DeviceOpt,
         json_out: bool = JsonOpt,
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
                           patch_size=size, eot=preset, colour=str(colour) if colour else None, steps=steps,
                           batch=batch, lr=lr, lr_final=lr_final, decay_start=decay_start, nps_weight=nps_weight, tv_weight=tv_weight, holdout=holdout,
                           seed=seed, checkpoint_every=checkpoint_every, eval_every=eval_every, out=str(out),
-                          device=device, bf16=bf16)
+                          device=device, bf16=bf16, init=str(init) if init else None)
         try:
             with rich_progress("patch", enabled=not json_out) as cb:
                 result = train_patch(cfg, progress=cb, resume=resume)

@@ -9,7 +9,7 @@ Brown 2017 (rotation +-22.5 deg, wide scale range), Athalye 2018 (brightness +-0
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from patchlab.errors import PatchlabError

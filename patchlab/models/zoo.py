@@ -173,8 +173,6 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
             raise PatchlabError(f"unknown architecture '{arch}'; choose from {', '.join(REGISTRY)}")
         state = load_checkpoint_state(name)
         spec = REGISTRY[arch]
-        import timm
-        import torchvision
 
         net = _fit_checkpoint(arch, spec, state, name)
         return _finish(net, spec, Path(name).stem, dev)

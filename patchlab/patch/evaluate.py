@@ -3,7 +3,6 @@ intervals, random-noise and natural-photo baselines of the same shape and size, 
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,20 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from patchlab.errors import PatchlabError
+from patchlab.stats import wilson_interval  # noqa: F401  (re-exported)
 
 DEFAULT_AREAS = (0.02, 0.05, 0.10, 0.15, 0.20, 0.25)
 NATURAL_PHOTO = "coffee"  # a built-in photo (espresso), for the natural-photo baseline
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (95% by default)."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def baseline_patches(rgba: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -34,7 +23,6 @@ def baseline_patches(rgba: torch.Tensor, seed: int = 0) -> dict[str, torch.Tenso
     from patchlab.models import preprocess
 
     alpha = rgba[3:4]
-    size = rgba.shape[-1]
     noise = torch.rand((3, *rgba.shape[-2:]), generator=torch.Generator().manual_seed(seed))
     photo = preprocess(load_sample(NATURAL_PHOTO).image, min(rgba.shape[-2:]))
     photo = F.interpolate(photo[None], size=tuple(rgba.shape[-2:]), mode="bilinear", antialias=True)[0]

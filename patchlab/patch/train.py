@@ -56,6 +56,7 @@ class PatchConfig:
     out: str | None = None                # patch PNG path; the checkpoint sits beside it
     device: str = "auto"
     bf16: bool = False                    # bfloat16 autocast for the models' forward/backward (about 2x on CPU)
+    init: str | None = None               # start from this patch PNG (e.g. the shipped one) instead of noise
 
     def __post_init__(self) -> None:
         from patchlab.errors import check_unit_interval
@@ -228,7 +229,14 @@ def train_patch(config: PatchConfig | dict, progress: ProgressFn | None = None,
         eval_bank = load_scenes(split.heldout[:cfg.eval_images], size)
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    texture = torch.rand((3, cfg.patch_size, cfg.patch_size), generator=gen).to(device).requires_grad_(True)
+    texture = torch.rand((3, cfg.patch_size, cfg.patch_size), generator=gen)
+    if cfg.init:
+        from patchlab.patch.io import load_patch
+
+        start_rgba, _ = load_patch(cfg.init)
+        texture = F.interpolate(start_rgba[None, :3].float(), size=(cfg.patch_size, cfg.patch_size), mode="bilinear",
+                                align_corners=False, antialias=True)[0].clamp(0, 1)
+    texture = texture.to(device).requires_grad_(True)
     opt = torch.optim.Adam([texture], lr=cfg.lr)
     start_step, history, elapsed = 0, [], 0.0
     ckpt = cfg.checkpoint_path()

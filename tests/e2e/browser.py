@@ -99,10 +99,24 @@ def shoot(page, name: str, docs: bool = False, max_height: int = 3000, fit: bool
     return path
 
 
-def choose(page, label: str, option: str) -> None:
-    """Pick an option of a Streamlit selectbox by its label."""
-    page.locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option).click()
+def choose(page, label: str, option: str, attempts: int = 3) -> None:
+    """Pick an option of a Streamlit selectbox by its label (reopens the list if a rerun closed it)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator("[data-testid='stSelectbox']").filter(has_text=label).first
+    for attempt in range(attempts):
+        wait_idle(page)
+        box.locator("[role='combobox'], input").first.click()
+        item = page.get_by_role("option", name=option)
+        try:
+            item.wait_for(timeout=10_000)
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+            continue
+        item.click()
+        break
     wait_idle(page)
 
 
