@@ -22,6 +22,13 @@ def remember(kind: str, manifest, pages, pdf: bytes) -> None:
     st.session_state["pp_last_sheet"] = manifest.sheet_id
 
 
+def last_sheet_downloads(kind: str) -> None:
+    """Downloads for the sheet made last in this session, when it is of this tab's kind."""
+    last = st.session_state.get("pp_last_sheet")
+    if last and st.session_state[SHEETS][last]["kind"] == kind:
+        sheet_downloads(last, f"pp_{kind}_dl")
+
+
 def sheet_downloads(sheet_id: str, key: str) -> None:
     sheet = st.session_state[SHEETS][sheet_id]
     from patchlab.physical.layout import render_page
@@ -63,9 +70,7 @@ with make_tab:
             res = print_patch(ui.png_bytes(patch["rgba"]), size_mm=size_mm, paper=paper, copies_sizes=sizes,
                               png_dpi=None, meta=meta, name=patch["name"])
             remember("patch", res.manifest, res.pages, res.pdf)
-        last = st.session_state.get("pp_last_sheet")
-        if last and st.session_state[SHEETS][last]["kind"] == "patch":
-            sheet_downloads(last, "pp_patch_dl")
+        last_sheet_downloads("patch")
 
     with kurakin_kind, ui.user_errors():
         st.caption("Kurakin et al. (2016): print clean and adversarial versions side by side, photograph them, "
@@ -101,9 +106,7 @@ with make_tab:
                                         progress=lambda s, t, m: bar.progress(s / t, text=f"{m['attack']} ε={m['eps']}/255"))
             bar.empty()
             remember("kurakin", sheet.manifest, sheet.pages, sheet.pdf)
-        last = st.session_state.get("pp_last_sheet")
-        if last and st.session_state[SHEETS][last]["kind"] == "kurakin":
-            sheet_downloads(last, "pp_kurakin_dl")
+        last_sheet_downloads("kurakin")
 
     with chart_kind, ui.user_errors():
         st.caption("A grid of RGB swatches plus greys. Photograph it under the light you will test in, then fit the "
@@ -116,9 +119,7 @@ with make_tab:
 
             pdf, manifest, pages = make_chart(cpaper, levels)
             remember("chart", manifest, pages, pdf)
-        last = st.session_state.get("pp_last_sheet")
-        if last and st.session_state[SHEETS][last]["kind"] == "chart":
-            sheet_downloads(last, "pp_chart_dl")
+        last_sheet_downloads("chart")
 
 
 def shipped_manifests(kinds: tuple[str, ...]) -> list[str]:

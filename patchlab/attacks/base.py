@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -131,7 +132,7 @@ def margin_loss(logits: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
     return true - other
 
 
-class Attack:
+class Attack(abc.ABC):
     """Base of every attack. Subclasses implement `_run(x, y, target) -> (adv, queries)`.
 
     Modes: untargeted (default); targeted with `target=` a class index/name (or a per-example tensor);
@@ -284,8 +285,9 @@ class Attack:
         return AttackResult(adv=adv.contiguous(), success=self.is_success(pred, y, target), linf=linf, l2=l2,
                             queries=int(queries), labels=y, adv_pred=pred, target=target)
 
+    @abc.abstractmethod
     def _run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-        raise NotImplementedError
+        """Return (adversarial images, gradient evaluations per example)."""
 
     def with_eps(self, eps: float) -> "Attack":
         """A shallow copy of this attack at another ε (for accuracy-vs-ε curves)."""
