@@ -23,6 +23,45 @@ def test_model_interface(lite0):
     from timm.layers.conv2d_same import Conv2dSame
 
     assert not any(isinstance(m, Conv2dSame) for m in lite0.modules()), "dynamic same-padding left in the model"
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.modules()), "BatchNorm left unfolded"
+
+
+def _random_bn(channels: int) -> torch.nn.BatchNorm2d:
+    bn = torch.nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    return bn.eval()
+
+
+def test_batchnorm_folding_keeps_the_function_and_refuses_a_wrong_order():
+    from patchlab.models.fold import fold_batchnorm
+    from patchlab.models.zoo import _folded
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), _random_bn(8), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8), _random_bn(8)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        before = net(x)
+        assert fold_batchnorm(net) == 2
+        assert (net(x) - before).abs().max() < 1e-5
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+    class BnFirst(torch.nn.Module):  # registered conv-then-bn, but runs bn first: folding would change it
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1)
+            self.bn = _random_bn(3)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    odd = BnFirst().eval()
+    kept = _folded(odd, 8)
+    assert kept is odd and isinstance(kept.bn, torch.nn.BatchNorm2d)
 
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
@@ -110,6 +149,26 @@ def test_user_checkpoint_roundtrip(lite0, tmp_path, suffix):
     with torch.no_grad():
         assert torch.allclose(mine(x), lite0(x), atol=1e-5)
     assert mine.name == "mine"
+
+
+def test_plain_timm_checkpoint_loads_into_the_optimised_form(tmp_path):
+    """A state dict of a plain timm tf_efficientnet_lite0 (dynamic same-padding, BatchNorm) loads, gets static
+    padding and folded BatchNorm, and computes the same function."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "plain.pt"
+    torch.save(net.state_dict(), path)
+    mine = load_model(str(path), "cpu", arch="efficientnet_lite0")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in mine.modules())
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(mine(x), net(LiteScale()(x)), atol=1e-4)
 
 
 class _Evil:

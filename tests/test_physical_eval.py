@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from patchlab.physical.evaluate import evaluate_photo, kurakin_summary
+from patchlab.physical.evaluate import crop_cells, evaluate_photo, kurakin_summary
 from patchlab.physical.kurakin import build_kurakin_sheet, load_labelled_images
 from patchlab.physical.layout import render_page
 from patchlab.physical.simulate import simulate_photo
@@ -20,22 +20,21 @@ def _sample(imagenet_dir, n, seed):
 
 
 def test_clean_cells_agree_with_digital_predictions(imagenet_dir, lite0):
-    """24 clean images on 6 pages (90 mm cells), each page photographed twice (tilt <= 35 deg, 2-6 MP, blur, noise,
-    JPEG 70).
+    """48 clean images on 12 pages (90 mm cells), each page photographed twice (tilt <= 35 deg, 2-6 MP, blur 0-0.8 px,
+    noise, JPEG 70): photo-eval's top-1 must match the digital top-1 in >= 90 % of the 96 cells.
 
-    Measured: 87.5 % of all clean cells keep their digital top-1 (the issue asks for 90 %); every miss is an image
-    the model was unsure of digitally. On images with digital confidence >= 0.5 agreement is >= 95 %. A single mild
-    digital change (JPEG 70, blur 0.6 px, 224 -> 180 -> 224 px) already moves 3-7 % of these predictions, so the
-    gap is the classifier's sensitivity, not the rectification (whose error is checked separately).
+    Measured: 91.7 % here with the default unsharp mask on the crops (also 91.7 % without it). Over five samples
+    (768 cells) 92.6 % with it and 90.2 % without; see the README. Every miss is an image the model was unsure of
+    digitally. The sharpening itself is checked on the crops: it must bring them closer to the digital images.
     """
     from patchlab.models import preprocess
 
-    images, labels, names = _sample(imagenet_dir, 24, seed=2)
+    images, labels, names = _sample(imagenet_dir, 48, seed=2)
     x = torch.stack([preprocess(im, lite0) for im in images])
     confidence = lite0.predict(x).max(-1).values.cpu()
     sheet = build_kurakin_sheet(lite0, images, labels, names, variants=[("clean", 0.0, x)], cell_mm=90)
-    assert sheet.manifest.n_pages == 6
-    cells = []
+    assert sheet.manifest.n_pages == 12
+    cells, errors = [], {0.0: [], 0.75: []}
     for p, page in enumerate(sheet.pages):
         raster = render_page(page, px_per_mm=6)
         for s in range(2):
@@ -43,12 +42,17 @@ def test_clean_cells_agree_with_digital_predictions(imagenet_dir, lite0):
             result = evaluate_photo(photo.image, sheet.manifest, model=lite0, annotate=False, check_scale=False)
             assert result.page == p  # read from the page's QR code
             cells += result.cells
+            digital = x[[c.meta["source_index"] for c in result.cells]]
+            for amount in errors:
+                crops = crop_cells(photo.image, result.fit, sheet.manifest.page_cells(p), 224, sharpen_amount=amount)
+                errors[amount].append(float((crops - digital).abs().mean()))
     summary = kurakin_summary(cells)
-    assert len(cells) == 48
+    assert len(cells) == 96
+    assert summary["clean_agreement"] >= 0.90, summary["table"]
+    assert sum(errors[0.75]) < 0.97 * sum(errors[0.0]), errors  # sharpened crops are closer to the digital images
     confident = [c.top1 == c.meta["digital_top5"][0] for c in cells if confidence[c.meta["source_index"]] >= 0.5]
-    assert len(confident) >= 30
+    assert len(confident) >= 60
     assert sum(confident) / len(confident) >= 0.95, (sum(confident), len(confident))
-    assert summary["clean_agreement"] >= 0.85, summary["table"]
     misses = [c for c in cells if c.top1 != c.meta["digital_top5"][0]]
     assert all(confidence[c.meta["source_index"]] < 0.7 for c in misses)
 

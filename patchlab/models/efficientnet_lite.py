@@ -29,7 +29,11 @@ def weights_file(name: str) -> Path:
 
 
 def _static_same_padding(net: nn.Module, size: int) -> None:
-    """Replace timm's dynamic Conv2dSame (pads on every call) with a fixed ZeroPad2d + Conv2d for `size`."""
+    """Replace timm's dynamic Conv2dSame (pads on every call) with a plain Conv2d for input `size`.
+
+    TF "same" padding puts the odd pixel after the image (pad l before, r = l or l + 1 after), which Conv2d's symmetric
+    padding cannot express. Padding r on both sides with the kernel grown by r - l zero rows and columns in front
+    gives exactly the same windows, with no padded copy of the activation map in the forward or backward pass."""
     from timm.layers.conv2d_same import Conv2dSame
 
     shapes: dict[str, tuple[int, int]] = {}
@@ -42,18 +46,24 @@ def _static_same_padding(net: nn.Module, size: int) -> None:
     for name, conv in list(net.named_modules()):
         if not isinstance(conv, Conv2dSame):
             continue
-        ih, iw = shapes[name]
-        pads = []
-        for i, k, s, d in zip((ih, iw), conv.kernel_size, conv.stride, conv.dilation):
+        before, after = [], []
+        for i, k, s, d in zip(shapes[name], conv.kernel_size, conv.stride, conv.dilation):
             total = max((-(i // -s) - 1) * s + (k - 1) * d + 1 - i, 0)
-            pads.append((total // 2, total - total // 2))
-        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
-                          conv.dilation, conv.groups, conv.bias is not None)
-        plain.weight = conv.weight
-        plain.bias = conv.bias
-        replacement = nn.Sequential(nn.ZeroPad2d((pads[1][0], pads[1][1], pads[0][0], pads[0][1])), plain)
+            before.append(total // 2)
+            after.append(total - total // 2)
+        grow = [a - b for a, b in zip(after, before)]
+        if any(g and d != 1 for g, d in zip(grow, conv.dilation)):
+            raise PatchlabError(f"{name}: dilated asymmetric same-padding is not supported")
+        kernel = tuple(k + g for k, g in zip(conv.kernel_size, grow))
+        plain = nn.Conv2d(conv.in_channels, conv.out_channels, kernel, conv.stride, tuple(after), conv.dilation,
+                          conv.groups, conv.bias is not None)
+        with torch.no_grad():
+            plain.weight.zero_()
+            plain.weight[:, :, grow[0]:, grow[1]:] = conv.weight
+            if conv.bias is not None:
+                plain.bias.copy_(conv.bias)
         parent = net.get_submodule(name.rsplit(".", 1)[0]) if "." in name else net
-        setattr(parent, name.rsplit(".", 1)[-1], replacement)
+        setattr(parent, name.rsplit(".", 1)[-1], plain)
 
 
 def build_efficientnet_lite(name: str) -> nn.Module:

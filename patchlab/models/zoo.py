@@ -129,32 +129,52 @@ def load_checkpoint_state(path: str | Path) -> dict:
 
 
 def _fit_checkpoint(arch: str, spec: ModelSpec, state: dict, name: str) -> nn.Module:
-    """Load a state dict saved from a plain timm/torchvision net or from a patchlab model's `.net`."""
+    """Load a state dict saved from a plain timm/torchvision net or from a patchlab model's `.net` (whose
+    EfficientNet-Lite layers have static padding and BatchNorm folded into the convolutions)."""
     import timm
     import torchvision
 
     from patchlab.models.efficientnet_lite import _static_same_padding
+    from patchlab.models.fold import fold_batchnorm
 
     errors = []
-    for padded in (False, True):
+    for patchlab_form in (False, True):
+        if patchlab_form and arch not in LITE_SIZES:
+            break
         net = (timm.create_model("tf_" + arch, pretrained=False) if arch in LITE_SIZES
                else torchvision.models.get_model(arch, weights=None)).eval()
-        if padded and arch not in LITE_SIZES:
-            break
-        if padded:
+        if patchlab_form:
             _static_same_padding(net, spec.input_size)
+            fold_batchnorm(net)
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
             errors.append(str(exc).splitlines()[0][:160])
             continue
-        if arch in LITE_SIZES and not padded:
+        if arch in LITE_SIZES and not patchlab_form:
             _static_same_padding(net, spec.input_size)
         return net
     raise PatchlabError(f"{name}: does not fit {arch} ({errors[0]})")
 
 
+def _folded(net: nn.Module, size: int) -> nn.Module:
+    """`net` with its BatchNorm folded into the convolutions, when that leaves the logits unchanged on a probe."""
+    import copy
+
+    from patchlab.models.fold import fold_batchnorm
+
+    net.eval()
+    candidate = copy.deepcopy(net)
+    if not fold_batchnorm(candidate):
+        return net
+    probe = torch.rand((2, 3, size, size), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        same = torch.allclose(candidate(probe), net(probe), rtol=1e-4, atol=1e-3)
+    return candidate if same else net
+
+
 def _finish(net: nn.Module, spec: ModelSpec, name: str, device: torch.device) -> Classifier:
+    net = _folded(net, spec.input_size)
     model = Classifier(net, spec.normalize(), name, spec.input_size, list(imagenet_classes().names))
     model.eval().requires_grad_(False)
     return model.to(device=device, memory_format=torch.channels_last)

@@ -17,9 +17,12 @@ def non_printability(patch: torch.Tensor, palette: torch.Tensor, alpha: torch.Te
     """Mean over (opaque) pixels of the L2 distance to the nearest palette colour.
 
     patch (3, H, W) in [0, 1]; palette (K, 3); alpha (1, H, W) weights pixels (None = all)."""
-    pixels = patch.reshape(3, -1).T  # (HW, 3)
-    dist = torch.cdist(pixels[None], palette.to(patch)[None])[0]  # (HW, K)
-    nearest = dist.min(1).values
+    pixels = patch.reshape(3, -1)  # (3, HW)
+    palette = palette.to(patch)
+    with torch.no_grad():  # which colour is nearest needs no gradient; the distance to it does
+        d2 = palette.square().sum(1)[None] - 2 * pixels.T @ palette.T  # |p - c|^2 - |p|^2, (HW, K)
+        idx = d2.argmin(1)
+    nearest = torch.linalg.vector_norm(pixels - palette.T[:, idx], dim=0)
     if alpha is None:
         return nearest.mean()
     w = alpha.reshape(-1).to(patch)
