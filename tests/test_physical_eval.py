@@ -43,9 +43,9 @@ def test_clean_cells_agree_with_digital_predictions(imagenet_dir, lite0):
             assert result.page == p  # read from the page's QR code
             cells += result.cells
             digital = x[[c.meta["source_index"] for c in result.cells]]
-            for amount in errors:
+            for amount, errs in errors.items():
                 crops = crop_cells(photo.image, result.fit, sheet.manifest.page_cells(p), 224, sharpen_amount=amount)
-                errors[amount].append(float((crops - digital).abs().mean()))
+                errs.append(float((crops - digital).abs().mean()))
     summary = kurakin_summary(cells)
     assert len(cells) == 96
     assert summary["clean_agreement"] >= 0.90, summary["table"]

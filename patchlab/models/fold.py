@@ -7,8 +7,10 @@ pass and again in the backward pass (about 1.3x on EfficientNet-Lite0 forward+ba
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
@@ -29,7 +31,7 @@ def fold_batchnorm(net: nn.Module) -> int:
     folded = 0
     for parent in list(net.modules()):
         names = list(parent._modules)
-        for prev_name, name in zip(names, names[1:]):
+        for prev_name, name in pairwise(names):
             prev, cur = parent._modules[prev_name], parent._modules[name]
             bn = _bn_and_rest(cur) if cur is not None else None
             if bn is None or prev is None:
