@@ -168,6 +168,8 @@ class EOT:
     def photometric(self, x: torch.Tensor, p: EOTParams) -> torch.Tensor:
         c, dev = self.config, x.device
         v = lambda t: t.to(dev)[:, None, None, None]  # noqa: E731
+        if c.contrast == (1.0, 1.0) and not c.brightness and c.saturation == (1.0, 1.0) and not c.hue:
+            return x.clamp(1e-4, 1).pow(v(p.gamma)) if c.gamma != (1.0, 1.0) else x  # stays in [0, 1]
         if c.gamma != (1.0, 1.0):
             x = x.clamp(1e-4, 1).pow(v(p.gamma))
         if c.contrast != (1.0, 1.0):
@@ -199,9 +201,8 @@ class EOT:
             blurred = kornia.filters.motion_blur(x, c.motion_blur_kernel, p.motion_angle.to(dev),
                                                  p.motion_direction.to(dev), mode="bilinear")
             x = torch.where(p.motion_on.to(dev)[:, None, None, None], blurred, x)
-        if c.noise > 0:
-            x = x + p.noise_sigma.to(dev)[:, None, None, None] * p.noise.to(dev)
-        x = x.clamp(0, 1)
+        if c.noise > 0:  # blurs are convex combinations: only noise leaves [0, 1]
+            x = (x + p.noise_sigma.to(dev)[:, None, None, None] * p.noise.to(dev)).clamp(0, 1)
         if c.jpeg_p > 0 and bool(p.jpeg_on.any()):
             idx = p.jpeg_on.nonzero()[:, 0].to(dev)
             coded = kornia.enhance.jpeg_codec_differentiable(x[idx], p.jpeg_quality[p.jpeg_on].to(dev))

@@ -22,7 +22,8 @@ def non_printability(patch: torch.Tensor, palette: torch.Tensor, alpha: torch.Te
     with torch.no_grad():  # which colour is nearest needs no gradient; the distance to it does
         d2 = palette.square().sum(1)[None] - 2 * pixels.T @ palette.T  # |p - c|^2 - |p|^2, (HW, K)
         idx = d2.argmin(1)
-    nearest = torch.linalg.vector_norm(pixels - palette.T[:, idx], dim=0)
+    diff = pixels - palette.T[:, idx]
+    nearest = (diff * diff).sum(0).clamp(min=1e-12).sqrt()  # the clamp keeps the gradient finite on a palette colour
     if alpha is None:
         return nearest.mean()
     w = alpha.reshape(-1).to(patch)
