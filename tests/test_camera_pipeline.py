@@ -336,7 +336,7 @@ def test_cli_ctrl_c_writes_the_summary(tmp_path):
     cmd = [sys.executable, "-c", "from patchlab.cli import run; run()", "camera", "--source", "synthetic",
            "--eager", "--headless", "--target", "toaster", "--record", str(rec)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"})
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -348,7 +348,12 @@ def test_cli_ctrl_c_writes_the_summary(tmp_path):
             time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read()
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # show where it is stuck: faulthandler dumps every thread on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"camera did not stop within 120 s of SIGINT; its threads:\n{err[-4000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -49,6 +49,25 @@ def test_nps_is_zero_on_palette_colours_and_the_distance_otherwise():
     assert default_palette().shape == (64, 3)
 
 
+@pytest.mark.parametrize("kind", ["default grid", "uneven grid", "calibrated (not a grid)"])
+def test_nps_matches_the_brute_force_nearest_colour(kind):
+    torch.manual_seed(0)
+    palette = {"default grid": default_palette(),
+               "uneven grid": torch.cartesian_prod(torch.tensor([0.05, 0.3, 0.7]), torch.tensor([0.1, 0.9]),
+                                                   torch.tensor([0.2, 0.5, 0.6, 0.95])),
+               "calibrated (not a grid)": torch.rand(200, 3)}[kind]
+    patch = torch.rand(3, 40, 40, requires_grad=True)
+    alpha = (torch.rand(1, 40, 40) > 0.3).float()
+    ours = non_printability(patch, palette, alpha)
+    (g_ours,) = torch.autograd.grad(ours, patch)
+    brute = torch.cdist(patch.reshape(3, -1).T[None], palette[None])[0].min(1).values
+    w = alpha.reshape(-1)
+    ref = (brute * w).sum() / w.sum()
+    (g_ref,) = torch.autograd.grad(ref, patch)
+    assert float(ours) == pytest.approx(float(ref), rel=1e-5)
+    assert torch.allclose(g_ours, g_ref, atol=1e-6)
+
+
 def test_tv_is_zero_on_flat_and_known_on_stripes():
     assert float(total_variation(torch.full((3, 8, 8), 0.3))) == 0.0
     stripes = torch.zeros(3, 8, 8)

@@ -159,9 +159,23 @@ class EOT:
         src = torch.tensor([[-0.5, -0.5], [tw - 0.5, -0.5], [tw - 0.5, th - 0.5], [-0.5, th - 0.5]], device=dev)
         # texel (u, v) of the shrunk texture covers the same patch point as in the full one: map its box to the quad
         homography = get_perspective_transform(src[None].expand(b, -1, -1), corners.to(dev))
-        warped = warp_perspective(premult, homography, dsize=(size, size), align_corners=True)
-        a_w = warped[:, 3:4]
-        frames = scenes * (1 - a_w) + warped[:, :3]
+        # warp only into a box around each quad (the same box size for the batch, placed per sample), then paste:
+        # the patch covers a small part of the frame, and outside its quad the warp is zero anyway
+        lo = (corners.min(1).values.floor() - 1).clamp(0, size).long()          # (B, 2) x, y
+        hi = (corners.max(1).values.ceil() + 2).clamp(0, size).long()
+        bw, bh = int((hi - lo)[:, 0].max()), int((hi - lo)[:, 1].max())
+        x0 = torch.minimum(lo[:, 0], torch.tensor(size - bw)).tolist()
+        y0 = torch.minimum(lo[:, 1], torch.tensor(size - bh)).tolist()
+        shift = torch.eye(3).repeat(b, 1, 1)
+        shift[:, 0, 2] = -torch.tensor(x0, dtype=torch.float32)
+        shift[:, 1, 2] = -torch.tensor(y0, dtype=torch.float32)
+        warped = warp_perspective(premult, shift.to(dev) @ homography, dsize=(bh, bw), align_corners=True)
+        frames, a_w = scenes.clone(), scenes.new_zeros((b, 1, size, size))
+        for i, (x, y) in enumerate(zip(x0, y0)):
+            a = warped[i, 3:4]
+            region = (slice(y, y + bh), slice(x, x + bw))
+            frames[i, :, region[0], region[1]] = scenes[i, :, region[0], region[1]] * (1 - a) + warped[i, :3]
+            a_w[i, :, region[0], region[1]] = a
         return frames, corners, a_w
 
     # -- photometric and camera ----------------------------------------------------------------------------------------

@@ -13,6 +13,15 @@ def default_palette() -> torch.Tensor:
     return grid.float()
 
 
+def _grid_levels(palette: torch.Tensor) -> list[torch.Tensor] | None:
+    """The sorted per-channel levels when `palette` is exactly their Cartesian product, else None."""
+    levels = [torch.unique(palette[:, c]) for c in range(3)]
+    if len(levels[0]) * len(levels[1]) * len(levels[2]) != len(palette) or \
+            len(torch.unique(palette, dim=0)) != len(palette):
+        return None
+    return levels
+
+
 def non_printability(patch: torch.Tensor, palette: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over (opaque) pixels of the L2 distance to the nearest palette colour.
 
@@ -20,9 +29,14 @@ def non_printability(patch: torch.Tensor, palette: torch.Tensor, alpha: torch.Te
     pixels = patch.reshape(3, -1)  # (3, HW)
     palette = palette.to(patch)
     with torch.no_grad():  # which colour is nearest needs no gradient; the distance to it does
-        d2 = palette.square().sum(1)[None] - 2 * pixels.T @ palette.T  # |p - c|^2 - |p|^2, (HW, K)
-        idx = d2.argmin(1)
-    diff = pixels - palette.T[:, idx]
+        levels = _grid_levels(palette)
+        if levels is not None:  # a full RGB grid (the default): the nearest colour is the nearest level per channel
+            nearest_colour = torch.stack([lv[torch.bucketize(pixels[c], (lv[1:] + lv[:-1]) / 2)]
+                                          for c, lv in enumerate(levels)])
+        else:
+            d2 = palette.square().sum(1)[None] - 2 * pixels.T @ palette.T  # |p - c|^2 - |p|^2, (HW, K)
+            nearest_colour = palette.T[:, d2.argmin(1)]
+    diff = pixels - nearest_colour
     nearest = (diff * diff).sum(0).clamp(min=1e-12).sqrt()  # the clamp keeps the gradient finite on a palette colour
     if alpha is None:
         return nearest.mean()

@@ -5,10 +5,12 @@ the model, on patchlab's own model (timm, static padding, BatchNorm folded, chan
 interleaved and the median is kept, because the machine is shared.
 
 Run: OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m pytest tests/benchmarks/test_bench_patch.py -m benchmark -s
+(BENCH_ROUNDS=5 BENCH_STEPS=8 for a steadier median on a shared machine)
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -16,7 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-BATCH, PATCH, STEPS, ROUNDS = 8, 224, 6, 3
+BATCH, PATCH = 8, 224
+STEPS = int(os.environ.get("BENCH_STEPS", 6))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 
 
 def _clock(fn):
