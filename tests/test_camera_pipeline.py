@@ -351,9 +351,13 @@ def test_cli_ctrl_c_writes_the_summary(tmp_path):
         try:
             _, err = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:  # show where it is stuck: faulthandler dumps every thread on SIGABRT
+            before = frames.read_text().count("\n")
+            time.sleep(2)
+            running = frames.read_text().count("\n") > before
             proc.send_signal(signal.SIGABRT)
             _, err = proc.communicate(timeout=30)
-            pytest.fail(f"camera did not stop within 120 s of SIGINT; its threads:\n{err[-4000:]}")
+            pytest.fail(f"camera did not stop within 120 s of SIGINT ({'still recording frames' if running else 'stuck'})"
+                        f"; its threads:\n{err[-4000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

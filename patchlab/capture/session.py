@@ -5,6 +5,9 @@ The CLI and tests drive this; the Streamlit app calls `process_frame` directly f
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,22 @@ class SessionResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+@contextlib.contextmanager
+def _sigint_sets(event: threading.Event):
+    """In the main thread, Ctrl-C sets `event` (checked once per frame) instead of raising wherever it lands.
+
+    A KeyboardInterrupt raised inside native code can be lost (we saw the camera CLI keep running after SIGINT);
+    a flag checked at the frame boundary cannot, and the frame in flight is finished and recorded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_session(source, state: LiveState, recorder: Recorder | None = None, max_frames: int | None = None,
                 on_frame: FrameHook | None = None, baseline: str | Path | None = None,
                 close_source: bool = True) -> SessionResult:
@@ -46,23 +65,27 @@ def run_session(source, state: LiveState, recorder: Recorder | None = None, max_
     frames, stopped, error = 0, "ended", None
     results: list[dict] = []
     start = time.perf_counter()
+    interrupted = threading.Event()
     try:
-        while max_frames is None or frames < max_frames:
-            frame = source.read()
-            if frame is None:
-                stopped = "ended"
-                break
-            annotated, result = process_frame(frame, state)
-            frames += 1
-            if recorder is not None:
-                recorder.write(result)
+        with _sigint_sets(interrupted):
+            while max_frames is None or frames < max_frames:
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
+                frame = source.read()
+                if frame is None:
+                    stopped = "ended"
+                    break
+                annotated, result = process_frame(frame, state)
+                frames += 1
+                if recorder is not None:
+                    recorder.write(result)
+                else:
+                    results.append(result.as_dict())
+                if on_frame is not None and on_frame(annotated, result, source.status()) is False:
+                    stopped = "stopped"
+                    break
             else:
-                results.append(result.as_dict())
-            if on_frame is not None and on_frame(annotated, result, source.status()) is False:
-                stopped = "stopped"
-                break
-        else:
-            stopped = "max-frames"
+                stopped = "max-frames"
     except KeyboardInterrupt:
         stopped = "interrupted"
     except PatchlabError as exc:
