@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from patchlab.physical.evaluate import crop_cells, evaluate_photo, kurakin_summary
+from patchlab.physical.evaluate import SHARPEN_AMOUNT, crop_cells, evaluate_photo, kurakin_summary
 from patchlab.physical.kurakin import build_kurakin_sheet, load_labelled_images
 from patchlab.physical.layout import render_page
 from patchlab.physical.simulate import simulate_photo
@@ -34,7 +34,7 @@ def test_clean_cells_agree_with_digital_predictions(imagenet_dir, lite0):
     confidence = lite0.predict(x).max(-1).values.cpu()
     sheet = build_kurakin_sheet(lite0, images, labels, names, variants=[("clean", 0.0, x)], cell_mm=90)
     assert sheet.manifest.n_pages == 12
-    cells, errors = [], {0.0: [], 0.75: []}
+    cells, errors = [], {0.0: [], SHARPEN_AMOUNT: []}
     for p, page in enumerate(sheet.pages):
         raster = render_page(page, px_per_mm=6)
         for s in range(2):
@@ -49,7 +49,7 @@ def test_clean_cells_agree_with_digital_predictions(imagenet_dir, lite0):
     summary = kurakin_summary(cells)
     assert len(cells) == 96
     assert summary["clean_agreement"] >= 0.90, summary["table"]
-    assert sum(errors[0.75]) < 0.97 * sum(errors[0.0]), errors  # sharpened crops are closer to the digital images
+    assert sum(errors[SHARPEN_AMOUNT]) < 0.97 * sum(errors[0.0]), errors  # sharpened crops are closer to the digital images
     confident = [c.top1 == c.meta["digital_top5"][0] for c in cells if confidence[c.meta["source_index"]] >= 0.5]
     assert len(confident) >= 60
     assert sum(confident) / len(confident) >= 0.95, (sum(confident), len(confident))

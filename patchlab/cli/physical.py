@@ -118,8 +118,8 @@ def register(app: typer.Typer) -> None:
                        page: int = typer.Option(None, "--page", min=0, help="Page index when the QR is unreadable"),
                        white_balance: bool = typer.Option(True, "--white-balance/--no-white-balance",
                                                           help="Normalise each cell by the paper around it"),
-                       sharpen: float = typer.Option(0.75, "--sharpen", min=0.0, max=3.0,
-                                                     help="Unsharp-mask amount for the cell crops (0 = off)"),
+                       sharpen: float | None = typer.Option(None, "--sharpen", min=0.0, max=3.0, show_default=False,
+                                                     help="Unsharp-mask amount for the cell crops (default 0.75; 0 = off)"),
                        device: str = DeviceOpt, json_out: bool = JsonOpt) -> None:
         """Find the sheet, rectify it, classify every cell; accuracy and Kurakin destruction rate per attack and eps."""
         from patchlab.physical.evaluate import evaluate_photo, format_destruction_table, kurakin_summary, merge_cells
@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
             try:
                 r = evaluate_photo(photo, man, model=net, device=device, min_markers=min_markers, page=page,
                                    annotate=annotated is not None, white_balance=white_balance,
-                                   sharpen_amount=sharpen)
+                                   **({} if sharpen is None else {"sharpen_amount": sharpen}))
             except PatchlabError as exc:
                 if len(photos) == 1:
                     raise PatchlabError(f"{photo}: {exc}") from None

@@ -182,10 +182,10 @@ class EOT:
     def photometric(self, x: torch.Tensor, p: EOTParams) -> torch.Tensor:
         c, dev = self.config, x.device
         v = lambda t: t.to(dev)[:, None, None, None]  # noqa: E731
-        if c.contrast == (1.0, 1.0) and not c.brightness and c.saturation == (1.0, 1.0) and not c.hue:
-            return x.clamp(1e-4, 1).pow(v(p.gamma)) if c.gamma != (1.0, 1.0) else x  # stays in [0, 1]
         if c.gamma != (1.0, 1.0):
             x = x.clamp(1e-4, 1).pow(v(p.gamma))
+        if c.contrast == (1.0, 1.0) and not c.brightness and c.saturation == (1.0, 1.0) and not c.hue:
+            return x  # gamma keeps [0, 1]: no clamp needed
         if c.contrast != (1.0, 1.0):
             mean = x.mean((1, 2, 3), keepdim=True)
             x = (x - mean) * v(p.contrast) + mean

@@ -307,6 +307,7 @@ def paper_white(photo: np.ndarray, fit: PageFit, rect_mm: tuple[float, float, fl
     return np.median(bright, axis=0)
 
 
+SHARPEN_AMOUNT = 0.75  # photo-eval's default unsharp mask on cell crops
 SHARPEN_SIGMA = 0.8  # model-input pixels
 
 
@@ -319,7 +320,7 @@ def sharpen(crop: np.ndarray, amount: float, sigma: float = SHARPEN_SIGMA) -> np
 
 
 def crop_cells(photo: np.ndarray, fit: PageFit, cells: list[Cell], size: int, white_balance: bool = True,
-               sharpen_amount: float = 0.75) -> torch.Tensor:
+               sharpen_amount: float = SHARPEN_AMOUNT) -> torch.Tensor:
     """Rectified crops of cells at size x size, as an (N, 3, size, size) float tensor in [0, 1].
 
     With `white_balance`, each crop is divided by the paper white measured right around it, which removes the
@@ -342,7 +343,7 @@ def crop_cells(photo: np.ndarray, fit: PageFit, cells: list[Cell], size: int, wh
 def evaluate_photo(source, manifest: SheetManifest | str | Path | None = None, model=None, device=None,
                    min_markers: int = 4, page: int | None = None, annotate: bool = True,
                    name: str | None = None, check_scale: bool = True, white_balance: bool = True,
-                   sharpen_amount: float = 0.75) -> PhotoEvalResult:
+                   sharpen_amount: float = SHARPEN_AMOUNT) -> PhotoEvalResult:
     """Score one photo of a printed sheet (see the module docstring)."""
     photo = load_photo(source, name)
     if isinstance(manifest, (str, Path)):
