@@ -130,7 +130,8 @@ with ui.user_errors():
 
             frame = cv2.cvtColor(to_uint8_hwc(read_uploaded_image(source)), cv2.COLOR_RGB2BGR)
             annotated, result = process_frame(frame, build_state(settings))
-            st.image(annotated, channels="BGR", caption="Processed snapshot")
+            st.image(ui.data_uri(cv2.imencode(".jpg", annotated)[1].tobytes(), "image/jpeg"),
+                     caption="Processed snapshot")
             show_result(result)
 
     def live_section() -> None:
@@ -193,7 +194,7 @@ with ui.user_errors():
             if summary.get("plot_error"):
                 st.caption(f"(summary plot unavailable: {summary['plot_error']})")
             if (folder / "summary.png").is_file():
-                st.image(str(folder / "summary.png"), caption="Recording summary")
+                st.image(ui.data_uri((folder / "summary.png").read_bytes()), caption="Recording summary")
 
     with live_tab:
         live_section()

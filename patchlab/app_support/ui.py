@@ -84,6 +84,15 @@ def png_bytes(image) -> bytes:
     return buf.getvalue()
 
 
+def data_uri(encoded: bytes, mime: str = "image/png") -> str:
+    """An encoded image as a data: URI for st.image. Streamlit serves other images from its media store, which a
+    burst of interrupted reruns (a WebRTC stream starting or stopping) can empty while the browser is fetching,
+    leaving a broken image; a data URI travels inside the page update itself."""
+    import base64
+
+    return f"data:{mime};base64,{base64.b64encode(encoded).decode('ascii')}"
+
+
 def to_display(image):
     """Tensor (3|4, H, W) -> HxWxC uint8 for st.image."""
     from patchlab.data import to_uint8_hwc

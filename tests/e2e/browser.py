@@ -87,8 +87,7 @@ def shoot(page, name: str, docs: bool = False, max_height: int = 3000, fit: bool
     height = page.evaluate("() => Math.max(...['stMain', 'stSidebarContent'].map(id => "
                            "(document.querySelector(`[data-testid='${id}']`) || {scrollHeight: 0}).scrollHeight))")
     page.set_viewport_size({"width": size["width"], "height": min(max(size["height"], int(height)), max_height)})
-    page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")]"
-                           ".every(img => img.complete && img.naturalWidth > 0)", timeout=15_000)
+    wait_images_loaded(page)
     page.wait_for_timeout(400)
     page.screenshot(path=str(path))
     page.set_viewport_size(size)
@@ -97,6 +96,20 @@ def shoot(page, name: str, docs: bool = False, max_height: int = 3000, fit: bool
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, dest / path.name)
     return path
+
+
+def wait_images_loaded(page, timeout: float = 15_000) -> None:
+    """Wait until every st.image on the page has loaded; on timeout, name the images that did not."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")]"
+                               ".every(img => img.complete && img.naturalWidth > 0)", timeout=timeout)
+    except PlaywrightTimeout:
+        broken = page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")]"
+                               ".filter(img => !(img.complete && img.naturalWidth > 0))"
+                               ".map(img => `${img.src} complete=${img.complete} width=${img.naturalWidth}`)")
+        raise AssertionError(f"images not loaded after {timeout / 1000:.0f} s: {broken}") from None
 
 
 def choose(page, label: str, option: str, attempts: int = 3) -> None:
