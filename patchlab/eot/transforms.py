@@ -170,12 +170,16 @@ class EOT:
         shift[:, 0, 2] = -torch.tensor(x0, dtype=torch.float32)
         shift[:, 1, 2] = -torch.tensor(y0, dtype=torch.float32)
         warped = warp_perspective(premult, shift.to(dev) @ homography, dsize=(bh, bw), align_corners=True)
-        frames, a_w = scenes.clone(), scenes.new_zeros((b, 1, size, size))
-        for i, (x, y) in enumerate(zip(x0, y0)):
-            a = warped[i, 3:4]
-            region = (slice(y, y + bh), slice(x, x + bw))
-            frames[i, :, region[0], region[1]] = scenes[i, :, region[0], region[1]] * (1 - a) + warped[i, :3]
-            a_w[i, :, region[0], region[1]] = a
+        # every sample's box at once, as advanced indices (B, C, bh, bw): one gather and one scatter for the batch,
+        # whose backward is a single gather of the box (a loop of slice assignments copies the whole frame per sample)
+        rows = (torch.tensor(y0)[:, None] + torch.arange(bh)).to(dev)[:, None, :, None]
+        cols = (torch.tensor(x0)[:, None] + torch.arange(bw)).to(dev)[:, None, None, :]
+        batch = torch.arange(b, device=dev)[:, None, None, None]
+        channels = torch.arange(3, device=dev)[None, :, None, None]
+        a = warped[:, 3:4]
+        box = scenes[batch, channels, rows, cols] * (1 - a) + warped[:, :3]
+        frames = scenes.index_put((batch, channels, rows, cols), box)
+        a_w = scenes.new_zeros((b, 1, size, size)).index_put((batch, channels[:, :1], rows, cols), a)
         return frames, corners, a_w
 
     # -- photometric and camera ----------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from patchlab.models.fused import ConvReLU6, is_relu6
+
 
 def _bn_and_rest(module: nn.Module) -> tuple[nn.BatchNorm2d, nn.Module] | None:
     """A plain BatchNorm2d (replaced by Identity) or timm's BatchNormAct2d (replaced by its dropout + activation)."""
@@ -23,8 +25,17 @@ def _bn_and_rest(module: nn.Module) -> tuple[nn.BatchNorm2d, nn.Module] | None:
     return None
 
 
+def _is_eval_relu6(rest: nn.Module) -> bool:
+    """BatchNormAct2d's tail when it is just ReLU6 (dropout in eval mode is the identity)."""
+    parts = list(rest) if isinstance(rest, nn.Sequential) else [rest]
+    *before, act = parts
+    return is_relu6(act) and all(type(p) is nn.Identity or (isinstance(p, nn.Dropout) and not p.training)
+                                 for p in before)
+
+
 def fold_batchnorm(net: nn.Module) -> int:
     """Fold every BatchNorm that directly follows a Conv2d among its siblings (in registration order), in place.
+    A ReLU6 right after the BatchNorm goes into the convolution too (`ConvReLU6`, oneDNN's fused post-op).
 
     Only correct when the siblings also run in that order; `load_model` checks the folded net against the original
     on a probe input and keeps the original when they differ. Returns the number of folded layers."""
@@ -47,6 +58,8 @@ def fold_batchnorm(net: nn.Module) -> int:
             with torch.no_grad():
                 fused = fuse_conv_bn_eval(prev.eval(), plain_bn)
             fused.requires_grad_(False)
+            if _is_eval_relu6(rest):
+                fused, rest = ConvReLU6.from_conv(fused), nn.Identity()
             parent._modules[prev_name] = fused
             parent._modules[name] = rest
             folded += 1
