@@ -64,6 +64,61 @@ def test_batchnorm_folding_keeps_the_function_and_refuses_a_wrong_order():
     assert kept is odd and isinstance(kept.bn, torch.nn.BatchNorm2d)
 
 
+@pytest.mark.parametrize("stride,groups,bias,channels_last", [(1, 1, True, True), (2, 8, True, True),
+                                                               (1, 8, False, False), (2, 1, False, True)])
+def test_fused_conv_relu6_matches_conv_then_relu6(stride, groups, bias, channels_last):
+    """Forward, input gradient and weight/bias gradients of the oneDNN-fused layer equal conv + ReLU6."""
+    from patchlab.models.fused import ConvReLU6
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 16 if groups == 1 else 8, 3, stride=stride, padding=1, groups=groups, bias=bias)
+    with torch.no_grad():
+        conv.weight.mul_(8)  # push many outputs past 6 and below 0, so both clamps are exercised
+    fused = ConvReLU6.from_conv(conv)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 8, 12, 12).contiguous(memory_format=fmt)
+    grad = torch.randn(2, conv.out_channels, 12 // stride, 12 // stride)
+    outs = []
+    for layer, act in ((conv, lambda t: torch.nn.functional.relu6(t)), (fused, lambda t: t)):
+        xi = x.clone().requires_grad_(True)
+        y = act(layer(xi))
+        y.backward(grad)
+        outs.append((y.detach(), xi.grad, layer.weight.grad, layer.bias.grad if bias else None))
+    (y0, gx0, gw0, gb0), (y1, gx1, gw1, gb1) = outs
+    assert ((y0 <= 0) | (y0 >= 6)).float().mean() > 0.3
+    torch.testing.assert_close(y1, y0)
+    torch.testing.assert_close(gx1, gx0)
+    torch.testing.assert_close(gw1, gw0)
+    if bias:
+        torch.testing.assert_close(gb1, gb0)
+    assert type(fused.forward(x).grad_fn).__name__ == "_ConvReLU6FunctionBackward"  # the fused path ran
+
+
+def test_fused_model_keeps_gradients_and_falls_back_where_it_cannot_fuse(lite0, monkeypatch):
+    """The zoo's EfficientNet-Lite has ReLU6 fused; its input gradient equals the plain conv+ReLU6 path's, and under
+    bf16 autocast the layer runs the plain path (so autocast still applies)."""
+    import patchlab.models.fused as fused_mod
+
+    assert sum(isinstance(m, fused_mod.ConvReLU6) for m in lite0.modules()) == 33
+    assert not any(isinstance(m, torch.nn.ReLU6) for m in lite0.modules())
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+
+    def input_grad():
+        xi = x.clone().requires_grad_(True)
+        logits = lite0(xi)
+        logits.log_softmax(-1)[:, 859].sum().backward()
+        return logits.detach(), xi.grad
+
+    logits1, grad1 = input_grad()
+    monkeypatch.setattr(fused_mod, "_can_fuse", lambda t: False)
+    logits0, grad0 = input_grad()
+    torch.testing.assert_close(logits1, logits0)
+    torch.testing.assert_close(grad1, grad0, rtol=1e-4, atol=1e-6)
+    monkeypatch.undo()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert lite0(x).dtype == torch.bfloat16
+
+
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
 def test_logits_match_reference_on_real_images(name, imagenet_dir):
     model = load_model(name, "cpu")
