@@ -41,9 +41,12 @@ class _ConvReLU6Function(torch.autograd.Function):
         return gx, gw, gb, None, None, None, None
 
 
+_HAS_FUSED_OP = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
 def _can_fuse(x: torch.Tensor) -> bool:
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled("cpu")
+    return (_HAS_FUSED_OP and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+            and not torch.is_autocast_enabled("cpu")
             and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not torch.onnx.is_in_onnx_export()
             and not torch.compiler.is_compiling())
 
