@@ -63,7 +63,7 @@ class ConvReLU6(nn.Conv2d):
         return F.hardtanh(self._conv_forward(x, self.weight, self.bias), 0.0, 6.0)
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> "ConvReLU6":
+    def from_conv(cls, conv: nn.Conv2d) -> ConvReLU6:
         fused = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                     conv.groups, conv.bias is not None, conv.padding_mode, device=conv.weight.device,
                     dtype=conv.weight.dtype)

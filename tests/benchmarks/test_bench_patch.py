@@ -1,8 +1,9 @@
 """Benchmark: EOT patch optimisation throughput (samples/s, forward+backward through transforms and model) against
 IBM ART 1.20 AdversarialPatchPyTorch. Same efficientnet_lite0 weights, batch 8, 224 px square patch, CPU, one run.
 ART runs on the reference `efficientnet_lite_pytorch` net (what an ART user loads) and, to separate the library from
-the model, on patchlab's own model (timm, static padding, BatchNorm folded, ReLU6 fused, channels_last). Each contender's per-step cost is (T(1 + N steps) - T(1 step)) / N, in wall and CPU seconds; rounds are
-interleaved and the median is kept, because the machine is shared.
+the model, on patchlab's own model (timm, static padding, BatchNorm folded, ReLU6 fused, channels_last). Each
+contender's per-step cost is (T(1 + N steps) - T(1 step)) / N, in wall and CPU seconds; rounds are interleaved and
+the median is kept, because the machine is shared.
 
 Run: OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m pytest tests/benchmarks/test_bench_patch.py -m benchmark -s
 (BENCH_ROUNDS=5 BENCH_STEPS=8 for a steadier median on a shared machine)
