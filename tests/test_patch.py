@@ -139,6 +139,49 @@ def test_config_round_trip_and_errors():
         PatchConfig.from_dict({"stepz": 3})
 
 
+class _FixedLogits(torch.nn.Module):
+    """A stand-in classifier that returns the same logits whatever it sees."""
+
+    input_size = 4
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits
+
+
+def test_success_loss_is_a_smooth_success_rate_that_focuses_on_the_boundary():
+    from patchlab.patch.train import _adv_loss
+
+    frames = torch.zeros(3, 3, 4, 4)
+    base = torch.zeros(3, 5)
+    base[:, 0] = 1.0  # the best other class
+    margins = torch.tensor([10.0, 0.0, -10.0])  # target class 2 wins by 10, ties, loses by 10
+    logits = base.clone()
+    logits[:, 2] = 1.0 + margins
+    logits.requires_grad_(True)
+    loss, _, succ = _adv_loss([_FixedLogits(logits)], frames, 2, None, kind="success", temperature=2.0)
+    assert float(loss) == pytest.approx(float(torch.sigmoid(-margins / 2).mean()), abs=1e-6)
+    assert succ == pytest.approx(1 / 3)
+    loss.backward()
+    grad = logits.grad.norm(dim=1)
+    assert grad[1] > 10 * grad[0] and grad[1] > 10 * grad[2]  # the boundary sample gets the gradient
+    logits.grad = None
+    loss, _, _ = _adv_loss([_FixedLogits(logits)], frames, 2, None, kind="logprob")
+    loss.backward()
+    assert logits.grad.norm(dim=1).argmax() == 2  # log-probability pushes the hopeless sample hardest
+    # untargeted: the margin of the best other class over the true label
+    logits.grad = None
+    loss, _, succ = _adv_loss([_FixedLogits(logits)], frames, None, torch.tensor([2, 2, 2]), kind="success",
+                              temperature=2.0)
+    assert float(loss) == pytest.approx(float(torch.sigmoid(margins / 2).mean()), abs=1e-6)
+    assert succ == pytest.approx(2 / 3)  # the tie goes to class 0 (argmax picks the first), away from the label
+    with pytest.raises(PatchlabError, match="unknown loss"):
+        PatchConfig(images="x", loss="hinge")
+
+
 # -- optimiser -------------------------------------------------------------------------------------------------------------
 def test_same_seed_same_patch(eight_images, lite0, tmp_path):
     a = train_patch(_tiny(eight_images, tmp_path / "a.png"), models=[lite0])
@@ -247,6 +290,14 @@ def test_cli_train_then_eval(eight_images, tmp_path, capsys):
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 2 and out.is_file() and out.with_suffix(".json").is_file()
+    fine = tmp_path / "fine.png"  # fine-tune it with the success loss
+    assert main([*args[:-5], "--init", str(out), "--loss", "success", "--loss-temperature", "3", "--lr", "0.05",
+                 "--out", str(fine), "--json", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    config = json.loads(fine.with_suffix(".json").read_text())["config"]
+    assert config["loss"] == "success" and config["loss_temperature"] == 3.0
+    assert (load_patch(fine)[0][:3] - load_patch(out)[0][:3]).abs().max() > 0.01
+    assert main([*args[:-5], "--loss", "hinge", "--out", str(fine)]) == 2
     assert main(["patch", "eval", str(out), "--images", str(eight_images), "--areas", "0.1", "--json",
                  "--no-baselines", "--save", "--device", "cpu"]) == 0
     ev = json.loads(capsys.readouterr().out)

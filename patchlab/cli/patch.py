@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
         decay_start: int = typer.Option(0, "--decay-start", min=0, help="Step where the cosine decay begins"),
         nps_weight: float = typer.Option(0.01, "--nps-weight"),
         tv_weight: float = typer.Option(2.5, "--tv-weight"),
+        loss: str = typer.Option("logprob", "--loss", help="logprob (Brown 2017) or success (smooth top-1 success "
+                                 "rate; for fine-tuning a trained patch)"),
+        loss_temperature: float = typer.Option(2.0, "--loss-temperature", help="Temperature of --loss success, in logits"),
         holdout: float = typer.Option(0.4, "--holdout", help="Share of the images held out for evaluation"),
         seed: int = typer.Option(0, "--seed"),
         checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
@@ -58,7 +61,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = PatchConfig(images=str(images), models=list(model), target=target, area=area, shape=shape,
                           patch_size=size, eot=preset, colour=str(colour) if colour else None, steps=steps,
-                          batch=batch, lr=lr, lr_final=lr_final, decay_start=decay_start, nps_weight=nps_weight, tv_weight=tv_weight, holdout=holdout,
+                          batch=batch, lr=lr, lr_final=lr_final, decay_start=decay_start, nps_weight=nps_weight, tv_weight=tv_weight,
+                          loss=loss, loss_temperature=loss_temperature, holdout=holdout,
                           seed=seed, checkpoint_every=checkpoint_every, eval_every=eval_every, out=str(out),
                           device=device, bf16=bf16, init=str(init) if init else None)
         try:

@@ -1,6 +1,8 @@
 """Universal adversarial patch optimisation (Brown 2017) under EOT, with printability terms.
 
 loss = -log p(target | EOT(patch, scene))  (or +log p(true class) untargeted), averaged over the batch and the models
+       (or, with loss="success", a smooth top-1 success rate: mean of sigmoid(-margin / T) over the samples, where
+       margin = target logit - best other logit; its gradient is largest near the decision boundary)
      + nps_weight * NPS(patch, palette) + max(tv_weight * TV(patch), tv_floor)        (Sharif 2016, Thys 2019)
 
 Adam on the patch texture, clamped to [0, 1]; the patch gradient is cleared every step. All randomness comes from one
@@ -24,6 +26,7 @@ from patchlab.errors import PatchlabError
 
 ProgressFn = Callable[[int, int, dict], None]
 CKPT_FORMAT = "patchlab-patch-checkpoint-1"
+LOSSES = ("logprob", "success")
 
 
 @dataclass
@@ -55,6 +58,8 @@ class PatchConfig:
     log_every: int = 10
     out: str | None = None                # patch PNG path; the checkpoint sits beside it
     device: str = "auto"
+    loss: str = "logprob"                 # logprob (Brown 2017) or success (smooth top-1 success, for fine-tuning)
+    loss_temperature: float = 2.0         # T of the success loss, in logits
     bf16: bool = False                    # bfloat16 autocast for the models' forward/backward (about 2x on CPU)
     init: str | None = None               # start from this patch PNG (e.g. the shipped one) instead of noise
 
@@ -75,6 +80,10 @@ class PatchConfig:
             raise PatchlabError(f"patch size must lie in [8, 2048] pixels, got {self.patch_size}")
         if not self.lr > 0:
             raise PatchlabError(f"lr must be positive, got {self.lr}")
+        if self.loss not in LOSSES:
+            raise PatchlabError(f"unknown loss '{self.loss}'; choose from {', '.join(LOSSES)}")
+        if not self.loss_temperature > 0:
+            raise PatchlabError(f"loss temperature must be positive, got {self.loss_temperature}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,7 +166,8 @@ def _lr_at(cfg: PatchConfig | dict, step: int) -> float:
     return lr * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
-def _adv_loss(models, frames: torch.Tensor, target: int | None, labels: torch.Tensor | None, bf16: bool = False):
+def _adv_loss(models, frames: torch.Tensor, target: int | None, labels: torch.Tensor | None, bf16: bool = False,
+              kind: str = "logprob", temperature: float = 2.0):
     """Mean over models of the adversarial loss; also the mean target probability and batch success."""
     total, prob, succ = 0.0, 0.0, 0.0
     for m in models:
@@ -166,15 +176,17 @@ def _adv_loss(models, frames: torch.Tensor, target: int | None, labels: torch.Te
         with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = m(x)
         logp = logits.float().log_softmax(-1)
-        if target is not None:
-            total = total + -logp[:, target].mean()
-            prob += float(logp[:, target].detach().exp().mean())
-            succ += float((logp.detach().argmax(-1) == target).float().mean())
+        wanted = torch.full((len(logp),), target, device=logp.device) if target is not None else labels.to(logp.device)
+        picked = logp.gather(1, wanted[:, None])[:, 0]
+        if kind == "success":  # margin of the wanted class over the best other one (a difference of logits)
+            others = logp.scatter(1, wanted[:, None], float("-inf")).amax(1)
+            margin = picked - others if target is not None else others - picked
+            total = total + torch.sigmoid(-margin / temperature).mean()
         else:
-            picked = logp.gather(1, labels[:, None].to(logp.device))[:, 0]
-            total = total + picked.mean()
-            prob += float(picked.detach().exp().mean())
-            succ += float((logp.detach().argmax(-1) != labels.to(logp.device)).float().mean())
+            total = total + (-picked.mean() if target is not None else picked.mean())
+        prob += float(picked.detach().exp().mean())
+        hit = logp.detach().argmax(-1) == wanted
+        succ += float((hit if target is not None else ~hit).float().mean())
     n = len(models)
     return total / n, prob / n, succ / n
 
@@ -296,7 +308,8 @@ def train_patch(config: PatchConfig | dict, progress: ProgressFn | None = None,
             scenes = to_float(bank[idx], device)
             patch = torch.cat([texture, mask], 0)
             out = eot(patch, scenes, cfg.area, gen)
-            adv, prob, succ = _adv_loss(models, out.images, target, labels[idx] if labels is not None else None, cfg.bf16)
+            adv, prob, succ = _adv_loss(models, out.images, target, labels[idx] if labels is not None else None, cfg.bf16,
+                                         cfg.loss, cfg.loss_temperature)
             nps = non_printability(texture, palette, mask)
             tv = total_variation(texture, mask)
             loss = adv + cfg.nps_weight * nps + torch.clamp(cfg.tv_weight * tv, min=cfg.tv_floor)
