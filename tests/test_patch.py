@@ -245,6 +245,16 @@ def test_resume_refuses_changed_settings(eight_images, lite0, tmp_path):
         train_patch(_tiny(eight_images, tmp_path / "r.png", steps=3, area=0.2), resume=True, models=[lite0])
     with pytest.raises(PatchlabError, match="no checkpoint"):
         train_patch(_tiny(eight_images, tmp_path / "none.png"), resume=True, models=[lite0])
+    with pytest.raises(PatchlabError, match="different settings"):
+        train_patch(_tiny(eight_images, tmp_path / "r.png", steps=3, loss="success"), resume=True, models=[lite0])
+    # a checkpoint written before the loss settings existed resumes under their defaults
+    ckpt = tmp_path / "r.ckpt.pt"
+    state = torch.load(ckpt, weights_only=True)
+    key = json.loads(state["config_key"])
+    del key["loss"], key["loss_temperature"]
+    state["config_key"] = json.dumps(key, sort_keys=True)
+    torch.save(state, ckpt)
+    assert train_patch(_tiny(eight_images, tmp_path / "r.png", steps=3), resume=True, models=[lite0]).step == 3
 
 
 def test_forty_steps_raise_target_probability(eight_images, imagenet_dir, lite0, tmp_path):

@@ -15,7 +15,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -132,12 +132,13 @@ def _resolve_target(target) -> tuple[int | None, str | None]:
 
 
 SCHEDULE_KEYS = ("steps", "lr_final", "decay_start")
+UNKEYED = (*SCHEDULE_KEYS, "out", "checkpoint_every", "log_every", "device")  # free to change on --resume
 
 
 def _config_key(cfg: PatchConfig) -> str:
     """The settings a resumed run must share (everything but the schedule's length and decay, output and logging)."""
     d = cfg.to_dict()
-    for k in (*SCHEDULE_KEYS, "out", "checkpoint_every", "log_every", "device"):
+    for k in UNKEYED:
         d.pop(k, None)
     return json.dumps(d, sort_keys=True, default=str)
 
@@ -146,6 +147,9 @@ def _same_settings(saved_key: str, cfg: PatchConfig) -> bool:
     saved = json.loads(saved_key)
     for k in SCHEDULE_KEYS:
         saved.pop(k, None)
+    for f in fields(PatchConfig):  # a checkpoint from before a setting existed ran with its default
+        if f.name not in saved and f.name not in UNKEYED and f.default is not MISSING:
+            saved[f.name] = f.default
     return saved == json.loads(_config_key(cfg))
 
 
