@@ -118,8 +118,13 @@ def _signed_distance(quad: np.ndarray, shape) -> np.ndarray:
 @pytest.mark.parametrize("anchor", ["sheet", "marker:2"])
 def test_virtual_patch_lands_inside_the_marker_quad(onnx_backend, toaster_patch, anchor):
     """Pasted pixels never leave the ground-truth quad by more than 2 px, and they fill it."""
+    from dataclasses import replace
+
     scene = SyntheticScene(seed=2, fps=10)
     state = LiveState(onnx_backend, patch=toaster_patch, virtual=True, anchor=anchor, overlay=False)
+    # a patch pixel that happens to equal the paper beneath leaves the frame unchanged; its negative then does not
+    negative = LiveState(onnx_backend, patch=replace(toaster_patch, bgr=255 - toaster_patch.bgr), virtual=True,
+                         anchor=anchor, overlay=False)
     checked = 0
     for i in range(0, 60, 6):
         frame = scene.frame(i)
@@ -127,7 +132,8 @@ def test_virtual_patch_lands_inside_the_marker_quad(onnx_backend, toaster_patch,
         gt = frame.inner_quad if anchor == "sheet" else frame.markers[2]
         if not result.virtual_patch:
             continue
-        changed = _changed_mask(frame.image, out)
+        out_negative, _ = process_frame(frame.image, negative)
+        changed = _changed_mask(frame.image, out) | _changed_mask(frame.image, out_negative)
         dist = _signed_distance(gt, out.shape)
         assert changed.any()
         assert dist[changed].min() >= -2.0, f"frame {i}: pasted {-dist[changed].min():.2f} px outside the quad"
