@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = PatchConfig(images=str(images), models=list(model), target=target, area=area, shape=shape,
                           patch_size=size, eot=preset, colour=str(colour) if colour else None, steps=steps,
-                          batch=batch, lr=lr, lr_final=lr_final, decay_start=decay_start, nps_weight=nps_weight, tv_weight=tv_weight,
-                          loss=loss, loss_temperature=loss_temperature, holdout=holdout,
+                          batch=batch, lr=lr, lr_final=lr_final, decay_start=decay_start, nps_weight=nps_weight,
+                          tv_weight=tv_weight, loss=loss, loss_temperature=loss_temperature, holdout=holdout,
                           seed=seed, checkpoint_every=checkpoint_every, eval_every=eval_every, out=str(out),
                           device=device, bf16=bf16, init=str(init) if init else None)
         try:

@@ -144,12 +144,10 @@ def _config_key(cfg: PatchConfig) -> str:
 
 
 def _same_settings(saved_key: str, cfg: PatchConfig) -> bool:
-    saved = json.loads(saved_key)
-    for k in SCHEDULE_KEYS:
-        saved.pop(k, None)
+    saved = {k: v for k, v in json.loads(saved_key).items() if k not in UNKEYED}
     for f in fields(PatchConfig):  # a checkpoint from before a setting existed ran with its default
-        if f.name not in saved and f.name not in UNKEYED and f.default is not MISSING:
-            saved[f.name] = f.default
+        if f.name not in UNKEYED and f.default is not MISSING:
+            saved.setdefault(f.name, f.default)
     return saved == json.loads(_config_key(cfg))
 
 
