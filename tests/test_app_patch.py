@@ -110,6 +110,12 @@ def test_shipped_patch_loads_and_beats_baselines_on_held_out_images(imagenet_dir
     # 16 ImageNet images the patch was not trained on (its sidecar lists the training images, which are skipped)
     assert result["images"] == 16 and result["skipped_training_images"] > 0 and row["area"] == 0.1
     assert row["success_rate"] >= 0.5 > row["baselines"]["random_noise"]["success_rate"], row
+    # which effects cost the misses: the same 16 images and draws, one group of effects off at a time
+    at.button(key="ps_breakdown").click().run()
+    assert not at.exception, at.exception
+    rows = at.session_state["ps_breakdown_result"]["rows"]
+    assert len(rows) == 11 and rows[0]["off"] == [] and (rows[0]["k"], rows[0]["n"]) == (row["k"], row["n"])
+    assert len(at.dataframe) == 2
 
 
 def test_training_can_start_from_the_shipped_patch():

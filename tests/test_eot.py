@@ -57,6 +57,32 @@ def test_gradient_through_fitted_colour_model():
     assert torch.isfinite(patch.grad).all() and patch.grad[:3].abs().sum() > 0
 
 
+def test_switching_effects_off_keeps_the_other_draws():
+    """EOTParams.without: the named effects become neutral, every other draw stays as drawn."""
+    from dataclasses import fields
+
+    from patchlab.eot.transforms import EFFECTS
+
+    eot = EOT("print")
+    scenes = torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    params = eot.sample(6, 64, 0.1, torch.Generator().manual_seed(3))
+    no_jpeg = params.without("jpeg")
+    changed = [f.name for f in fields(params) if not torch.equal(getattr(params, f.name), getattr(no_jpeg, f.name))]
+    assert changed == ["jpeg_on"] and not no_jpeg.jpeg_on.any() and params.jpeg_on.any()
+    # every effect but the in-plane placement off: outside the patch the frame is the scene, the patch is a square
+    bare = params.without(*[e for e in EFFECTS if e != "rotation"])
+    out = eot(_patch(grad=False), scenes, 0.1, None, params=bare)
+    outside = (out.alpha == 0).expand_as(scenes)
+    assert outside.float().mean() > 0.5
+    assert (out.images - scenes)[outside].abs().max() < 1e-3
+    sides = (out.corners - out.corners.roll(1, dims=1)).norm(dim=-1)
+    assert torch.allclose(sides, sides[:, :1].expand_as(sides), atol=1e-3)
+    full = eot(_patch(grad=False), scenes, 0.1, None, params=params)
+    assert (full.images - scenes)[(full.alpha == 0).expand_as(scenes)].abs().max() > 0.05
+    with pytest.raises(PatchlabError, match="unknown EOT effect 'fog'"):
+        params.without("fog")
+
+
 def test_placement_matches_returned_corners():
     import cv2
 

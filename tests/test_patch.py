@@ -291,6 +291,27 @@ def test_evaluate_skips_training_images_and_writes_plot(eight_images, lite0, tmp
     assert png.stat().st_size > 5000
 
 
+def test_effect_breakdown_pairs_its_draws_with_evaluate(eight_images, lite0, tmp_path):
+    """Its first row is evaluate_patch at the same area, seed and draws; other rows switch effects off."""
+    from patchlab.patch.evaluate import BREAKDOWN_GROUPS, effect_breakdown
+
+    save_patch(tmp_path / "b.png", torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(4)),
+               torch.ones(1, 32, 32), {"target": 859, "models": ["efficientnet_lite0"], "eot": "print", "area": 0.2})
+    br = effect_breakdown(tmp_path / "b.png", eight_images, model=lite0, draws=2, seed=9, batch_size=3)
+    ev = evaluate_patch(tmp_path / "b.png", eight_images, models=[lite0], areas=[0.2], draws=2, seed=9,
+                        baselines=False, batch_size=3)
+    full, row = br["rows"][0], ev["models"]["efficientnet_lite0"]["curve"][0]
+    assert br["area"] == 0.2 and br["n"] == 16 and full["off"] == []
+    assert (full["k"], full["n"]) == (row["k"], row["n"]) and full["mean_target_prob"] == row["mean_target_prob"]
+    assert [r["off"] for r in br["rows"][1:]] == [list(g) for g in BREAKDOWN_GROUPS]
+    probs = {tuple(r["off"]): r["mean_target_prob"] for r in br["rows"]}
+    assert len(set(probs.values())) == len(probs)  # every group changes what the model sees
+    for r in br["rows"]:
+        assert r["gain"] == pytest.approx(r["success_rate"] - full["success_rate"])
+    with pytest.raises(PatchlabError, match="unknown EOT effect"):
+        effect_breakdown(tmp_path / "b.png", eight_images, model=lite0, groups=[("fog",)])
+
+
 def test_cli_train_then_eval(eight_images, tmp_path, capsys):
     from patchlab.cli import main
 
@@ -313,6 +334,11 @@ def test_cli_train_then_eval(eight_images, tmp_path, capsys):
     ev = json.loads(capsys.readouterr().out)
     assert ev["images"] == 4 and ev["skipped_training_images"] == 4 and "success_rate" in ev
     assert "evaluation" in json.loads(out.with_suffix(".json").read_text())
+    assert main(["patch", "breakdown", str(out), "--images", str(eight_images), "--draws", "1", "--limit", "2",
+                 "--json", "--device", "cpu"]) == 0
+    br = json.loads(capsys.readouterr().out)
+    assert br["images"] == 2 and br["rows"][0]["off"] == [] and len(br["rows"]) == 11
+    assert main(["patch", "breakdown", str(out), "--images", str(eight_images), "--area", "2"]) == 2
     assert main(["patch", "train", "--images", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert main(["patch", "eval", str(out), "--images", str(eight_images), "--areas", "2"]) == 2
 

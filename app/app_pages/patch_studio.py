@@ -171,14 +171,17 @@ def evaluate_section(studio: dict, scenes: str) -> None:
         areas = c2.multiselect("Areas", [0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
                                default=[min([0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
                                             key=lambda a: abs(a - float(meta.get("area", 0.1))))], key="ps_eval_areas")
-        if st.button("Evaluate the patch", disabled=not areas, key="ps_evaluate"):
+        source = studio.get("path") or studio["rgba"]
+        target = None if studio.get("path") else ui.patch_target(meta)
+        model_names = meta.get("models") or ["efficientnet_lite0"]
+        b1, b2 = st.columns(2)
+        if b1.button("Evaluate the patch", disabled=not areas, key="ps_evaluate"):
             from patchlab.patch import evaluate_patch
 
-            models = [ui.get_model(m) for m in (meta.get("models") or ["efficientnet_lite0"])]
+            models = [ui.get_model(m) for m in model_names]
             bar = st.progress(0.0, text="Evaluating…")
-            source = studio.get("path") or studio["rgba"]
-            result = evaluate_patch(source, scenes, models=models, target=None if studio.get("path") else
-                                    ui.patch_target(meta), eot=meta.get("eot"), areas=sorted(areas), limit=limit,
+            result = evaluate_patch(source, scenes, models=models, target=target, eot=meta.get("eot"),
+                                    areas=sorted(areas), limit=limit,
                                     progress=lambda s, t, m: bar.progress(min(1.0, s / max(t, 1)),
                                                                           text=f"{m['model']} · area {m['area']}"))
             bar.empty()
@@ -198,6 +201,25 @@ def evaluate_section(studio: dict, scenes: str) -> None:
                                         for c in ("success", "no patch", *BASELINE_NAMES.values())})
             st.caption(f"Target {result['target_name']} · {result['images']} images · preset {result['preset']} · "
                        f"{result['seconds']:.0f} s")
+        if b2.button("Which effects cost the misses?", key="ps_breakdown",
+                     help="The same draws with one group of EOT effects switched off at a time (paired)"):
+            from patchlab.patch import effect_breakdown
+
+            bar = st.progress(0.0, text="Switching effects off…")
+            st.session_state["ps_breakdown_result"] = effect_breakdown(
+                source, scenes, model=ui.get_model(model_names[0]), target=target, area=float(meta.get("area", 0.1)),
+                eot=meta.get("eot"), draws=1, limit=limit,
+                progress=lambda s, t, m: bar.progress(min(1.0, s / max(t, 1)), text=f"off: {m['off']}"))
+            bar.empty()
+        breakdown = st.session_state.get("ps_breakdown_result")
+        if breakdown:
+            st.dataframe(pd.DataFrame([{"effects switched off": ", ".join(r["off"]) or "none (all on)",
+                                        "success": r["success_rate"], "change": r["gain"], "n": r["n"]}
+                                       for r in breakdown["rows"]]),
+                         hide_index=True, width="stretch", key="ps_breakdown_table",
+                         column_config={c: st.column_config.NumberColumn(format="percent") for c in ("success", "change")})
+            st.caption(f"{breakdown['model']} at {breakdown['area']:.0%} area · {breakdown['images']} images · "
+                       f"preset {breakdown['preset']} · the same draws in every row · {breakdown['seconds']:.0f} s")
 
 
 with ui.user_errors():

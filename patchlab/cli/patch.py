@@ -1,4 +1,4 @@
-"""`patchlab patch train` and `patchlab patch eval`."""
+"""`patchlab patch train`, `patchlab patch eval` and `patchlab patch breakdown`."""
 
 from __future__ import annotations
 
@@ -130,3 +130,43 @@ def register(app: typer.Typer) -> None:
                               f"{b['natural_photo']['success_rate']:.1%}" if "natural_photo" in b else "-")
         Console().print(table)
         typer.echo(f"plot: {plot_path}  ({result['seconds']:.0f}s)")
+
+    @group.command("breakdown")
+    def breakdown_cmd(
+        patch: Path = typer.Argument(..., help="Patch PNG (with its .json sidecar)"),
+        images: Path = typer.Option(..., "--images", help="Folder of scene images; the patch's training images are skipped"),
+        model: str = typer.Option(None, "--model", "-m", help="Model to test (default: the patch's first)"),
+        area: float = typer.Option(None, "--area", help="Patch area fraction (default: the trained area)"),
+        preset: str = typer.Option(None, "--preset", help="EOT preset or config file (default: the patch's)"),
+        colour: Path = typer.Option(None, "--colour", help="Fitted colour model JSON"),
+        draws: int = typer.Option(3, "--draws", min=1, help="EOT draws per image"),
+        seed: int = typer.Option(1234, "--seed", help="EOT seed (the same draws as `patch eval` at its first area)"),
+        limit: int = typer.Option(None, "--limit", min=1, help="Use at most N images"),
+        device: str = DeviceOpt,
+        json_out: bool = JsonOpt,
+    ) -> None:
+        """Which physical effects cost the patch its misses: success with each group of effects switched off."""
+        from patchlab.patch.evaluate import effect_breakdown
+
+        if area is not None and not 0 < area <= 0.5:
+            from patchlab.errors import PatchlabError
+
+            raise PatchlabError(f"--area must be a fraction in (0, 0.5], got {area}")
+        with rich_progress("breakdown", enabled=not json_out) as cb:
+            result = effect_breakdown(patch, images, model=model, area=area, eot=preset,
+                                      colour=str(colour) if colour else None, draws=draws, seed=seed, limit=limit,
+                                      device=device, progress=cb)
+        if json_out:
+            print_json(result)
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("effects switched off", "success", "95% CI", "change",
+                      title=f"{result['model']}, target {result['target_name']}, {result['area']:.0%} area, preset "
+                            f"{result['preset']}: {result['images']} held-out images x {result['draws']} draws")
+        for row in result["rows"]:
+            table.add_row(", ".join(row["off"]) or "none (all effects on)", f"{row['success_rate']:.1%}",
+                          f"{row['ci95'][0]:.1%}-{row['ci95'][1]:.1%}", f"{row['gain']:+.1%}" if row["off"] else "")
+        Console().print(table)
+        typer.echo(f"({result['seconds']:.0f}s)")

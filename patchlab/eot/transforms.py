@@ -14,7 +14,7 @@ top-left, top-right, bottom-right, bottom-left of the patch image.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,31 @@ class EOTParams:
     noise: torch.Tensor
     jpeg_on: torch.Tensor
     jpeg_quality: torch.Tensor
+
+
+    def without(self, *effects: str) -> "EOTParams":
+        """The same draws with the named effects (see EFFECTS) set to their neutral values."""
+        unknown = [e for e in effects if e not in EFFECTS]
+        if unknown:
+            raise PatchlabError(f"unknown EOT effect '{unknown[0]}'; choose from {', '.join(EFFECTS)}")
+        changes = {}
+        for effect in effects:
+            changes.update(EFFECTS[effect])
+        return replace(self, **{k: torch.full_like(getattr(self, k), v) for k, v in changes.items()})
+
+
+# The physical effects a breakdown can switch off, as the per-sample draws that make them up and their neutral values.
+EFFECTS: dict[str, dict[str, float]] = {
+    "rotation": {"angle": 0.0},
+    "tilt": {"tilt": 0.0},
+    "printer_colour": {"gain": 1.0, "offset": 0.0},
+    "photometric": {"brightness": 0.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0, "gamma": 1.0},
+    "gaussian_blur": {"blur": 0.0},
+    "motion_blur": {"motion_on": False},
+    "noise": {"noise_sigma": 0.0},
+    "jpeg": {"jpeg_on": False},
+}
+CAMERA_EFFECTS = ("gaussian_blur", "motion_blur", "noise", "jpeg")
 
 
 @dataclass

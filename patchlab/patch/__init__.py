@@ -6,11 +6,11 @@ from patchlab.patch.shapes import make_mask
 from patchlab.patch.train import PatchConfig, PatchResult, train_patch
 
 __all__ = ["PatchConfig", "PatchResult", "default_palette", "load_patch", "make_mask", "non_printability",
-           "save_patch", "total_variation", "train_patch", "evaluate_patch", "wilson_interval"]
+           "save_patch", "total_variation", "train_patch", "evaluate_patch", "effect_breakdown", "wilson_interval"]
 
 
 def __getattr__(name):
-    if name in ("evaluate_patch", "wilson_interval", "plot_curve"):
+    if name in ("evaluate_patch", "effect_breakdown", "wilson_interval", "plot_curve"):
         from patchlab.patch import evaluate
 
         return getattr(evaluate, name)

@@ -4,17 +4,21 @@ intervals, random-noise and natural-photo baselines of the same shape and size, 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from patchlab.eot.transforms import CAMERA_EFFECTS, EFFECTS
 from patchlab.errors import PatchlabError
 from patchlab.stats import wilson_interval  # noqa: F401  (re-exported)
 
 DEFAULT_AREAS = (0.02, 0.05, 0.10, 0.15, 0.20, 0.25)
 NATURAL_PHOTO = "coffee"  # a built-in photo (espresso), for the natural-photo baseline
+# effect_breakdown's rows: each effect alone, then all camera effects, then every effect but the in-plane placement
+BREAKDOWN_GROUPS = (*((e,) for e in EFFECTS), CAMERA_EFFECTS, tuple(e for e in EFFECTS if e != "rotation"))
 
 
 def baseline_patches(rgba: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -35,20 +39,27 @@ def _rate(k: int, n: int, probs: list[float]) -> dict:
             "mean_target_prob": sum(probs) / len(probs) if probs else None}
 
 
-def evaluate_patch(patch, images, models=None, target=None, areas=DEFAULT_AREAS, eot=None, colour=None,
-                   draws: int = 1, seed: int = 1234, baselines: bool = True, limit: int | None = None,
-                   batch_size: int = 32, device="auto", exclude: list[str] | None = None,
-                   progress: Callable[[int, int, dict], None] | None = None) -> dict:
-    """Success of `patch` (PNG path, or RGBA tensor with `target`/`models`/`eot` given) on `images` (a folder or a
-    list of paths). Images the patch was trained on (sidecar `train_images`) and images of the target class are
-    skipped. Untargeted (target None): success = top-1 differs from the true (or clean-predicted) label."""
+@dataclass
+class _Setup:
+    rgba: torch.Tensor
+    meta: dict
+    target_idx: int | None
+    target_name: str | None
+    model_names: list
+    eot_cfg: object
+    engine: object
+    paths: list[Path]
+    labels: dict | None
+    n_trained: int
+
+
+def _setup(patch, images, models, target, eot, colour, exclude, limit) -> _Setup:
+    """The patch, its target, models, EOT (at exactly the nominal area) and the held-out images to score it on."""
     from patchlab.eot import EOT, ColourModel, load_config
-    from patchlab.models import load_model, resolve_device
-    from patchlab.patch.data import folder_labels, list_scene_images, load_scenes, to_float
+    from patchlab.patch.data import folder_labels, list_scene_images
     from patchlab.patch.io import load_patch
     from patchlab.patch.train import _resolve_target
 
-    start = time.perf_counter()
     meta: dict = {}
     if isinstance(patch, (str, Path)):
         rgba, meta = load_patch(patch)
@@ -65,7 +76,6 @@ def evaluate_patch(patch, images, models=None, target=None, areas=DEFAULT_AREAS,
     colour_model = ColourModel.from_json(colour) if colour else (
         ColourModel.from_dict(meta["colour"]) if meta.get("colour") else None)
     engine = EOT(eot_cfg, colour_model)
-    dev = resolve_device(device)
 
     if isinstance(images, (list, tuple)):
         paths, labels = [Path(p) for p in images], None
@@ -80,6 +90,45 @@ def evaluate_patch(patch, images, models=None, target=None, areas=DEFAULT_AREAS,
         paths = paths[:limit]
     if not paths:
         raise PatchlabError("no evaluation images left (all were training images or of the target class)")
+    return _Setup(rgba, meta, target_idx, target_name, model_names, eot_cfg, engine, paths, labels, n_trained)
+
+
+def _references(model, bank, st: _Setup, batch_size: int, dev) -> torch.Tensor | None:
+    """Untargeted runs: the label each image must move away from (its folder label, else the clean prediction)."""
+    from patchlab.patch.data import to_float
+
+    if st.target_idx is not None:
+        return None
+    if st.labels is not None:
+        return torch.tensor([st.labels[p.name] for p in st.paths])
+    return torch.cat([model.predict(to_float(bank[i:i + batch_size], dev)).argmax(-1).cpu()
+                      for i in range(0, len(bank), batch_size)])
+
+
+def _hits(logits: torch.Tensor, target_idx: int | None, refs: torch.Tensor | None, start: int, probs: list) -> int:
+    """Successes in a batch (top-1 = target, or top-1 moved off the reference label); appends p(target) to probs."""
+    pred = logits.argmax(-1).cpu()
+    if target_idx is None:
+        return int((pred != refs[start:start + len(pred)]).sum())
+    probs += logits.softmax(-1)[:, target_idx].cpu().tolist()
+    return int((pred == target_idx).sum())
+
+
+def evaluate_patch(patch, images, models=None, target=None, areas=DEFAULT_AREAS, eot=None, colour=None,
+                   draws: int = 1, seed: int = 1234, baselines: bool = True, limit: int | None = None,
+                   batch_size: int = 32, device="auto", exclude: list[str] | None = None,
+                   progress: Callable[[int, int, dict], None] | None = None) -> dict:
+    """Success of `patch` (PNG path, or RGBA tensor with `target`/`models`/`eot` given) on `images` (a folder or a
+    list of paths). Images the patch was trained on (sidecar `train_images`) and images of the target class are
+    skipped. Untargeted (target None): success = top-1 differs from the true (or clean-predicted) label."""
+    from patchlab.models import load_model, resolve_device
+    from patchlab.patch.data import load_scenes, to_float
+
+    start = time.perf_counter()
+    st = _setup(patch, images, models, target, eot, colour, exclude, limit)
+    rgba, meta, target_idx, target_name, engine = st.rgba, st.meta, st.target_idx, st.target_name, st.engine
+    model_names, eot_cfg, paths, n_trained = st.model_names, st.eot_cfg, st.paths, st.n_trained
+    dev = resolve_device(device)
 
     kinds = {"patch": rgba, **(baseline_patches(rgba, seed) if baselines else {})}
     areas = [float(a) for a in areas]
@@ -91,13 +140,7 @@ def evaluate_patch(patch, images, models=None, target=None, areas=DEFAULT_AREAS,
     for name in model_names:
         model = name if not isinstance(name, str) else load_model(name, dev)
         bank = load_scenes(paths, model.input_size)
-        refs = None
-        if target_idx is None:
-            if labels is not None:
-                refs = torch.tensor([labels[p.name] for p in paths])
-            else:
-                refs = torch.cat([model.predict(to_float(bank[i:i + batch_size], dev)).argmax(-1).cpu()
-                                  for i in range(0, len(bank), batch_size)])
+        refs = _references(model, bank, st, batch_size, dev)
         # clean frames under the same camera draws: how often the model says the target with no patch at all
         clean_hits = 0
         g = torch.Generator().manual_seed(seed)
@@ -116,14 +159,9 @@ def evaluate_patch(patch, images, models=None, target=None, areas=DEFAULT_AREAS,
                         for i in range(0, len(bank), batch_size):
                             scenes = to_float(bank[i:i + batch_size], dev)
                             logits = model(engine(tex, scenes, area, g).images)
-                            pred = logits.argmax(-1).cpu()
-                            if target_idx is not None:
-                                k += int((pred == target_idx).sum())
-                                probs += logits.softmax(-1)[:, target_idx].cpu().tolist()
-                            else:
-                                k += int((pred != refs[i:i + len(pred)]).sum())
-                            n += len(pred)
-                            done += len(pred)
+                            k += _hits(logits, target_idx, refs, i, probs)
+                            n += len(logits)
+                            done += len(logits)
                             if progress:
                                 progress(done, total_work, {"model": model.name, "area": area, "kind": kind})
                 stats = _rate(k, n, probs)
@@ -141,6 +179,50 @@ def evaluate_patch(patch, images, models=None, target=None, areas=DEFAULT_AREAS,
     result.update({"model": next(iter(result["models"])), "success_rate": at["success_rate"], "area": at["area"],
                    "seconds": time.perf_counter() - start})
     return result
+
+
+def effect_breakdown(patch, images, model: str | None = None, target=None, area: float | None = None, eot=None,
+                     colour=None, groups=None, draws: int = 3, seed: int = 1234, limit: int | None = None,
+                     batch_size: int = 32, device="auto", exclude: list[str] | None = None,
+                     progress: Callable[[int, int, dict], None] | None = None) -> dict:
+    """Which physical effects cost the patch its misses: success at one area under the full EOT draws, then under the
+    same draws with one group of effects switched off at a time (paired: every row sees the same images, poses and
+    effect strengths). The first row equals `evaluate_patch` at that area with the same seed and draws."""
+    from patchlab.models import load_model, resolve_device
+    from patchlab.patch.data import load_scenes, to_float
+
+    start = time.perf_counter()
+    st = _setup(patch, images, [model] if model else None, target, eot, colour, exclude, limit)
+    area = float(area if area is not None else st.meta.get("area", 0.10))
+    variants = [()] + [tuple(gr) for gr in (groups if groups is not None else BREAKDOWN_GROUPS)]
+    unknown = [e for off in variants for e in off if e not in EFFECTS]
+    if unknown:
+        raise PatchlabError(f"unknown EOT effect '{unknown[0]}'; choose from {', '.join(EFFECTS)}")
+    dev = resolve_device(device)
+    net = load_model(st.model_names[0], dev) if isinstance(st.model_names[0], str) else st.model_names[0]
+    bank = load_scenes(st.paths, net.input_size)
+    refs = _references(net, bank, st, batch_size, dev)
+    counts = [[0, 0, []] for _ in variants]
+    total, done = draws * len(bank) * len(variants), 0
+    with torch.no_grad():
+        for d in range(draws):
+            g = torch.Generator().manual_seed(seed + d)  # = evaluate_patch's draws for its first area
+            for i in range(0, len(bank), batch_size):
+                scenes = to_float(bank[i:i + batch_size], dev)
+                params = st.engine.sample(len(scenes), scenes.shape[-1], area, g)
+                for c, off in zip(counts, variants):
+                    logits = net(st.engine(st.rgba, scenes, area, g, params=params.without(*off)).images)
+                    c[0] += _hits(logits, st.target_idx, refs, i, c[2])
+                    c[1] += len(logits)
+                    done += len(logits)
+                    if progress:
+                        progress(done, total, {"model": net.name, "off": ",".join(off) or "none"})
+    rows = [{"off": list(off), **_rate(*c)} for off, c in zip(variants, counts)]
+    for row in rows:
+        row["gain"] = row["success_rate"] - rows[0]["success_rate"]
+    return {"target": st.target_idx, "target_name": st.target_name, "model": net.name, "area": area,
+            "preset": st.eot_cfg.name, "eot": st.eot_cfg.to_dict(), "images": len(bank), "draws": draws,
+            "seed": seed, "n": len(bank) * draws, "rows": rows, "seconds": time.perf_counter() - start}
 
 
 def plot_curve(result: dict, path: str | Path, title: str | None = None) -> Path:
