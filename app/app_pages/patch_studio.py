@@ -217,7 +217,8 @@ def evaluate_section(studio: dict, scenes: str) -> None:
                                         "success": r["success_rate"], "change": r["gain"], "n": r["n"]}
                                        for r in breakdown["rows"]]),
                          hide_index=True, width="stretch", key="ps_breakdown_table",
-                         column_config={c: st.column_config.NumberColumn(format="percent") for c in ("success", "change")})
+                         column_config={c: st.column_config.NumberColumn(format="percent")
+                                        for c in ("success", "change")})
             st.caption(f"{breakdown['model']} at {breakdown['area']:.0%} area · {breakdown['images']} images · "
                        f"preset {breakdown['preset']} · the same draws in every row · {breakdown['seconds']:.0f} s")
 

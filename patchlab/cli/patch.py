@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
     @group.command("breakdown")
     def breakdown_cmd(
         patch: Path = typer.Argument(..., help="Patch PNG (with its .json sidecar)"),
-        images: Path = typer.Option(..., "--images", help="Folder of scene images; the patch's training images are skipped"),
+        images: Path = typer.Option(..., "--images", help="Folder of scene images; training images are skipped"),
         model: str = typer.Option(None, "--model", "-m", help="Model to test (default: the patch's first)"),
         area: float = typer.Option(None, "--area", help="Patch area fraction (default: the trained area)"),
         preset: str = typer.Option(None, "--preset", help="EOT preset or config file (default: the patch's)"),
