@@ -53,7 +53,6 @@ class EOTParams:
     jpeg_on: torch.Tensor
     jpeg_quality: torch.Tensor
 
-
     def without(self, *effects: str) -> "EOTParams":
         """The same draws with the named effects (see EFFECTS) set to their neutral values."""
         unknown = [e for e in effects if e not in EFFECTS]

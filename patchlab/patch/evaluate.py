@@ -187,7 +187,7 @@ def effect_breakdown(patch, images, model: str | None = None, target=None, area:
                      progress: Callable[[int, int, dict], None] | None = None) -> dict:
     """Which physical effects cost the patch its misses: success at one area under the full EOT draws, then under the
     same draws with one group of effects switched off at a time (paired: every row sees the same images, poses and
-    effect strengths). The first row equals `evaluate_patch` at that area with the same seed and draws."""
+    effect strengths). The first row equals `evaluate_patch(areas=[area])` with the same seed and draws."""
     from patchlab.models import load_model, resolve_device
     from patchlab.patch.data import load_scenes, to_float
 
