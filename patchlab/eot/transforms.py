@@ -55,9 +55,7 @@ class EOTParams:
 
     def without(self, *effects: str) -> "EOTParams":
         """The same draws with the named effects (see EFFECTS) set to their neutral values."""
-        unknown = [e for e in effects if e not in EFFECTS]
-        if unknown:
-            raise PatchlabError(f"unknown EOT effect '{unknown[0]}'; choose from {', '.join(EFFECTS)}")
+        check_effects(effects)
         changes = {}
         for effect in effects:
             changes.update(EFFECTS[effect])
@@ -76,6 +74,13 @@ EFFECTS: dict[str, dict[str, float]] = {
     "jpeg": {"jpeg_on": False},
 }
 CAMERA_EFFECTS = ("gaussian_blur", "motion_blur", "noise", "jpeg")
+
+
+def check_effects(effects) -> None:
+    """Refuse names that are not in EFFECTS, in one line."""
+    unknown = [e for e in effects if e not in EFFECTS]
+    if unknown:
+        raise PatchlabError(f"unknown EOT effect '{unknown[0]}'; choose from {', '.join(EFFECTS)}")
 
 
 @dataclass

@@ -11,7 +11,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from patchlab.eot.transforms import CAMERA_EFFECTS, EFFECTS
+from patchlab.eot.config import EOTConfig
+from patchlab.eot.transforms import CAMERA_EFFECTS, EFFECTS, EOT, check_effects
 from patchlab.errors import PatchlabError
 from patchlab.stats import wilson_interval  # noqa: F401  (re-exported)
 
@@ -46,8 +47,8 @@ class _Setup:
     target_idx: int | None
     target_name: str | None
     model_names: list
-    eot_cfg: object
-    engine: object
+    eot_cfg: EOTConfig
+    engine: EOT
     paths: list[Path]
     labels: dict | None
     n_trained: int
@@ -55,7 +56,7 @@ class _Setup:
 
 def _setup(patch, images, models, target, eot, colour, exclude, limit) -> _Setup:
     """The patch, its target, models, EOT (at exactly the nominal area) and the held-out images to score it on."""
-    from patchlab.eot import EOT, ColourModel, load_config
+    from patchlab.eot import ColourModel, load_config
     from patchlab.patch.data import folder_labels, list_scene_images
     from patchlab.patch.io import load_patch
     from patchlab.patch.train import _resolve_target
@@ -195,9 +196,7 @@ def effect_breakdown(patch, images, model: str | None = None, target=None, area:
     st = _setup(patch, images, [model] if model else None, target, eot, colour, exclude, limit)
     area = float(area if area is not None else st.meta.get("area", 0.10))
     variants = [()] + [tuple(gr) for gr in (groups if groups is not None else BREAKDOWN_GROUPS)]
-    unknown = [e for off in variants for e in off if e not in EFFECTS]
-    if unknown:
-        raise PatchlabError(f"unknown EOT effect '{unknown[0]}'; choose from {', '.join(EFFECTS)}")
+    check_effects([e for off in variants for e in off])  # before loading the model
     dev = resolve_device(device)
     net = load_model(st.model_names[0], dev) if isinstance(st.model_names[0], str) else st.model_names[0]
     bank = load_scenes(st.paths, net.input_size)
