@@ -52,7 +52,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("patch.png"), "--out", "-o"),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint beside --out"),
         init: Path = typer.Option(None, "--init", help="Start from this patch PNG (e.g. the shipped one) instead of noise"),
-        bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast for the model (about 2x faster on CPU)"),
+        bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast for the model (not faster on every CPU: "
+                                  "see docs/benchmarks.md)"),
         device: str = DeviceOpt,
         json_out: bool = JsonOpt,
     ) -> None:

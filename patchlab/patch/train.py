@@ -60,7 +60,7 @@ class PatchConfig:
     device: str = "auto"
     loss: str = "logprob"                 # logprob (Brown 2017) or success (smooth top-1 success, for fine-tuning)
     loss_temperature: float = 2.0         # T of the success loss, in logits
-    bf16: bool = False                    # bfloat16 autocast for the models' forward/backward (about 2x on CPU)
+    bf16: bool = False                    # bfloat16 autocast for the models' forward/backward (not faster on every CPU)
     init: str | None = None               # start from this patch PNG (e.g. the shipped one) instead of noise
 
     def __post_init__(self) -> None:
