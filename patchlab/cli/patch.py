@@ -9,15 +9,15 @@ import typer
 from patchlab.cli._common import DeviceOpt, JsonOpt, print_json, rich_progress
 
 
-def _areas(text: str) -> list[float]:
+def _areas(text: str, flag: str = "--areas") -> list[float]:
     from patchlab.errors import PatchlabError, parse_fraction
 
     try:
         values = [parse_fraction(a, "area") for a in text.split(",") if a.strip()]
     except PatchlabError as exc:
-        raise PatchlabError(f"--areas: {exc}") from None
+        raise PatchlabError(f"{flag}: {exc}") from None
     if not values or any(not 0 < a <= 0.5 for a in values):
-        raise PatchlabError(f"--areas must be fractions in (0, 0.5], e.g. 0.05,0.1,0.2; got {text!r}")
+        raise PatchlabError(f"{flag} must be fractions in (0, 0.5], e.g. 0.05,0.1,0.2; got {text!r}")
     return values
 
 
@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
         patch: Path = typer.Argument(..., help="Patch PNG (with its .json sidecar)"),
         images: Path = typer.Option(..., "--images", help="Folder of scene images; training images are skipped"),
         model: str = typer.Option(None, "--model", "-m", help="Model to test (default: the patch's first)"),
-        area: float = typer.Option(None, "--area", help="Patch area fraction (default: the trained area)"),
+        area: str = typer.Option(None, "--area", help="Patch area fraction (default: the trained area)"),
         preset: str = typer.Option(None, "--preset", help="EOT preset or config file (default: the patch's)"),
         colour: Path = typer.Option(None, "--colour", help="Fitted colour model JSON"),
         draws: int = typer.Option(3, "--draws", min=1, help="EOT draws per image"),
@@ -149,12 +149,16 @@ def register(app: typer.Typer) -> None:
         """Which physical effects cost the patch its misses: success with each group of effects switched off."""
         from patchlab.patch.evaluate import effect_breakdown
 
-        if area is not None and not 0 < area <= 0.5:
-            from patchlab.errors import PatchlabError
+        area_value = None
+        if area is not None:
+            values = _areas(area, "--area")
+            if len(values) != 1:
+                from patchlab.errors import PatchlabError
 
-            raise PatchlabError(f"--area must be a fraction in (0, 0.5], got {area}")
+                raise PatchlabError(f"--area takes one fraction, got {area!r}")
+            area_value = values[0]
         with rich_progress("breakdown", enabled=not json_out) as cb:
-            result = effect_breakdown(patch, images, model=model, area=area, eot=preset,
+            result = effect_breakdown(patch, images, model=model, area=area_value, eot=preset,
                                       colour=str(colour) if colour else None, draws=draws, seed=seed, limit=limit,
                                       device=device, progress=cb)
         if json_out:
