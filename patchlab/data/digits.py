@@ -21,6 +21,9 @@ class Digits:
     labels: torch.Tensor  # (N,) int64
     source: str
 
+    def __len__(self) -> int:
+        return len(self.labels)
+
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Parse one IDX file (the official MNIST format), gzipped or not."""
@@ -72,3 +75,37 @@ def load_digits(folder: str | Path | None = None, split: str = "test") -> Digits
     d = sk_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
     return Digits(x, torch.from_numpy(d.target.astype(np.int64)), "sklearn-digits")
+
+
+def split_digits(d: Digits, sizes: dict[str, int], seed: int = 0) -> dict[str, Digits]:
+    """Disjoint random parts of `d`, e.g. {"train": 8000, "test": 2000}; one size may be -1 for "the rest".
+
+    The permutation depends only on `seed` and len(d), so every module that splits the same set with the same
+    seed and sizes gets the same parts."""
+    n = len(d.labels)
+    rest = [k for k, v in sizes.items() if int(v) == -1]
+    if len(rest) > 1:
+        raise PatchlabError("split_digits: at most one part may be -1 (the rest)")
+    if any(int(v) < -1 or (int(v) == 0) for v in sizes.values()):
+        raise PatchlabError(f"split_digits: sizes must be positive (or -1 for the rest), got {sizes}")
+    fixed = sum(int(v) for v in sizes.values() if int(v) != -1)
+    if fixed > n or (rest and fixed == n):
+        raise PatchlabError(f"split_digits: parts of {fixed} images do not fit in {d.source}'s {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    parts, start = {}, 0
+    for name, size in sizes.items():
+        count = n - fixed if int(size) == -1 else int(size)
+        idx = order[start:start + count]
+        parts[name] = Digits(d.images[idx], d.labels[idx], f"{d.source}[{name}]")
+        start += count
+    return parts
+
+
+def resize_digits(d: Digits, size: int) -> Digits:
+    """The same digits at `size` x `size` (antialiased bilinear), e.g. scikit-learn's 8x8 to MNIST's 28x28."""
+    import torch.nn.functional as F
+
+    if d.images.shape[-1] == size and d.images.shape[-2] == size:
+        return d
+    x = F.interpolate(d.images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return Digits(x.clamp(0, 1), d.labels, f"{d.source}@{size}")

@@ -1,0 +1,288 @@
+"""Small digit classifiers (CNN, MLP, logistic regression) and one resumable training loop for them.
+
+The transfer, defense, privacy and poisoning topics all train models on MNIST-sized data; they share these
+builders and `fit`, so a checkpoint written by one loads in another. Inputs are (N, 1, S, S) in [0, 1]. No
+BatchNorm anywhere: DP-SGD (Opacus) needs per-sample gradients, which BatchNorm mixes across the batch.
+
+    from patchlab.models.digits import make_digits_model, fit, accuracy
+    net = make_digits_model("cnn", size=28)
+    fit(net, x_train, y_train, epochs=5, checkpoint="runs/cnn.ckpt.pt")   # resumes if the file exists
+    accuracy(net, x_test, y_test)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from patchlab.artifacts import atomic_path, save_torch
+from patchlab.errors import PatchlabError
+
+ProgressFn = Callable[[int, int, dict], None]
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+CKPT_FORMAT = "patchlab-digits-fit-1"
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in _ACTIVATIONS:
+        raise PatchlabError(f"unknown activation '{name}' (choose from {', '.join(_ACTIVATIONS)})")
+    return _ACTIVATIONS[name]()
+
+
+class _DigitsBase(nn.Module):
+    """Common attributes the attacks and the app read: `labels`, `input_size`, `name`, `config`."""
+
+    kind = ""
+
+    def _setup(self, size: int, channels: int, num_classes: int, **extra) -> None:
+        self.input_size = int(size)
+        self.labels = [str(i) for i in range(num_classes)]
+        self.config = {"kind": self.kind, "size": int(size), "channels": int(channels),
+                       "num_classes": int(num_classes), **extra}
+        self.name = f"digits-{self.kind}"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate representation (the input of the last linear layer)."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class DigitsCNN(_DigitsBase):
+    """Two 5x5 conv + max-pool blocks and two linear layers, as in the MNIST models of Papernot 2016/2017 and
+    Madry 2018 (at a smaller width by default)."""
+
+    kind = "cnn"
+
+    def __init__(self, size: int = 28, channels: int = 1, num_classes: int = 10, width: int = 32,
+                 hidden: int = 128, activation: str = "relu"):
+        super().__init__()
+        self._setup(size, channels, num_classes, width=int(width), hidden=int(hidden), activation=activation)
+        s = size // 4
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 5, padding=2), _activation(activation), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 5, padding=2), _activation(activation), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2 * width * s * s, hidden), _activation(activation))
+        self.head = nn.Linear(hidden, num_classes)
+
+
+class DigitsMLP(_DigitsBase):
+    kind = "mlp"
+
+    def __init__(self, size: int = 28, channels: int = 1, num_classes: int = 10, hidden: int = 256,
+                 activation: str = "relu"):
+        super().__init__()
+        self._setup(size, channels, num_classes, hidden=int(hidden), activation=activation)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, hidden), _activation(activation))
+        self.head = nn.Linear(hidden, num_classes)
+
+
+class DigitsLogReg(_DigitsBase):
+    """Multinomial logistic regression on raw pixels; `features` is the flattened image."""
+
+    kind = "logreg"
+
+    def __init__(self, size: int = 28, channels: int = 1, num_classes: int = 10):
+        super().__init__()
+        self._setup(size, channels, num_classes)
+        self.body = nn.Flatten()
+        self.head = nn.Linear(channels * size * size, num_classes)
+
+
+DIGITS_MODELS: dict[str, type[_DigitsBase]] = {"cnn": DigitsCNN, "mlp": DigitsMLP, "logreg": DigitsLogReg}
+
+
+def make_digits_model(kind: str, size: int = 28, seed: int | None = 0, **kwargs) -> _DigitsBase:
+    """A freshly initialised digit model; `seed` fixes the initial weights (None: the global RNG)."""
+    if kind not in DIGITS_MODELS:
+        import difflib
+
+        close = difflib.get_close_matches(kind, list(DIGITS_MODELS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise PatchlabError(f"unknown digits model '{kind}'{hint} (choose from {', '.join(DIGITS_MODELS)})")
+    if seed is None:
+        return DIGITS_MODELS[kind](size=size, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return DIGITS_MODELS[kind](size=size, **kwargs)
+
+
+def save_digits_model(model: _DigitsBase, path: str | Path) -> Path:
+    """Weights as safetensors with the constructor settings in its metadata (loads without unpickling)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"patchlab": json.dumps(model.config)})
+    return Path(path)
+
+
+def load_digits_model(path: str | Path, device: str | torch.device = "cpu") -> _DigitsBase:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise PatchlabError(f"{path}: model file not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["patchlab"])
+        state = load_file(str(path))
+    except Exception:  # noqa: BLE001 - any failure to read is the same user error
+        raise PatchlabError(f"{path}: not a patchlab digits model (.safetensors written by save_digits_model)") \
+            from None
+    kind = meta.pop("kind")
+    model = make_digits_model(kind, seed=None, **meta)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    out = torch.cat([model(x[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    if len(x) == 0:
+        return 0.0
+    return float((predict_logits(model, x, batch_size).argmax(1) == y.cpu()).float().mean())
+
+
+@dataclass
+class FitConfig:
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"        # "adam" or "sgd" (momentum 0.9)
+    weight_decay: float = 0.0
+    seed: int = 0
+    lr_schedule: str = "constant"  # "constant" or "cosine" (per step, to 0 at the last step)
+
+    def key(self, model: nn.Module, n: int, loss_name: str) -> str:
+        payload = json.dumps({**asdict(self), "epochs": None, "n": n, "loss": loss_name,
+                              "model": getattr(model, "config", type(model).__name__)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one row per epoch: epoch, loss, train_accuracy, seconds
+    seconds: float = 0.0
+    resumed_from: int = 0
+    stopped: bool = False
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    return F.cross_entropy(model(x), y)
+
+
+def _optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    raise PatchlabError(f"unknown optimizer '{cfg.optimizer}' (choose from adam, sgd)")
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: FitConfig | None = None, *,
+        loss_fn: LossFn = cross_entropy, progress: ProgressFn | None = None, checkpoint: str | Path | None = None,
+        stop: threading.Event | None = None, **overrides) -> FitResult:
+    """Train `model` in place on (x, y) with minibatches.
+
+    Each epoch's shuffle and every random draw inside `loss_fn` come from a generator seeded by (seed, epoch), so a
+    run resumed from its end-of-epoch checkpoint equals an uninterrupted one. With `checkpoint`, the model,
+    optimiser and history are written (atomically) after every epoch, and an existing checkpoint made with the
+    same settings is resumed; one made with other settings is refused. `loss_fn(model, xb, yb, gen)` replaces
+    the plain cross-entropy (adversarial training passes its attack here). A set `stop` event ends the run after
+    the current batch, saving nothing beyond the last finished epoch.
+    """
+    cfg = FitConfig(**{**asdict(config or FitConfig()), **overrides})
+    if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
+        raise PatchlabError(f"fit: epochs and batch_size must be >= 1 and lr > 0 (got {cfg})")
+    if len(x) != len(y) or len(x) == 0:
+        raise PatchlabError(f"fit: {len(x)} images and {len(y)} labels")
+    dev = next(model.parameters()).device
+    opt = _optimizer(model, cfg)
+    steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
+    total_steps = steps_per_epoch * cfg.epochs
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps) if cfg.lr_schedule == "cosine"
+             else None)
+    key = cfg.key(model, len(x), getattr(loss_fn, "__name__", type(loss_fn).__name__))
+    result = FitResult()
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if state.get("format") != CKPT_FORMAT:
+            raise PatchlabError(f"{ckpt}: not a patchlab digits training checkpoint")
+        if state["key"] != key:
+            raise PatchlabError(f"{ckpt}: was written with other settings or data; give another checkpoint= "
+                                "or delete it to start over")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(json.loads(state["scheduler"]))
+        result.history = json.loads(state["history"])
+        result.resumed_from = len(result.history)
+    start = time.perf_counter()
+    prior = sum(r["seconds"] for r in result.history)
+    for epoch in range(result.resumed_from, cfg.epochs):
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(x), generator=gen)
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        with torch.random.fork_rng(devices=[]):  # dropout-like draws from the global RNG repeat on resume too
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+            for b in range(steps_per_epoch):
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                xb, yb = x[idx].to(dev, non_blocking=True), y[idx].to(dev, non_blocking=True)
+                loss = loss_fn(model, xb, yb, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                loss_sum += float(loss.detach()) * len(idx)
+                seen += len(idx)
+                if progress is not None:
+                    progress(epoch * steps_per_epoch + b + 1, total_steps,
+                             {"epoch": epoch + 1, "loss": loss_sum / seen})
+                if stop is not None and stop.is_set():
+                    result.stopped = True
+                    break
+        if result.stopped:
+            break
+        with torch.no_grad():
+            correct = (predict_logits(model, x).argmax(1) == y.cpu()).sum().item() if len(x) <= 20000 else -1
+        result.history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
+                               "train_accuracy": correct / len(x) if correct >= 0 else None,
+                               "seconds": time.perf_counter() - t0})
+        if ckpt is not None:
+            save_torch({"format": CKPT_FORMAT, "key": key, "model": model.state_dict(),
+                        "optimizer": opt.state_dict(), "history": json.dumps(result.history),
+                        "scheduler": json.dumps(sched.state_dict() if sched is not None else {})}, ckpt)
+    model.eval()
+    result.seconds = prior + (time.perf_counter() - start)
+    return result
