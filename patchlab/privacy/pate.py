@@ -50,6 +50,7 @@ class PATEConfig:
     teacher_batch_size: int = 32
     student_epochs: int = 40
     student_lr: float = 2e-3
+    student_batch_size: int = 32
     pseudo_label: float = 0.0    # > 0: semi-supervised student keeps its own predictions at least this confident
     seed: int = 0
     workers: int | None = None
@@ -202,7 +203,8 @@ def train_student(x: torch.Tensor, y: torch.Tensor, cfg: PATEConfig, unlabelled:
 
     def _fit(xs, ys):
         net = make_digits_model(cfg.model, size=size, seed=cfg.seed + 777, **kwargs)
-        fit(net, xs, ys, epochs=cfg.student_epochs, lr=cfg.student_lr, batch_size=32, seed=cfg.seed + 777)
+        fit(net, xs, ys, epochs=cfg.student_epochs, lr=cfg.student_lr, batch_size=cfg.student_batch_size,
+            seed=cfg.seed + 777)
         return net
 
     if len(x) == 0:
