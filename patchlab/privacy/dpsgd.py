@@ -134,9 +134,9 @@ class DPSGDResult:
     stopped: bool = False
 
     def summary(self) -> dict:
-        return {"epsilon": self.epsilon, "delta": self.config.delta, "epsilons": self.epsilons,
-                "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate, "steps": self.steps,
-                "n": self.n, "seconds": self.seconds, "epochs_done": len(self.history), **self.config.to_dict()}
+        return {**self.config.to_dict(), "epsilon": self.epsilon, "delta": self.config.delta,
+                "epsilons": self.epsilons, "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate,
+                "steps": self.steps, "n": self.n, "seconds": self.seconds, "epochs_done": len(self.history)}
 
 
 def split_fixed(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, nn.Module]:

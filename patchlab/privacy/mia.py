@@ -215,11 +215,11 @@ class MIAResult:
     seconds: float = 0.0
 
     def summary(self, curve_points: int = 200) -> dict:
-        out = {"n": self.n, "seconds": self.seconds, "train_accuracy": self.train_accuracy,
+        out = {**self.config.to_dict(), "n": self.n, "seconds": self.seconds, "train_accuracy": self.train_accuracy,
                "test_accuracy": self.test_accuracy, "generalization_gap": self.train_accuracy - self.test_accuracy,
                "epsilon": self.epsilon, "delta": self.config.delta if self.epsilon is not None else None,
                "auc_bound": dp_auc_bound(self.epsilon, self.config.delta) if self.epsilon is not None else None,
-               "yeom": self.yeom, "bound_violations": self.bound_violations, **self.config.to_dict(), "attacks": {}}
+               "yeom": self.yeom, "bound_violations": self.bound_violations, "attacks": {}}
         for name, a in self.attacks.items():
             idx = np.unique(np.linspace(0, len(a["fpr"]) - 1, curve_points).astype(int))
             out["attacks"][name] = {k: a[k] for k in ("auc", "tpr_at_0.1%", "tpr_at_1%")}

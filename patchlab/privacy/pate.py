@@ -159,6 +159,8 @@ class PATEResult:
         k = round(self.student_accuracy * n_test)
         per_query = self.analysis.per_query()
         return {
+            **self.config.to_dict(), "threshold": self.config.t if self.config.aggregator == "confident" else None,
+            "sigma1": self.config.s1 if self.config.aggregator == "confident" else None,
             "accuracy": self.student_accuracy, "ci95": list(wilson_interval(k, n_test)), "n": n_test,
             "teacher_accuracy_mean": float(np.mean(self.teacher_accuracy)),
             "teacher_accuracy_min": float(np.min(self.teacher_accuracy)),
@@ -168,7 +170,7 @@ class PATEResult:
             "epsilon_data_independent": self.epsilon_independent, "delta": self.config.delta,
             "order": self.order, "per_query_rdp_mean": float(per_query.mean()) if len(per_query) else 0.0,
             "epsilon_curve": [{"queries": q, "epsilon": e} for q, e in self.analysis.curve()],
-            "sizes": self.n, "seconds": self.seconds, **self.config.to_dict(),
+            "sizes": self.n, "seconds": self.seconds,
         }
 
 
