@@ -311,3 +311,45 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"σ={noise_multiplier:g} q={sample_rate:g} steps={n_steps} δ={delta:g}: ε = {out['epsilon']:.4f} "
                    f"(ours, RDP) · {out['epsilon_opacus_rdp']:.4f} (Opacus RDP) · "
                    + (f"{prv:.4f} (Opacus PRV)" if prv is not None else f"PRV failed: {out['prv_error']}"))
+
+    @group.command("bench")
+    def bench_cmd(
+        table: str = typer.Argument(..., help="speed, dpsgd, pate or mia (the tables of docs/privacy.md)"),
+        data: str = DataOpt,
+        out: Path = typer.Option(Path("runs/privacy-bench"), "--out", "-o", help="Folder for per-cell results; "
+                                 "a rerun skips the cells already done"),
+        epsilon: str = typer.Option(None, "--epsilon", "-e", help="Only these ε (dpsgd, mia), e.g. 1,2"),
+        variants: str = typer.Option(None, "--variants", help="Only these dpsgd variants, comma-separated"),
+        runs: str = typer.Option(None, "--runs", help="Only these pate runs, comma-separated"),
+        workers: int = WorkersOpt,
+        json_out: bool = JsonOpt,
+    ) -> None:
+        """Run (or resume) one of the full-size privacy tables and print it as markdown."""
+        from patchlab.errors import PatchlabError
+        from patchlab.privacy import experiments as ex
+
+        if table not in ex.TABLES:
+            raise PatchlabError(f"unknown table '{table}' (choose from {', '.join(ex.TABLES)})")
+        d = _data(data, 0)
+        kwargs: dict = {"out": out}
+        if epsilon and table in ("dpsgd", "mia"):
+            kwargs["epsilons"] = tuple(_floats(epsilon, "--epsilon"))
+        if variants and table == "dpsgd":
+            unknown = [v for v in variants.split(",") if v not in ex.VARIANTS]
+            if unknown:
+                raise PatchlabError(f"unknown variants {unknown} (choose from {', '.join(ex.VARIANTS)})")
+            kwargs["variants"] = tuple(variants.split(","))
+        if runs and table == "pate":
+            unknown = [r for r in runs.split(",") if r not in ex.PATE_RUNS]
+            if unknown:
+                raise PatchlabError(f"unknown runs {unknown} (choose from {', '.join(ex.PATE_RUNS)})")
+            kwargs["runs"] = tuple(runs.split(","))
+        if workers is not None and table in ("pate", "mia"):
+            kwargs["workers"] = workers
+        with rich_progress(f"privacy bench {table}", enabled=not json_out) as cb:
+            rows = ex.TABLES[table](d, progress=cb, **kwargs)
+        if json_out:
+            print_json({"table": table, "data": d.source, "sizes": d.sizes(), "rows": rows})
+        else:
+            typer.echo(f"{table} on {d.source} {d.sizes()}\n")
+            typer.echo(ex.markdown(table, rows))

@@ -139,6 +139,13 @@ class DPSGDResult:
                 "steps": self.steps, "n": self.n, "seconds": self.seconds, "epochs_done": len(self.history)}
 
 
+def require_opacus() -> None:
+    try:
+        import opacus  # noqa: F401
+    except ImportError:
+        raise PatchlabError("DP-SGD needs Opacus: pip install 'patchlab[privacy]'") from None
+
+
 def split_fixed(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, nn.Module]:
     """(fixed feature function or None, the part DP-SGD trains)."""
     if hasattr(model, "fixed_features") and hasattr(model, "trainable"):
@@ -200,6 +207,7 @@ def train_dpsgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: DPSG
     every epoch and an existing checkpoint with the same settings is resumed (other settings: refused). A set
     `stop` event ends the run after the current batch; the last finished epoch stays in the checkpoint.
     `progress(step, total, metrics)` counts logical (noisy) steps; metrics carry epoch, loss and epsilon spent."""
+    require_opacus()
     from opacus.validators import ModuleValidator
 
     cfg = DPSGDConfig.from_dict({**(config or DPSGDConfig()).to_dict(), **overrides})

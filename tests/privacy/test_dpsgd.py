@@ -102,3 +102,15 @@ def test_fixed_noise_and_bad_settings(digits_split):
             train_dpsgd(_net(), tr.images, tr.labels, CFG, **bad)
     with pytest.raises(PatchlabError):
         train_dpsgd(_net(), tr.images, tr.labels[:10], CFG)
+
+
+def test_batchnorm_is_swapped_and_prv_accountant(digits_split):
+    import torch.nn as nn
+
+    tr = digits_split.private
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.Tanh(), nn.Linear(32, 10))
+    res = train_dpsgd(net, tr.images[:300], tr.labels[:300], DPSGDConfig(target_epsilon=3.0, epochs=1, batch_size=100,
+                                                                        accountant="prv"))
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in res.model.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in res.model.modules())  # ModuleValidator.fix
+    assert res.epsilon == res.epsilons["prv"] and 2.9 <= res.epsilon <= 3.0 and res.epsilons["rdp"] > res.epsilon
