@@ -106,8 +106,9 @@ with tab_dp, ui.user_errors():
     with c3:
         dp_lr = st.number_input("Learning rate (SGD)", 0.01, 20.0, 1.0, key="dp_lr")
         dp_c = st.number_input("Clipping norm C", 0.01, 10.0, 1.0, key="dp_clip")
-        dp_mode = st.selectbox("Per-sample gradients", ["hooks", "ghost"], key="dp_mode",
-                               help="ghost clipping clips from per-sample norms without storing per-sample gradients")
+        dp_mode = st.selectbox("Per-sample gradients", ["ew", "hooks", "ghost"], key="dp_mode",
+                               help="ew: torch's ExpandedWeights (fastest); hooks: Opacus's own; ghost clipping "
+                                    "clips from per-sample norms without storing per-sample gradients")
     dp_baseline = st.checkbox("Also train the same model without privacy", value=True, key="dp_baseline")
     running = st.session_state.get("dp_job") is not None and st.session_state["dp_job"].snapshot().active
     if st.button("Train with DP-SGD", type="primary", disabled=running, key="dp_run"):

@@ -82,8 +82,8 @@ def register(app: typer.Typer) -> None:
         optimizer: str = typer.Option("sgd", "--optimizer", help="sgd or adam"),
         momentum: float = typer.Option(0.0, "--momentum"),
         accountant: str = typer.Option("rdp", "--accountant", help="rdp or prv (the other is reported too)"),
-        grad_sample_mode: str = typer.Option("hooks", "--grad-sample-mode", help="hooks, ghost (ghost clipping) "
-                                             "or functorch"),
+        grad_sample_mode: str = typer.Option("ew", "--grad-sample-mode", help="ew (ExpandedWeights, fastest), "
+                                             "hooks, functorch or ghost (ghost clipping)"),
         baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also train the same model without "
                                       "privacy (Adam, same epochs)"),
         limit: int = typer.Option(None, "--limit", min=1, help="Use the first N private training examples"),

@@ -9,8 +9,9 @@ accountant (RDP or PRV) add up the privacy spent.
 
 The loop is Opacus's `PrivacyEngine` chain: `ModuleValidator` (BatchNorm cannot be made private: it is swapped for
 GroupNorm), `make_private_with_epsilon` (or `make_private` with a fixed noise multiplier), `BatchMemoryManager`
-(large logical batches in physical chunks). Per-sample gradients come from hooks, or from ghost clipping
-(`grad_sample_mode="ghost"`), which clips using per-sample norms without materialising per-sample gradients.
+(large logical batches in physical chunks). Per-sample gradients come from torch's ExpandedWeights ("ew", the
+default: the same numbers as Opacus's hooks, 2-3x faster here), Opacus's hooks ("hooks", for layers ExpandedWeights
+lacks), functorch, or ghost clipping ("ghost"), which clips using per-sample norms without materialising them.
 
 Repeatability: Poisson sampling and the noise draw from two generators reseeded from (seed, epoch) at the start of
 every epoch, so a run resumed from its end-of-epoch checkpoint (model, optimiser, accountant history) equals an
@@ -39,7 +40,7 @@ from patchlab.errors import PatchlabError
 ProgressFn = Callable[[int, int, dict], None]
 CKPT_FORMAT = "patchlab-dpsgd-1"
 ACCOUNTANTS = ("rdp", "prv")
-GRAD_SAMPLE_MODES = ("hooks", "ghost", "functorch")
+GRAD_SAMPLE_MODES = ("hooks", "ew", "ghost", "functorch")
 
 
 @dataclass
@@ -61,7 +62,8 @@ class DPSGDConfig:
     optimizer: str = "sgd"          # "sgd" (with `momentum`) or "adam"
     momentum: float = 0.0
     accountant: str = "rdp"         # "rdp" or "prv"; the other one is reported beside it
-    grad_sample_mode: str = "hooks"  # "hooks" (per-sample gradients), "ghost" (ghost clipping) or "functorch"
+    grad_sample_mode: str = "ew"    # per-sample gradients by "ew" (torch's ExpandedWeights, fastest), "hooks",
+    #                                 "functorch", or "ghost" (ghost clipping: per-sample norms only)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -300,11 +302,18 @@ def _train(model, trainable, x, y, cfg: DPSGDConfig, key: str, ckpt: Path | None
             for xb, yb in batches:
                 xb, yb = xb.to(dev), yb.to(dev)
                 dp_opt.zero_grad(set_to_none=True)
-                if len(xb):
+                # An empty Poisson batch is still a step: noise added to a zero sum. Hooks and ghost clipping handle
+                # it through forward/backward; ExpandedWeights cannot run an empty batch, so its per-sample
+                # gradients are set to empty tensors directly.
+                if len(xb) or cfg.grad_sample_mode != "ew":
                     loss = criterion(private_model(xb), yb)
                     loss.backward()
-                    loss_sum += float(loss.detach()) * len(xb)
-                    seen += len(xb)
+                    if len(xb):
+                        loss_sum += float(loss.detach()) * len(xb)
+                        seen += len(xb)
+                else:
+                    for p in dp_opt.params:
+                        p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
                 dp_opt.step()
                 steps = sum(int(h[2]) for h in engine.accountant.history)
                 if progress is not None:
@@ -340,7 +349,7 @@ def _train(model, trainable, x, y, cfg: DPSGDConfig, key: str, ckpt: Path | None
 
 
 def epoch_seconds(make_model: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                  modes: tuple[str, ...] = ("nonprivate", "hooks", "ghost"), lr: float = 0.5,
+                  modes: tuple[str, ...] = ("nonprivate", "hooks", "ew", "ghost"), lr: float = 0.5,
                   repeats: int = 1, progress: ProgressFn | None = None) -> dict:
     """Seconds per epoch of the same model, data and batch size trained without privacy (a plain SGD loop over
     the same kind of loader) and with DP-SGD in each Opacus `grad_sample_mode`; the median of `repeats` epochs

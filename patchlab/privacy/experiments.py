@@ -82,7 +82,7 @@ def speed_table(data: PrivacyData, out: Path | None = None, batch_size: int = 25
             r = epoch_seconds(lambda: make_digits_model(**mk, size=data.size, seed=0), data.private.images,
                               data.private.labels, batch_size, repeats=repeats)
             return {"model": name, **r, "threads": torch.get_num_threads()}
-        rows.append(_cell(out, "speed", f"{mk['kind']}-b{batch_size}", run))
+        rows.append(_cell(out, "speed", f"{mk['kind']}-b{batch_size}-v2", run))
         if progress is not None:
             progress(i + 1, len(models), {"model": name})
     return rows
@@ -218,12 +218,14 @@ def _pct(v) -> str:
 
 def markdown(table: str, rows: list[dict]) -> str:
     if table == "speed":
-        lines = ["| model | batch | non-private s/epoch | Opacus hooks | ghost clipping | hooks / non-private | "
-                 "ghost / non-private |", "|---|---|---|---|---|---|---|"]
+        modes = [m for m in ("hooks", "ew", "ghost") if all(m in r["seconds"] for r in rows)]
+        titles = {"hooks": "Opacus hooks", "ew": "ExpandedWeights", "ghost": "ghost clipping"}
+        lines = ["| model | batch | non-private s/epoch | " + " | ".join(f"{titles[m]} s/epoch (ratio)" for m in modes)
+                 + " |", "|---|---|---|" + "---|" * len(modes)]
         for r in rows:
             s, q = r["seconds"], r["ratio"]
-            lines.append(f"| {r['model']} | {r['batch_size']} | {s['nonprivate']:.2f} | {s['hooks']:.2f} | "
-                         f"{s['ghost']:.2f} | {q['hooks']:.2f}x | {q['ghost']:.2f}x |")
+            lines.append(f"| {r['model']} | {r['batch_size']} | {s['nonprivate']:.2f} | " + " | ".join(
+                f"{s[m]:.2f} ({q[m]:.2f}x)" for m in modes) + " |")
         return "\n".join(lines)
     if table == "dpsgd":
         variants = list(dict.fromkeys(r["variant"] for r in rows))

@@ -82,13 +82,16 @@ def test_seeded_runs_repeat_and_resume_equals_uninterrupted(run, digits_split, t
         train_dpsgd(_net(), x, y, CFG, checkpoint=ckpt, lr=0.5)
 
 
-def test_ghost_clipping_computes_the_same_update(digits_split):
+def test_per_sample_modes_compute_the_same_update(digits_split):
+    """Opacus's hooks, torch's ExpandedWeights and ghost clipping: the same clipped, noised steps, including the
+    empty batches Poisson sampling draws (expected batch 2 of 60: about one step in eight is empty here)."""
     tr = digits_split.private
-    cfg = DPSGDConfig(target_epsilon=None, noise_multiplier=1.0, epochs=1, batch_size=200, lr=0.5)
-    hooks = train_dpsgd(_net(), tr.images[:N], tr.labels[:N], cfg)
-    ghost = train_dpsgd(_net(), tr.images[:N], tr.labels[:N], cfg, grad_sample_mode="ghost")
-    assert ghost.epsilon == hooks.epsilon
-    assert _same(hooks.model, ghost.model, atol=1e-5)
+    cfg = DPSGDConfig(target_epsilon=None, noise_multiplier=1.0, epochs=2, batch_size=2, lr=0.5)
+    runs = {m: train_dpsgd(_net(), tr.images[:60], tr.labels[:60], cfg, grad_sample_mode=m)
+            for m in ("hooks", "ew", "ghost")}
+    assert runs["hooks"].steps == 60 and len({r.epsilon for r in runs.values()}) == 1
+    assert _same(runs["hooks"].model, runs["ew"].model, atol=1e-5)
+    assert _same(runs["hooks"].model, runs["ghost"].model, atol=1e-5)
 
 
 def test_fixed_noise_and_bad_settings(digits_split):
