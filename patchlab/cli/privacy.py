@@ -170,7 +170,9 @@ def register(app: typer.Typer) -> None:
         delta: float = typer.Option(1e-5, "--delta"),
         model: str = typer.Option(None, "--model", "-m", help="Teacher and student model (default dpcnn; cnn for 8 px)"),
         teacher_epochs: int = typer.Option(40, "--teacher-epochs", min=1),
+        teacher_lr: float = typer.Option(2e-3, "--teacher-lr", help="Adam learning rate of the teachers"),
         student_epochs: int = typer.Option(40, "--student-epochs", min=1),
+        student_lr: float = typer.Option(2e-3, "--student-lr", help="Adam learning rate of the student"),
         pseudo_label: float = typer.Option(0.0, "--pseudo-label", help="Semi-supervised student: also train on "
                                            "its own predictions of unanswered public inputs at least this confident"),
         seed: int = SeedOpt, workers: int = WorkersOpt,
@@ -190,7 +192,8 @@ def register(app: typer.Typer) -> None:
         kind = model or ("dpcnn" if d.size >= 16 else "cnn")
         cfg = PATEConfig(teachers=teachers, aggregator=aggregator, gamma=gamma, sigma=sigma, threshold=threshold,
                          sigma1=sigma1, queries=queries, delta=delta, model=kind, teacher_epochs=teacher_epochs,
-                         student_epochs=student_epochs, pseudo_label=pseudo_label, seed=seed, workers=workers)
+                         teacher_lr=teacher_lr, student_epochs=student_epochs, student_lr=student_lr,
+                         pseudo_label=pseudo_label, seed=seed, workers=workers)
         with rich_progress(f"PATE {teachers} teachers", enabled=not json_out) as cb:
             res = run_pate(d, cfg, out_dir=out, progress=cb)
         report = {"data": d.source, **res.summary()}

@@ -113,11 +113,11 @@ def pate_figure(analysis, counts: np.ndarray, title: str = ""):
     ax.grid(True, alpha=0.2)
     srt = np.sort(np.asarray(counts), axis=1)
     margin = srt[:, -1] - srt[:, -2]
-    cost = analysis.per_query()
+    cost = np.maximum(analysis.per_query(), 1e-12)  # log axis: a free query shows at the floor
     ax2.scatter(margin[analysis.answered], cost[analysis.answered], s=8, label="answered")
     if (~analysis.answered).any():
         ax2.scatter(margin[~analysis.answered], cost[~analysis.answered], s=8, marker="x", label="not answered")
-    ax2.set_yscale("symlog", linthresh=1e-4)
+    ax2.set_yscale("log")
     ax2.set_xlabel("vote margin (top count - runner-up)")
     ax2.set_ylabel(f"RDP cost at order {analysis.order():.3g}")
     ax2.set_title("cost of each query")
