@@ -310,7 +310,8 @@ def _legacy_image(path: Path) -> Identity | None:
                  default_path(path, "perturbation-sidecar")):
         if side.is_file() and side != path:
             found = _identify_file(side)
-            pairs = {"patch-sidecar": "patch", "photo-truth": "photo", "perturbation-sidecar": "perturbation"}
+            pairs = {"patch-sidecar": "patch", "photo-truth": "photo", "perturbation-sidecar": "perturbation",
+                     "patch-eval": "patch-eval-plot"}
             if found is not None and found.kind in pairs:
                 kind = pairs[found.kind]
                 if (kind == "photo") == (path.suffix.lower() in (".jpg", ".jpeg")):

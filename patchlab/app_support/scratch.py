@@ -32,6 +32,7 @@ _lock = threading.Lock()
 _folders: dict[Path, str | None] = {}             # this process's folders -> session id
 _release_hooks: dict[Path, list[Callable[[], None]]] = {}
 _gone_since: dict[Path, float] = {}
+_seen_live: set[Path] = set()                     # only folders whose session was once seen live are reaped
 _reaper: threading.Thread | None = None
 
 
@@ -49,6 +50,13 @@ def create(session_id: str | None, root: str | Path | None = None) -> Path:
     return path
 
 
+def mark_live(path: str | Path) -> None:
+    """The folder's session was seen connected: from now on the reaper may remove it once the session is gone.
+    (A runtime that never reports the session as live, such as Streamlit's AppTest, never loses its folders.)"""
+    with _lock:
+        _seen_live.add(Path(path))
+
+
 def on_release(path: str | Path, hook: Callable[[], None]) -> None:
     """Run `hook` (e.g. a background job's stop) before the folder is removed."""
     with _lock:
@@ -62,6 +70,7 @@ def release(path: str | Path) -> None:
         hooks = _release_hooks.pop(path, [])
         _folders.pop(path, None)
         _gone_since.pop(path, None)
+        _seen_live.discard(path)
     for hook in hooks:
         try:
             hook()
@@ -123,7 +132,7 @@ def sweep_stale(root: str | Path | None = None, now: float | None = None) -> lis
 
 
 def reap(is_live: Callable[[str], bool], grace_s: float, now: float | None = None) -> list[Path]:
-    """Remove the folders of sessions that have not been live for `grace_s` seconds."""
+    """Remove the folders of sessions that were live once and have not been for `grace_s` seconds."""
     now = time.monotonic() if now is None else now
     with _lock:
         owned = [(p, s) for p, s in _folders.items() if s is not None]
@@ -132,12 +141,14 @@ def reap(is_live: Callable[[str], bool], grace_s: float, now: float | None = Non
         try:
             live = is_live(session)
         except Exception:  # noqa: BLE001 - when in doubt, keep the folder
-            live = True
-        if live:
-            with _lock:
-                _gone_since.pop(path, None)
             continue
         with _lock:
+            if live:
+                _seen_live.add(path)
+                _gone_since.pop(path, None)
+                continue
+            if path not in _seen_live:
+                continue
             first = _gone_since.setdefault(path, now)
         if now - first >= grace_s:
             release(path)
@@ -155,7 +166,10 @@ def start_reaper(is_live: Callable[[str], bool], grace_s: float, interval_s: flo
         def loop() -> None:
             while True:
                 time.sleep(interval_s)
-                reap(is_live, grace_s)
+                try:
+                    reap(is_live, grace_s)
+                except Exception:  # noqa: BLE001 - the reaper must outlive one bad pass
+                    pass
 
         _reaper = threading.Thread(target=loop, name="patchlab-scratch-reaper", daemon=True)
         _reaper.start()

@@ -125,7 +125,7 @@ def show_topk(probs, labels: list[str], k: int = 5, highlight: int | None = None
 def _session_is_live(session_id: str) -> bool:
     from streamlit.runtime import Runtime
 
-    return not Runtime.exists() or Runtime.instance().is_active_session(session_id)
+    return Runtime.exists() and Runtime.instance().is_active_session(session_id)
 
 
 def _start_scratch_care() -> None:
@@ -151,7 +151,11 @@ def session_dir() -> Path:
 
         _start_scratch_care()
         ctx = get_script_run_ctx()
-        path = str(scratch.create(ctx.session_id if ctx is not None else None))
+        session = ctx.session_id if ctx is not None else None
+        created = scratch.create(session)
+        if session is not None and _session_is_live(session):
+            scratch.mark_live(created)
+        path = str(created)
         st.session_state["_patchlab_dir"] = path
     return Path(path)
 
