@@ -44,7 +44,9 @@ def create(session_id: str | None, root: str | Path | None = None) -> Path:
     """A new private folder for one session, with its owner file."""
     path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=_root(root)))
     owner = {"pid": os.getpid(), "host": socket.gethostname(), "session": session_id, "created": time.time()}
-    (path / OWNER).write_text(json.dumps(owner))
+    from patchlab.artifacts import write_text
+
+    write_text(path / OWNER, json.dumps(owner))
     with _lock:
         _folders[path] = session_id
     return path

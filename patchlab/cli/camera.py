@@ -210,11 +210,15 @@ def register(app: typer.Typer) -> None:
                 mode = "append" if append else "overwrite"
             if folder is None:
                 folder, mode = next_run_folder(record), "new"
-            recorder = Recorder(folder, mode=mode, meta={"source": source, "source_info": info, "model": net.name,
-                                              "backend": net.describe(), "target": state.target_label,
-                                              "target_index": state.target_index,
-                                              "patch": str(patch) if patch else None, "virtual": virtual,
-                                              "anchor": anchor, "crop": crop}, fmt=record_format)
+            try:
+                recorder = Recorder(folder, mode=mode, meta={
+                    "source": source, "source_info": info, "model": net.name, "backend": net.describe(),
+                    "target": state.target_label, "target_index": state.target_index,
+                    "patch": str(patch) if patch else None, "virtual": virtual, "anchor": anchor, "crop": crop},
+                    fmt=record_format)
+            except BaseException:
+                src.close()
+                raise
         writer = _VideoSink(save_video) if save_video else None
         tty = err.is_terminal
         last_print = [0.0]

@@ -17,7 +17,7 @@ CPU = ("--device", "cpu")
 
 
 def test_print_keeps_the_patch_sidecar_and_eval_still_skips_training_images(tmp_path, monkeypatch, builtin_scenes,
-                                                                           cli):
+                                                                           cli, lite0):
     monkeypatch.chdir(tmp_path)
     scenes = str(builtin_scenes)
     assert cli("patch", "train", "--target", "toaster", "--images", scenes, "--size", "32", "--steps", "2", "--batch",
@@ -41,9 +41,10 @@ def test_print_keeps_the_patch_sidecar_and_eval_still_skips_training_images(tmp_
     assert cli("print", old / "banana.png", "--size-mm", "80", "--out", old / "banana.pdf")[0] == 0
     after = snapshot(old)
     assert {k: after[k] for k in before} == before and "banana.sheet.json" in after
-    code, out, _ = cli("patch", "eval", old / "banana.png", "--images", scenes, "--areas", "0.1", "--no-baselines",
-                       *CPU, "--json")
-    assert code == 0 and json.loads(out)["skipped_training_images"] == len(trained)
+    from patchlab.patch.evaluate import evaluate_patch
+
+    result = evaluate_patch(old / "banana.png", scenes, models=[lite0], areas=[0.1], baselines=False)
+    assert result["skipped_training_images"] == len(trained)
 
     # what the bug left behind (an old manifest where the sidecar was) is not taken for the sidecar
     from patchlab.patch.io import load_patch
