@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         model: str = ModelOpt, arch: str = ArchOpt, device: str = DeviceOpt,
         target: str = typer.Option(None, "--target", "-t", help="Target class (name, index or wnid); "
                                    "defaults to the patch sidecar's target"),
-        patch: Path = typer.Option(None, "--patch", help="Patch PNG (RGBA) with its .json sidecar"),
+        patch: Path = typer.Option(None, "--patch", help="Patch PNG (RGBA) with its .patch.json sidecar"),
         virtual: bool = typer.Option(False, "--virtual", help="Paste the patch into the live frame (no printer)"),
         anchor: str = typer.Option("sheet", "--anchor", help="Where the virtual patch goes: sheet (between 4 corner "
                                    "markers), marker[:ID], fixed[:cx,cy,size]"),

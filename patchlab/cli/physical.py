@@ -27,7 +27,7 @@ def _save_rgb(rgb, path: Path) -> Path:
 
 def register(app: typer.Typer) -> None:
     @app.command("print")
-    def print_cmd(patch: Path = typer.Argument(..., help="Patch PNG (RGBA; a <stem>.json sidecar adds metadata)"),
+    def print_cmd(patch: Path = typer.Argument(..., help="Patch PNG (RGBA; its <stem>.patch.json sidecar adds metadata)"),
                   size_mm: float = typer.Option(100.0, "--size-mm", help="Printed patch width in mm"),
                   paper: str = typer.Option("a4", "--paper", help="a4, letter or a3"),
                   copies_sizes: str = typer.Option(None, "--copies-sizes", help="Several widths, e.g. 50,100,150"),
