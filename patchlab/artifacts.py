@@ -427,6 +427,9 @@ def check_outputs(outputs: Mapping[str | Path, str], written_by: str | None = No
                 continue
             raise OutputExists(f"{path} holds a {want.what} from an earlier `{writer}` run; not overwritten: "
                                "<force> replaces it, or choose another output name", path, found, True)
+        if found.kind == kind:
+            raise OutputExists(f"{path} is a {found.what} written by `{found.written_by}`, not by `{writer}`; "
+                               "refusing to overwrite it: choose another output name", path, found)
         raise OutputExists(f"{path} is a {found.what} written by `{found.written_by}`; refusing to write the "
                            f"{want.what} over it: choose another output name", path, found)
 

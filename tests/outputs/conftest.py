@@ -3,7 +3,6 @@ needed), and a runner for the CLI in the current folder."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ def builtin_scenes(tmp_path_factory) -> Path:
     for sample in load_samples():
         save_image(sample.image, folder / f"{wnids[sample.label]}_{sample.name}.png")
     return folder
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """{relative path: sha256} of every file under root."""
-    return {p.relative_to(root).as_posix(): digest(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.outputs.conftest import snapshot
+from .files import snapshot
 
 
 class Tour:

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.outputs.conftest import snapshot
+from .files import snapshot
 
 CPU = ("--device", "cpu")
 
