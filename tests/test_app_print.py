@@ -100,7 +100,7 @@ def test_photo_of_the_shipped_kurakin_pdf_with_its_shipped_manifest():
     from patchlab.physical.simulate import simulate_photo
 
     repo = Path(ENTRY).parents[1]
-    pdf, manifest = repo / "printables" / "kurakin-sheet-a4.pdf", repo / "printables" / "kurakin-sheet-a4.json"
+    pdf, manifest = repo / "printables" / "kurakin-sheet-a4.pdf", repo / "printables" / "kurakin-sheet-a4.sheet.json"
     if not (pdf.is_file() and manifest.is_file()):
         pytest.fail("printables/kurakin-sheet-a4.pdf/.json are missing")
     n_cells = sum(c["page"] == 0 for c in json.loads(manifest.read_text())["cells"])
@@ -108,7 +108,7 @@ def test_photo_of_the_shipped_kurakin_pdf_with_its_shipped_manifest():
 
     at = page()
     box = next(w for w in at.selectbox if w.key.startswith("pp_eval_manifest"))
-    box.set_value("shipped: printables/kurakin-sheet-a4.json").run()
+    box.set_value("shipped: printables/kurakin-sheet-a4.sheet.json").run()
     at.file_uploader(key="pp_eval_photos").upload("page1.jpg", photo.jpeg, "image/jpeg").run()
     at.button(key="pp_score").click().run()
     assert not at.exception and not errors(at), (at.exception, errors(at))

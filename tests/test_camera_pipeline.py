@@ -199,6 +199,9 @@ def test_process_frame_is_safe_from_two_threads(eager_backend):
 
 
 def _check_recording(folder: Path, target: int = TOASTER) -> dict:
+    from patchlab.capture.recording import resolve_recording
+
+    folder = resolve_recording(folder)  # `camera --record DIR` records into DIR/run-001
     meta, records = load_recording(folder)
     summary = json.loads((folder / "summary.json").read_text())
     attack = summary["attack"]
@@ -341,6 +344,7 @@ def test_cli_ctrl_c_writes_the_summary(tmp_path):
     rec = tmp_path / "rec"
     cmd = [sys.executable, "-c", "from patchlab.cli import run; run()", "camera", "--source", "synthetic",
            "--eager", "--headless", "--target", "toaster", "--record", str(rec)]
+    rec = rec / "run-001"  # each recording goes to a fresh run folder
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"})
     try:

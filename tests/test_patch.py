@@ -320,12 +320,12 @@ def test_cli_train_then_eval(eight_images, tmp_path, capsys):
             "--holdout", "0.5", "--shape", "circle", "--out", str(out), "--json", "--device", "cpu"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["steps"] == 2 and out.is_file() and out.with_suffix(".json").is_file()
+    assert summary["steps"] == 2 and out.is_file() and out.with_suffix(".patch.json").is_file()
     fine = tmp_path / "fine.png"  # fine-tune it with the success loss
     assert main([*args[:-5], "--init", str(out), "--loss", "success", "--loss-temperature", "3", "--lr", "0.05",
                  "--out", str(fine), "--json", "--device", "cpu"]) == 0
     capsys.readouterr()
-    config = json.loads(fine.with_suffix(".json").read_text())["config"]
+    config = json.loads(fine.with_suffix(".patch.json").read_text())["config"]
     assert config["loss"] == "success" and config["loss_temperature"] == 3.0
     assert (load_patch(fine)[0][:3] - load_patch(out)[0][:3]).abs().max() > 0.01
     assert main([*args[:-5], "--loss", "hinge", "--out", str(fine)]) == 2
@@ -333,7 +333,7 @@ def test_cli_train_then_eval(eight_images, tmp_path, capsys):
                  "--no-baselines", "--save", "--device", "cpu"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["images"] == 4 and ev["skipped_training_images"] == 4 and "success_rate" in ev
-    assert "evaluation" in json.loads(out.with_suffix(".json").read_text())
+    assert "evaluation" in json.loads(out.with_suffix(".patch.json").read_text())
     assert main(["patch", "breakdown", str(out), "--images", str(eight_images), "--draws", "1", "--limit", "2",
                  "--json", "--device", "cpu"]) == 0
     br = json.loads(capsys.readouterr().out)

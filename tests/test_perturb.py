@@ -43,7 +43,7 @@ def test_cli_perturb_png_within_eps(small_photo, tmp_path, capsys):
     assert adv.shape == orig.shape  # full resolution
     assert float((adv - orig).abs().max()) <= 8 / 255 + 1e-6
     assert summary["target_name"] == "toaster" and summary["linf"] <= 8 / 255 + 1e-6
-    assert json.loads(out.with_suffix(".json").read_text())["eps"] == pytest.approx(8 / 255)
+    assert json.loads(out.with_suffix(".perturb.json").read_text())["eps"] == pytest.approx(8 / 255)
 
 
 def test_perturb_errors(small_photo, lite0, tmp_path):

@@ -302,7 +302,7 @@ def test_cli_print_simulate_photo_eval(tmp_path, imagenet_dir, capsys):
     (tmp_path / "toaster.json").write_text(json.dumps({"target": "toaster", "model": "efficientnet_lite0"}))
     pdf = tmp_path / "sheet.pdf"
     assert main(["print", str(png), "--size-mm", "80", "--copies-sizes", "40,80", "--out", str(pdf), "--dpi", "200"]) == 0
-    assert pdf.is_file() and (tmp_path / "sheet.json").is_file() and (tmp_path / "sheet-patch.png").is_file()
+    assert pdf.is_file() and (tmp_path / "sheet.sheet.json").is_file() and (tmp_path / "sheet.print.png").is_file()
     photo = tmp_path / "photo.jpg"
     assert main(["simulate-photo", str(pdf), "--out", str(photo), "--seed", "4", "--dpi", "100"]) == 0
     capsys.readouterr()
@@ -320,4 +320,4 @@ def test_cli_print_simulate_photo_eval(tmp_path, imagenet_dir, capsys):
     assert err.startswith("patchlab: error:") and "no patchlab sheet markers" in err and "\n" not in err
     chart = tmp_path / "chart.pdf"
     assert main(["calibrate", "chart", "--out", str(chart), "--levels", "5"]) == 0
-    assert chart.is_file() and json.loads((tmp_path / "chart.json").read_text())["kind"] == "chart"
+    assert chart.is_file() and json.loads((tmp_path / "chart.sheet.json").read_text())["kind"] == "chart"

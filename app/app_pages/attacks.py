@@ -144,8 +144,10 @@ with attack_tab, ui.user_errors():
             with c3:
                 st.image(ui.to_display(res["adv"]), caption="Adversarial", width="stretch")
                 ui.show_topk(res["adv_probs"], labels, highlight=res["target"], key="atk_top_adv")
-                st.download_button("Download adversarial PNG", ui.png_bytes(res["adv"]), type="primary",
-                                   file_name=f"{res['image_name']}_adv.png", mime="image/png", key="atk_download")
+                adv_png = ui.png_bytes(res["adv"], kind="adversarial")
+                st.download_button("Download adversarial PNG", adv_png, type="primary",
+                                   file_name=ui.download_name(f"{res['image_name']}_{res['attack']}", "adversarial",
+                                                              adv_png), mime="image/png", key="atk_download")
 
 with demo_tab, ui.user_errors():
     st.caption("The classic demonstrations from Goodfellow et al. (2014) and Kurakin et al. (2016), run live.")

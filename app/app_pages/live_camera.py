@@ -1,8 +1,6 @@
 """Live camera: streamlit-webrtc live classification with the capture pipeline's `process_frame`, an optional
 virtual patch, recording with summary statistics, and an `st.camera_input` / upload snapshot fallback."""
 
-import time
-
 import streamlit as st
 
 from patchlab.app_support import ui
@@ -174,7 +172,9 @@ with ui.user_errors():
         rec_cols = st.columns(2)
         if not feed.recording:
             if rec_cols[0].button("Start recording", disabled=not playing, key="live_rec_start"):
-                folder = ui.session_dir() / f"recording-{time.strftime('%H%M%S')}"
+                from patchlab.artifacts import next_run_folder
+
+                folder = next_run_folder(ui.session_dir() / "recordings")  # run-001, run-002, ... never reused
                 feed.start_recording(folder, meta={"model": model, "target": settings["target"],
                                                    "patch": patch["name"] if patch else None, "source": "browser"})
                 st.rerun()
@@ -189,8 +189,12 @@ with ui.user_errors():
             show_summary(summary["attack"])
             with st.expander("summary.json"):
                 st.json(summary)
-            st.download_button("Download frames.jsonl", (folder / "frames.jsonl").read_bytes(),
-                               file_name="frames.jsonl", mime="application/jsonl", key="live_dl_frames")
+            frames = (folder / "frames.jsonl").read_bytes()
+            from patchlab.artifacts import content_stem
+
+            st.download_button("Download frames.jsonl", frames,
+                               file_name=f"{content_stem(f'recording-{folder.name}', frames)}.frames.jsonl",
+                               mime="application/jsonl", key="live_dl_frames")
             if summary.get("plot_error"):
                 st.caption(f"(summary plot unavailable: {summary['plot_error']})")
             if (folder / "summary.png").is_file():

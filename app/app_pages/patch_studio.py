@@ -84,7 +84,9 @@ def start_job(cfg: dict, resume: bool) -> None:
     def work(progress, stop):
         return train_patch(config, progress=progress, stop=stop, resume=resume, models=models)
 
-    st.session_state[JOB_KEY] = Job.start("patch", work)
+    job = Job.start("patch", work)
+    ui.when_session_ends(job.stop)  # a session that is gone stops its job before its scratch folder is removed
+    st.session_state[JOB_KEY] = job
     st.session_state[CFG_KEY] = cfg
     st.session_state.pop("patch_done_seen", None)
 
@@ -129,7 +131,7 @@ def patch_pdf(png: bytes, size_mm: float, paper: str, target: str | None, name: 
 
 def show_result(studio: dict, scenes: str) -> None:
     meta = studio["meta"]
-    png = ui.png_bytes(studio["rgba"])
+    png = ui.png_bytes(studio["rgba"], kind="patch")
     c1, c2 = st.columns([1, 2])
     with c1:
         st.image(ui.to_display(studio["rgba"]), caption=studio["name"], width="stretch")
@@ -144,15 +146,24 @@ def show_result(studio: dict, scenes: str) -> None:
         if held:
             st.metric("Held-out success at the last check", f"{held[-1]['heldout_success']:.0%}",
                       help=f"{held[-1].get('heldout_n', '?')} unseen scenes, EOT at the nominal area")
+        # names carry a hash of the patch: downloads of other runs or sessions never land on these; the PNG and
+        # its sidecar share a stem so `load_patch` finds the pair
+        from patchlab.artifacts import tag
+
+        from patchlab.artifacts import content_stem
+
+        stem = content_stem(studio["name"], png)
         d1, d2, d3 = st.columns(3)
-        d1.download_button("Patch PNG", png, file_name=f"{studio['name']}.png", mime="image/png", key="ps_dl_png",
+        d1.download_button("Patch PNG", png, file_name=f"{stem}.png", mime="image/png", key="ps_dl_png",
                            type="primary")
-        d2.download_button("JSON sidecar", json.dumps(meta, indent=2, default=float),
-                           file_name=f"{studio['name']}.json", mime="application/json", key="ps_dl_json")
+        sidecar = {**tag("patch-sidecar", ui.APP_WRITER), **{k: v for k, v in meta.items()
+                                                              if k not in ("artifact", "written_by")}}
+        d2.download_button("JSON sidecar", json.dumps(sidecar, indent=2, default=float),
+                           file_name=f"{stem}.patch.json", mime="application/json", key="ps_dl_json")
         size_mm = st.slider("Printed width (mm)", 30, 190, 100, 5, key="ps_mm")
         paper = st.radio("Paper", ["a4", "letter"], horizontal=True, key="ps_paper")
         d3.download_button("Print-ready PDF", patch_pdf(png, float(size_mm), paper, target, studio["name"]),
-                           file_name=f"{studio['name']}_{size_mm}mm.pdf", mime="application/pdf", key="ps_dl_pdf")
+                           file_name=f"{stem}-{size_mm}mm-{paper}.pdf", mime="application/pdf", key="ps_dl_pdf")
         st.caption("The PDF places the patch at exact size with ArUco markers, a QR code and a 100 mm scale bar; "
                    "print at 100 % (no fit-to-page), then test it on the Live camera or Print & photo page.")
     evaluate_section(studio, scenes)

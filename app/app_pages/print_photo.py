@@ -38,10 +38,12 @@ def sheet_downloads(sheet_id: str, key: str) -> None:
     c1.image(render_page(sheet["pages"][0], px_per_mm=1.5), caption=f"{sheet['kind']} sheet {sheet_id}, page 1 "
              f"of {manifest.n_pages}", width="stretch")
     with c2:
+        # the sheet id is a hash of the sheet's content, so these names are never shared by two different sheets
         st.download_button("Download PDF", sheet["pdf"], file_name=f"{sheet['kind']}_{sheet_id}.pdf",
                            mime="application/pdf", type="primary", key=f"{key}_pdf")
-        st.download_button("Download manifest JSON", json.dumps(manifest.to_dict(), indent=1, default=float),
-                           file_name=f"{sheet['kind']}_{sheet_id}.json", mime="application/json", key=f"{key}_json",
+        st.download_button("Download manifest JSON", manifest.json_text(),
+                           file_name=f"{sheet['kind']}_{sheet_id}.sheet.json", mime="application/json",
+                           key=f"{key}_json",
                            help="Photo-eval reads patch sheets and charts from the QR code; Kurakin sheets need this")
         st.caption(f"{len(manifest.cells)} cells on {manifest.n_pages} page(s), paper {manifest.paper.upper()}.")
 
@@ -177,8 +179,11 @@ def photo_inputs(key: str, kinds: tuple[str, ...]) -> list[tuple[str, bytes]]:
                 from patchlab.physical import simulate_page_photo
 
                 sheet = st.session_state[SHEETS][made[-1]]
+                from patchlab.artifacts import tag_jpeg_bytes
+
                 sim = simulate_page_photo(sheet["pages"][0], seed=seed)
-                st.session_state[f"{key}_sim"] = (f"simulated_{made[-1]}_seed{seed}.jpg", sim.jpeg)
+                st.session_state[f"{key}_sim"] = (f"simulated_{made[-1]}_seed{seed}.jpg",
+                                                  tag_jpeg_bytes(sim.jpeg, "photo", ui.APP_WRITER))
             if f"{key}_sim" in st.session_state:
                 name, jpeg = st.session_state[f"{key}_sim"]
                 st.download_button("Download the simulated photo", jpeg, file_name=name, mime="image/jpeg",
@@ -275,5 +280,9 @@ with colour_tab, ui.user_errors():
         m[1].metric("Held-out ΔE2000 (p95)", f"{cal.holdout_delta_e['p95']:.2f}")
         m[2].metric("Without a colour model (median)", f"{cal.identity_delta_e['median']:.2f}")
         st.caption(f"{cal.n_swatches} swatches, {cal.n_holdout} held out. Use the JSON as `colour:` in a patch run.")
-        st.download_button("Download colour model JSON", json.dumps(cal.model.to_dict(), indent=1, default=float),
-                           file_name="colour.json", mime="application/json", key="pp_cal_dl")
+        from patchlab.artifacts import tag
+
+        model_json = json.dumps({**tag("colour-model", ui.APP_WRITER), **cal.model.to_dict()}, indent=1, default=float)
+        st.download_button("Download colour model JSON", model_json,
+                           file_name=ui.download_name("chart", "colour-model", model_json), mime="application/json",
+                           key="pp_cal_dl")

@@ -5,8 +5,6 @@ Imports torch lazily so the Home page stays fast.
 
 from __future__ import annotations
 
-import io
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -72,16 +70,22 @@ def user_errors() -> Iterator[None]:
         st.error(str(exc), icon=":material/error:")
 
 
-def png_bytes(image) -> bytes:
-    """(3|4, H, W) tensor in [0, 1] -> lossless PNG bytes."""
-    from PIL import Image
+APP_WRITER = "patchlab app"
 
-    from patchlab.data import to_uint8_hwc
 
-    arr = to_uint8_hwc(image)
-    buf = io.BytesIO()
-    Image.fromarray(arr, mode="RGBA" if arr.shape[2] == 4 else "RGB").save(buf, format="PNG")
-    return buf.getvalue()
+def png_bytes(image, kind: str | None = None) -> bytes:
+    """(3|4, H, W) tensor in [0, 1] -> lossless PNG bytes, tagged as `kind` written by the app when given."""
+    from patchlab.data import png_bytes as encode
+
+    return encode(image, kind=kind, written_by=APP_WRITER if kind else None)
+
+
+def download_name(stem: str, kind: str, data: bytes | str) -> str:
+    """A download's file name: `<stem>-<hash of the content><kind's suffix>`, so two sessions' or runs' downloads
+    never share a name unless they are the same bytes."""
+    from patchlab.artifacts import download_name as name
+
+    return name(stem, kind, data)
 
 
 def data_uri(encoded: bytes, mime: str = "image/png") -> str:
@@ -118,11 +122,49 @@ def show_topk(probs, labels: list[str], k: int = 5, highlight: int | None = None
             st.progress(min(1.0, prob), text=f"{label} · {prob:.1%}")
 
 
+def _session_is_live(session_id: str) -> bool:
+    from streamlit.runtime import Runtime
+
+    return Runtime.exists() and Runtime.instance().is_active_session(session_id)
+
+
+def _start_scratch_care() -> None:
+    """Once per server: remove folders of servers that are gone, and start the reaper for this server's sessions."""
+    import os
+
+    from patchlab.app_support import scratch
+
+    scratch.sweep_stale()
+    grace = float(os.environ.get("PATCHLAB_APP_SCRATCH_GRACE_S", 0) or
+                  float(st.get_option("server.disconnectedSessionTTL")) + 30)
+    scratch.start_reaper(_session_is_live, grace, float(os.environ.get("PATCHLAB_APP_REAP_S", 30)))
+
+
 def session_dir() -> Path:
-    """A private scratch folder for this browser session (job checkpoints, generated files)."""
-    if "_patchlab_dir" not in st.session_state:
-        st.session_state["_patchlab_dir"] = tempfile.mkdtemp(prefix="patchlab-app-")
-    return Path(st.session_state["_patchlab_dir"])
+    """A private scratch folder for this browser session (job checkpoints, generated files); removed when the
+    session ends (see patchlab.app_support.scratch)."""
+    path = st.session_state.get("_patchlab_dir")
+    if path is None or not Path(path).is_dir():
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        from patchlab.app_support import scratch
+
+        _start_scratch_care()
+        ctx = get_script_run_ctx()
+        session = ctx.session_id if ctx is not None else None
+        created = scratch.create(session)
+        if session is not None and _session_is_live(session):
+            scratch.mark_live(created)
+        path = str(created)
+        st.session_state["_patchlab_dir"] = path
+    return Path(path)
+
+
+def when_session_ends(hook) -> None:
+    """Run `hook` (e.g. a background job's stop) before this session's scratch folder is removed."""
+    from patchlab.app_support import scratch
+
+    scratch.on_release(session_dir(), hook)
 
 
 # --- patches: shipped printables, this session's Patch studio result, or an upload --------------------------------
@@ -134,8 +176,13 @@ def shipped_patches() -> list[Path]:
     """Patch PNGs in printables/ that have a sidecar (a patch, not a sheet)."""
     if not PRINTABLES.is_dir():
         return []
-    return sorted(p for p in PRINTABLES.glob("*.png") if p.with_suffix(".json").is_file()
-                  and '"target' in p.with_suffix(".json").read_text()[:100_000])
+    from patchlab.patch.io import find_sidecar
+
+    def is_patch(png: Path) -> bool:
+        side = find_sidecar(png)
+        return side is not None and '"target' in side.read_text()[:100_000]
+
+    return sorted(p for p in PRINTABLES.glob("*.png") if is_patch(p))
 
 
 def choose_patch(key: str, allow_none: bool = False, label: str = "Patch"):

@@ -21,10 +21,10 @@ class DemoResult:
     data: dict = field(default_factory=dict)
 
     def save(self, path: str | Path, dpi: int = 100) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.figure.savefig(path, dpi=dpi, bbox_inches="tight")
-        return path
+        """A tagged PNG (kind figure), written atomically."""
+        from patchlab.artifacts import save_figure
+
+        return save_figure(self.figure, path, "figure", "patchlab attack-demo", dpi=dpi, bbox_inches="tight")
 
 
 def _figure(w: float, h: float):

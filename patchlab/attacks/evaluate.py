@@ -97,14 +97,67 @@ def accuracy_curve(model, attack: Attack, images: torch.Tensor, labels: torch.Te
     }
 
 
+WRITER = "patchlab attack"
+
+
+def _row_names(items, folder: Path) -> dict[Path, tuple[str, str]]:
+    """Each image's row key (its path relative to the folder: the file name for a flat folder) and adversarial
+    PNG (the same with .png; with .png added to the full name where two sources would share one, x.jpg and x.png)."""
+    keys = {it.path: it.path.relative_to(folder).as_posix() for it in items}
+    pngs = [str(Path(k).with_suffix(".png")) for k in keys.values()]
+    return {p: (k, str(Path(k).with_suffix(".png")) if pngs.count(str(Path(k).with_suffix(".png"))) == 1 else k + ".png")
+            for p, k in keys.items()}
+
+
+def _prepare_out_dir(out: Path, settings: dict, force: bool) -> dict[str, dict]:
+    """The rows already done in `out` (a resumed run), after checking that `out` is new, empty, or this command's
+    folder: same settings resume, other settings are refused, `force` starts over (its own PNGs removed)."""
+    from patchlab.artifacts import identify, read_json, read_jsonl, repair_jsonl_tail, write_json, write_text
+
+    if out.exists() and not out.is_dir():
+        raise PatchlabError(f"{out}: is a file, not a folder for the adversarial images")
+    run_file, rows_file = out / "run.json", out / "results.jsonl"
+    found = identify(out) if out.is_dir() else None
+    wanted = json.loads(json.dumps(settings, default=float))
+    done: dict[str, dict] = {}
+    if found is not None and found.kind == "attack-run":
+        previous = {k: v for k, v in (read_json(run_file) or {}).items() if k not in ("artifact", "written_by")}
+        if previous == wanted and not force:
+            if rows_file.is_file():
+                repair_jsonl_tail(rows_file)  # a kill mid-line leaves a torn last row: redo that image
+                done = {row["image"]: row for row in read_jsonl(rows_file)}
+            return done
+        if not force:
+            from patchlab.artifacts import OutputExists
+
+            raise OutputExists(f"{out} holds an attack run with other settings; not overwritten: <force> starts it "
+                               "over, or choose another folder", out, found, True)
+        old_rows = read_jsonl(rows_file) if rows_file.is_file() else []
+        for row in old_rows:  # start over: remove this command's own PNGs, nothing else
+            png = out / row.get("png", Path(row["image"]).with_suffix(".png").as_posix())
+            mine = identify(png)
+            if png.is_file() and (mine is None and found.legacy or mine is not None and mine.kind == "adversarial"):
+                png.unlink()
+    elif out.is_dir() and any(out.iterdir()):
+        raise PatchlabError(f"{out} holds other files and is not a `{WRITER}` output folder; choose a new or empty "
+                            "folder")
+    write_json(run_file, settings, "attack-settings", WRITER)
+    write_text(rows_file, "")
+    return done
+
+
 def evaluate_folder(model, attack: Attack, folder: str | Path, limit: int | None = None, batch_size: int = 16,
-                    out_dir: str | Path | None = None, progress: ProgressFn | None = None) -> dict:
+                    out_dir: str | Path | None = None, progress: ProgressFn | None = None,
+                    force: bool = False) -> dict:
     """Attack a labelled image folder batch by batch.
 
-    With `out_dir`, each adversarial is saved as `<stem>.png` (8-bit, lossless) and its row appended to
-    `results.jsonl`; a rerun with the same settings resumes after the rows already there. `png_success_rate`
-    re-checks the attack on the 8-bit images as saved (rounding can undo very small perturbations).
+    With `out_dir`, each adversarial is saved as `<stem>.png` (8-bit, lossless, tagged) and its row appended to
+    `results.jsonl` beside `run.json` (the settings); a rerun with the same settings resumes after the rows already
+    there. A folder holding other files, or a run with other settings, is refused (`force` starts that run over).
+    `png_success_rate` re-checks the attack on the 8-bit images as saved (rounding can undo very small
+    perturbations).
     """
+    from patchlab.artifacts import append_jsonl, check_output
     from patchlab.data import labelled_folder, save_image
     from patchlab.models.classify import load_batch
 
@@ -114,24 +167,13 @@ def evaluate_folder(model, attack: Attack, folder: str | Path, limit: int | None
         raise PatchlabError("evaluate_folder needs a model with .input_size (a patchlab Classifier)")
     settings = {"model": getattr(model, "name", "?"), **attack.describe(), "folder": str(Path(folder).resolve()),
                 "limit": limit}
+    names = _row_names(items, Path(folder))
     done: dict[str, dict] = {}
     rows_file = None
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        run_file, rows_file = out / "run.json", out / "results.jsonl"
-        if run_file.exists() and rows_file.exists():
-            previous = json.loads(run_file.read_text())
-            if previous != json.loads(json.dumps(settings, default=float)):
-                raise PatchlabError(f"{out}: holds results of different settings; choose another --out folder")
-            for line in rows_file.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    done[row["image"]] = row
-        else:
-            run_file.write_text(json.dumps(settings, indent=2, default=float))
-            rows_file.write_text("")
-    todo = [it for it in items if it.path.name not in done]
+        done = _prepare_out_dir(Path(out_dir), settings, force)
+        rows_file = Path(out_dir) / "results.jsonl"
+    todo = [it for it in items if names[it.path][0] not in done]
     dev = model_device(model)
     seconds = sum(r.get("seconds", 0.0) for r in done.values())
     queries = max([r.get("queries", 0) for r in done.values()] or [0])
@@ -154,23 +196,25 @@ def evaluate_folder(model, attack: Attack, folder: str | Path, limit: int | None
             png_ok = attack.is_success(png_pred, y, res.target)
         new_rows = []
         for i, it in enumerate(chunk):
-            row = {"image": it.path.name, "label": int(y[i]), "clean_pred": int(clean_pred[i]),
+            key, png = names[it.path]
+            row = {"image": key, "label": int(y[i]), "clean_pred": int(clean_pred[i]),
                    "adv_pred": int(res.adv_pred[i]), "success": bool(res.success[i]), "png_success": bool(png_ok[i]),
                    "linf": float(res.linf[i]), "l2": float(res.l2[i]), "queries": res.queries,
                    "seconds": dt / len(chunk)}
             if res.target is not None:
                 row["target"] = int(res.target[i])
+            if out_dir is not None:  # the PNG lands before its row: a row in the journal means its PNG is whole
+                row["png"] = png
+                check_output(Path(out_dir) / png, "adversarial", WRITER, force=True)  # never over another file
+                save_image(res.adv[i], Path(out_dir) / png, kind="adversarial", written_by=WRITER)
             new_rows.append(row)
-            done[it.path.name] = row
-            if out_dir is not None:
-                save_image(res.adv[i], Path(out_dir) / f"{it.path.stem}.png")
+            done[key] = row
         if rows_file is not None:
-            with rows_file.open("a") as fh:
-                fh.writelines(json.dumps(r) + "\n" for r in new_rows)
+            append_jsonl(rows_file, new_rows)
         if progress:
             rate = sum(r["success"] for r in done.values()) / len(done)
             progress(len(done), len(items), {"success": rate})
-    rows = [done[it.path.name] for it in items]
+    rows = [done[names[it.path][0]] for it in items]
     n = len(rows)
     ok = [r for r in rows if r["success"]]
     mean = lambda vals: sum(vals) / len(vals) if vals else 0.0  # noqa: E731

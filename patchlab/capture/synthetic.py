@@ -251,13 +251,26 @@ def synthetic_frames(n: int, **scene_kwargs) -> Iterator[np.ndarray]:
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
     """Write BGR frames to .y4m (I420, what Chromium's --use-file-for-fake-video-capture reads), .avi (MJPG) or
-    .mp4 (mp4v). Returns the path; raises if nothing could be written."""
-    cv2 = _cv2()
+    .mp4 (mp4v), through a temporary file renamed into place at the end (a kill leaves the previous video whole).
+    Returns the path; raises if nothing could be written."""
+    from patchlab.artifacts import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    codecs = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mkv": "MJPG", ".mov": "mp4v"}
+    if path.suffix.lower() != ".y4m" and path.suffix.lower() not in codecs:
+        raise PatchlabError(f"{path}: unsupported video type (use .y4m, .avi, .mp4, .mkv or .mov)")
+    with atomic_path(path) as tmp:
+        n = _write_frames(tmp, path, frames, fps, codecs.get(path.suffix.lower()))
+        if n == 0:
+            raise PatchlabError(f"{path}: no frames to write")
+    return path
+
+
+def _write_frames(tmp: Path, path: Path, frames: Iterable[np.ndarray], fps: float, fourcc: str | None) -> int:
+    cv2 = _cv2()
     n = 0
-    if path.suffix.lower() == ".y4m":
-        with path.open("wb") as fh:
+    if fourcc is None:  # y4m
+        with tmp.open("wb") as fh:
             for frame in frames:
                 h, w = frame.shape[:2]
                 if n == 0:
@@ -265,22 +278,18 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
                 fh.write(b"FRAME\n")
                 fh.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
                 n += 1
-    else:
-        codecs = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mkv": "MJPG", ".mov": "mp4v"}
-        fourcc = codecs.get(path.suffix.lower())
-        if fourcc is None:
-            raise PatchlabError(f"{path}: unsupported video type (use .y4m, .avi, .mp4, .mkv or .mov)")
-        writer = None
+        return n
+    writer = None
+    try:
         for frame in frames:
             if writer is None:
                 h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
                 if not writer.isOpened():
                     raise PatchlabError(f"{path}: OpenCV could not open a {fourcc} video writer")
             writer.write(frame)
             n += 1
+    finally:
         if writer is not None:
             writer.release()
-    if n == 0:
-        raise PatchlabError(f"{path}: no frames to write")
-    return path
+    return n

@@ -52,7 +52,7 @@ class Patch:
 
 
 def load_patch(path: str | Path) -> Patch:
-    """Read a patch PNG (alpha = shape) and its `<stem>.json` sidecar (target index/name) when present."""
+    """Read a patch PNG (alpha = shape) and its `<stem>.patch.json` sidecar (target index/name) when present."""
     from patchlab.data import to_uint8_hwc
     from patchlab.patch.io import load_patch as read_patch_files
 

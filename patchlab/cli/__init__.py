@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     except PatchlabError as exc:
         if debug:
             raise
-        print(f"patchlab: error: {exc}", file=sys.stderr)
+        message = exc.cli_message() if hasattr(exc, "cli_message") else str(exc)  # options named as CLI flags
+        print(f"patchlab: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("patchlab: interrupted", file=sys.stderr)

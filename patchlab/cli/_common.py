@@ -13,6 +13,8 @@ DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda")
 ModelOpt = typer.Option("efficientnet_lite0", "--model", "-m", help="Zoo name or checkpoint path (see `patchlab models`)")
 ArchOpt = typer.Option(None, "--arch", help="Architecture of a checkpoint given to --model")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON")
+ForceOpt = typer.Option(False, "--force", help="Replace this command's own earlier outputs (other files are never "
+                        "overwritten; see docs/outputs.md)")
 
 
 def print_json(obj) -> None:

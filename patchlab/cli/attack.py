@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from patchlab.cli._common import ArchOpt, DeviceOpt, JsonOpt, ModelOpt, print_json, rich_progress
+from patchlab.cli._common import ArchOpt, DeviceOpt, ForceOpt, JsonOpt, ModelOpt, print_json, rich_progress
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +26,10 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed"),
         limit: int = typer.Option(None, "--limit", min=1, help="Use the first N images"),
         batch: int = typer.Option(16, "--batch", min=1, help="Images per batch"),
-        out: Path = typer.Option(None, "--out", help="Save adversarial PNGs + results.jsonl here (resumes)"),
+        out: Path = typer.Option(None, "--out", help="Save adversarial PNGs + run.json + results.jsonl in this folder "
+                                 "(a rerun with the same settings resumes)"),
+        force: bool = typer.Option(False, "--force", help="Start --out over when it holds an attack run with other "
+                                   "settings (its PNGs and results are replaced)"),
         device: str = DeviceOpt, json_out: bool = JsonOpt,
     ) -> None:
         """Attack a labelled image folder: clean and robust accuracy, success rate, norms, wall time."""
@@ -71,7 +74,8 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  ε={shown:>9}  robust accuracy {r:6.1%}  success {s:6.1%}")
             return
         with rich_progress(f"{atk.name} on {net.name}", enabled=not json_out) as cb:
-            result = evaluate_folder(net, atk, folder, limit=limit, batch_size=batch, out_dir=out, progress=cb)
+            result = evaluate_folder(net, atk, folder, limit=limit, batch_size=batch, out_dir=out, progress=cb,
+                                     force=force)
         if json_out:
             print_json(result)
             return
@@ -90,9 +94,11 @@ def register(app: typer.Typer) -> None:
     def attack_demo_cmd(
         name: str = typer.Argument("all", help="panda, linear, logits, airplanes or all"),
         out: Path = typer.Option(Path("."), "--out", help="Folder for attacks_<name>.png"),
+        force: bool = ForceOpt,
         model: str = ModelOpt, device: str = DeviceOpt, json_out: bool = JsonOpt,
     ) -> None:
         """The classic demos (panda→gibbon, linear model, logits along ∇, objects→airliner) as PNG figures."""
+        from patchlab.artifacts import check_outputs
         from patchlab.attacks.demos import DEMOS
         from patchlab.errors import PatchlabError
         from patchlab.models import load_model
@@ -101,6 +107,7 @@ def register(app: typer.Typer) -> None:
         for n in names:
             if n not in DEMOS:
                 raise PatchlabError(f"unknown demo '{n}'; choose from {', '.join(DEMOS)} or all")
+        check_outputs({out / f"attacks_{n}.png": "figure" for n in names}, "patchlab attack-demo", force)
         net = None if names == ["linear"] else load_model(model, device)
         report = {}
         for n in names:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from patchlab.cli._common import ArchOpt, DeviceOpt, JsonOpt, ModelOpt, print_json
+from patchlab.cli._common import ArchOpt, DeviceOpt, ForceOpt, JsonOpt, ModelOpt, print_json
 
 
 def gui_available() -> tuple[bool, str]:
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         model: str = ModelOpt, arch: str = ArchOpt, device: str = DeviceOpt,
         target: str = typer.Option(None, "--target", "-t", help="Target class (name, index or wnid); "
                                    "defaults to the patch sidecar's target"),
-        patch: Path = typer.Option(None, "--patch", help="Patch PNG (RGBA) with its .json sidecar"),
+        patch: Path = typer.Option(None, "--patch", help="Patch PNG (RGBA) with its .patch.json sidecar"),
         virtual: bool = typer.Option(False, "--virtual", help="Paste the patch into the live frame (no printer)"),
         anchor: str = typer.Option("sheet", "--anchor", help="Where the virtual patch goes: sheet (between 4 corner "
                                    "markers), marker[:ID], fixed[:cx,cy,size]"),
@@ -105,7 +105,12 @@ def register(app: typer.Typer) -> None:
                                           "(for the size measurement)"),
         crop: str = typer.Option("centre", "--crop", help="Classifier input: centre, full, or markers (the region "
                                  "framed by the sheet's ArUco markers)"),
-        record: Path = typer.Option(None, "--record", help="Write frames.jsonl, summary.json and summary.png here"),
+        record: Path = typer.Option(None, "--record", help="Record into a fresh run folder inside this one (DIR/run-001, "
+                                    "run-002, ...): meta.json, frames.jsonl, summary.json, summary.png"),
+        append: bool = typer.Option(False, "--append", help="Add this session's frames to the latest run in --record "
+                                    "(its summary then covers the whole run)"),
+        force: bool = typer.Option(False, "--force", help="Replace the latest run in --record (and an existing "
+                                   "--save-video file)"),
         record_format: str = typer.Option("jsonl", "--record-format", help="jsonl or csv"),
         baseline: Path = typer.Option(None, "--baseline",
                                       help="A baseline recording (no patch) to summarise alongside"),
@@ -141,6 +146,20 @@ def register(app: typer.Typer) -> None:
             raise PatchlabError(f"--record-format must be jsonl or csv, got {record_format}")
         if baseline is not None and record is None:
             raise PatchlabError("--baseline needs --record DIR (the summary is written there)")
+        if (append or force) and record is None and not (force and save_video):
+            raise PatchlabError(f"{'--append' if append else '--force'} needs --record DIR")
+        if append and force:
+            raise PatchlabError("--append and --force exclude each other")
+        if record is not None and record.exists() and not record.is_dir():
+            raise PatchlabError(f"--record {record}: is a file; give a folder")
+        if baseline is not None:
+            from patchlab.capture.recording import resolve_recording
+
+            baseline = resolve_recording(baseline)  # before any work: one recording, or say which are there
+        if save_video is not None:
+            from patchlab.artifacts import check_output
+
+            check_output(save_video, "video", "patchlab camera", force)
         the_patch = load_patch(patch) if patch is not None else None
         synthetic = {"patch": the_patch if (the_patch is not None and not virtual) else None}
         camera = CameraRequest(backend=backend, width=width, height=height, fps=fps, mjpg=not no_mjpg)
@@ -182,11 +201,24 @@ def register(app: typer.Typer) -> None:
                       + (f"; target {state.target_label}" if state.target_label else ""))
         recorder = None
         if record is not None:
-            recorder = Recorder(record, meta={"source": source, "source_info": info, "model": net.name,
-                                              "backend": net.describe(), "target": state.target_label,
-                                              "target_index": state.target_index,
-                                              "patch": str(patch) if patch else None, "virtual": virtual,
-                                              "anchor": anchor, "crop": crop}, fmt=record_format)
+            from patchlab.artifacts import latest_run_folder, next_run_folder
+            from patchlab.capture.recording import is_recording
+
+            folder, mode = None, "new"
+            if append or force:  # the latest run (or DIR itself when an older version recorded straight into it)
+                folder = latest_run_folder(record) or (record if is_recording(record) else None)
+                mode = "append" if append else "overwrite"
+            if folder is None:
+                folder, mode = next_run_folder(record), "new"
+            try:
+                recorder = Recorder(folder, mode=mode, meta={
+                    "source": source, "source_info": info, "model": net.name, "backend": net.describe(),
+                    "target": state.target_label, "target_index": state.target_index,
+                    "patch": str(patch) if patch else None, "virtual": virtual, "anchor": anchor, "crop": crop},
+                    fmt=record_format)
+            except BaseException:
+                src.close()
+                raise
         writer = _VideoSink(save_video) if save_video else None
         tty = err.is_terminal
         last_print = [0.0]
@@ -236,28 +268,36 @@ def register(app: typer.Typer) -> None:
             raise PatchlabError(result.error or "the source failed")
 
     @app.command("camera-report")
-    def camera_report_cmd(recording: Path = typer.Argument(..., help="A folder written by `patchlab camera --record`"),
+    def camera_report_cmd(recording: Path = typer.Argument(..., help="A run folder written by `patchlab camera "
+                                                          "--record` (or the --record folder when it holds one run)"),
                           baseline: Path = typer.Option(None, "--baseline", help="Baseline recording (no patch)"),
+                          force: bool = ForceOpt,
                           json_out: bool = JsonOpt) -> None:
-        """Summarise a camera recording: target share (Wilson 95%) by apparent patch size, vs a baseline; plot."""
+        """Summarise a camera recording: target share (Wilson 95%) by apparent patch size, vs a baseline; writes
+        report.json and report.png in the run folder (its summary.json stays as recorded)."""
         from rich.console import Console
 
+        from patchlab.artifacts import check_outputs
         from patchlab.capture import write_summary
+        from patchlab.capture.recording import resolve_recording
         from patchlab.capture.session import SessionResult
 
-        summary = write_summary(recording, baseline=baseline)
+        folder = resolve_recording(recording)
+        check_outputs({folder / "report.json": "recording-report", folder / "report.png": "recording-report-plot"},
+                      "patchlab camera-report", force)
+        summary = write_summary(folder, baseline=baseline, report=True)
         attack = summary["attack"]
         times = attack.get("fps")
         result = SessionResult(attack.get("frames", 0), attack["frames"] / times if times else 0.0,
                                summary["meta"].get("stopped", "ended"), summary["meta"].get("error"), summary,
-                               Path(recording), summary["meta"].get("source_info", {}))
+                               folder, summary["meta"].get("source_info", {}))
         if json_out:
             print_json(_json_summary(result, summary, summary["meta"].get("model"), summary["meta"].get("backend")))
             return
         console = Console()
         _print_summary(console, result, summary)
-        plot = Path(recording) / "summary.png"
-        console.print(f"wrote {Path(recording) / 'summary.json'}" + (f" and {plot}" if plot.is_file() else ""))
+        plot = folder / "report.png"
+        console.print(f"wrote {folder / 'report.json'}" + (f" and {plot}" if plot.is_file() else ""))
 
     @app.command("camera-scene")
     def camera_scene_cmd(output: Path = typer.Argument(..., help="Video to write: .y4m (Chromium fake camera), "
@@ -268,9 +308,13 @@ def register(app: typer.Typer) -> None:
                          height: int = typer.Option(480, "--height", min=64),
                          fps: float = typer.Option(30, "--fps", min=1), seed: int = typer.Option(0, "--seed"),
                          background: Path = typer.Option(None, "--background", help="Background image or folder "
-                                                         "(default: built-in sample photos)")) -> None:
+                                                         "(default: built-in sample photos)"),
+                         force: bool = typer.Option(False, "--force", help="Replace an existing video file")) -> None:
         """Render the synthetic moving-sheet scene (ArUco markers, optional patch) to a video file."""
+        from patchlab.artifacts import check_output
         from patchlab.capture import SyntheticScene, load_patch, write_video
+
+        check_output(output, "video", "patchlab camera-scene", force)  # videos carry no tag: only --force replaces
 
         backgrounds = None
         if background is not None:

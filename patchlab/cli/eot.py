@@ -34,9 +34,12 @@ def register(app: typer.Typer) -> None:
         size: int = typer.Option(224, "--size", min=32, max=1024, help="Frame size in pixels"),
         seed: int = typer.Option(0, "--seed"),
         out: Path = typer.Option(Path("eot_preview.png"), "--out", "-o"),
+        force: bool = typer.Option(False, "--force", help="Replace this command's own earlier preview"),
     ) -> None:
         """Write a grid of sampled transformations."""
         import torch
+
+        from patchlab.artifacts import check_output
 
         from patchlab.data import load_sample, sample_names, save_image
         from patchlab.eot import ColourModel, preview_grid
@@ -46,6 +49,7 @@ def register(app: typer.Typer) -> None:
         from patchlab.patch.io import load_patch
 
         check_unit_interval("--area", area, allow_zero=False)
+        check_output(out, "eot-preview", "patchlab eot preview", force)
         if patch is not None:
             rgba, _ = load_patch(patch)
         else:
@@ -57,5 +61,5 @@ def register(app: typer.Typer) -> None:
             scenes = torch.stack([preprocess(load_sample(s).image, size) for s in sample_names()])
         grid = preview_grid(rgba, scenes, preset, area=area, n=n, seed=seed,
                             colour=ColourModel.from_json(colour) if colour else None)
-        save_image(grid, out)
+        save_image(grid, out, kind="eot-preview", written_by="patchlab eot preview")
         typer.echo(f"wrote {out} ({n} draws of preset {preset})")

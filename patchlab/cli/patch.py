@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from patchlab.cli._common import DeviceOpt, JsonOpt, print_json, rich_progress
+from patchlab.cli._common import DeviceOpt, ForceOpt, JsonOpt, print_json, rich_progress
 
 
 def _areas(text: str, flag: str = "--areas") -> list[float]:
@@ -50,15 +50,18 @@ def register(app: typer.Typer) -> None:
         checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
         eval_every: int = typer.Option(0, "--eval-every", min=0, help="Log held-out success every N steps"),
         out: Path = typer.Option(Path("patch.png"), "--out", "-o"),
-        resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint beside --out"),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint beside --out (<out>.ckpt.pt)"),
+        force: bool = ForceOpt,
         init: Path = typer.Option(None, "--init", help="Start from this patch PNG (e.g. the shipped one) instead of noise"),
         bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast for the model (not faster on every CPU: "
                                   "see docs/benchmarks.md)"),
         device: str = DeviceOpt,
         json_out: bool = JsonOpt,
     ) -> None:
-        """Train a universal patch (Brown 2017) under EOT; checkpoints beside --out, Ctrl-C saves."""
+        """Train a universal patch (Brown 2017) under EOT: <out>.png, <out>.patch.json and the checkpoint
+        <out>.ckpt.pt; Ctrl-C saves the checkpoint."""
         from patchlab.patch import PatchConfig, train_patch
+        from patchlab.patch.io import sidecar_path
 
         cfg = PatchConfig(images=str(images), models=list(model), target=target, area=area, shape=shape,
                           patch_size=size, eot=preset, colour=str(colour) if colour else None, steps=steps,
@@ -68,7 +71,7 @@ def register(app: typer.Typer) -> None:
                           device=device, bf16=bf16, init=str(init) if init else None)
         try:
             with rich_progress("patch", enabled=not json_out) as cb:
-                result = train_patch(cfg, progress=cb, resume=resume)
+                result = train_patch(cfg, progress=cb, resume=resume, force=force)
         except KeyboardInterrupt:
             typer.echo(f"interrupted: checkpoint saved to {cfg.checkpoint_path()}; rerun with --resume", err=True)
             raise typer.Exit(130)
@@ -80,12 +83,12 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(summary)
         else:
-            typer.echo(f"saved {result.path} (+ .json) after {result.step} steps in {summary['seconds']:.0f}s; "
+            typer.echo(f"saved {result.path} (+ {sidecar_path(result.path).name}) after {result.step} steps in {summary['seconds']:.0f}s; "
                        f"last batch success {summary['batch_success']}")
 
     @group.command("eval")
     def eval_cmd(
-        patch: Path = typer.Argument(..., help="Patch PNG (with its .json sidecar)"),
+        patch: Path = typer.Argument(..., help="Patch PNG (with its .patch.json sidecar)"),
         images: Path = typer.Option(..., "--images", help="Folder of scene images; the patch's training images are skipped"),
         model: list[str] = typer.Option(None, "--model", "-m", help="Models to test (default: the patch's, repeat for transfer)"),
         target: str = typer.Option(None, "--target", help="Target class (default: from the sidecar)"),
@@ -96,22 +99,29 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(1234, "--seed", help="EOT seed for evaluation (independent of training)"),
         baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Random-noise and natural-photo patches"),
         limit: int = typer.Option(None, "--limit", min=1, help="Use at most N images"),
-        plot: Path = typer.Option(None, "--plot", help="Write the success curve PNG here (default: <patch>_eval.png)"),
-        save: bool = typer.Option(False, "--save", help="Store the evaluation in the patch's sidecar"),
+        out: Path = typer.Option(None, "--out", "-o", help="Write the evaluation JSON here (default: <patch>.eval.json)"),
+        plot: Path = typer.Option(None, "--plot", help="Write the success curve PNG here (default: <patch>.eval.png)"),
+        save: bool = typer.Option(False, "--save", help="Also store the evaluation in the patch's sidecar"),
+        force: bool = ForceOpt,
         device: str = DeviceOpt,
         json_out: bool = JsonOpt,
     ) -> None:
-        """Targeted success per patch area on held-out images, with Wilson intervals, baselines and transfer."""
+        """Targeted success per patch area on held-out images, with Wilson intervals, baselines and transfer;
+        writes <patch>.eval.json and the curve <patch>.eval.png."""
+        from patchlab.artifacts import check_outputs, default_path, write_json
         from patchlab.patch.evaluate import evaluate_patch, plot_curve
         from patchlab.patch.io import update_sidecar
 
+        out_path = out or default_path(patch, "patch-eval")
+        plot_path = plot or default_path(patch, "patch-eval-plot")
+        check_outputs({out_path: "patch-eval", plot_path: "patch-eval-plot"}, "patchlab patch eval", force)
         with rich_progress("eval", enabled=not json_out) as cb:
             result = evaluate_patch(patch, images, models=model or None, target=target, areas=_areas(areas),
                                     eot=preset, colour=str(colour) if colour else None, draws=draws, seed=seed,
                                     baselines=baselines, limit=limit, device=device, progress=cb)
-        plot_path = plot or patch.with_name(patch.stem + "_eval.png")
         plot_curve(result, plot_path)
         result["plot"] = str(plot_path)
+        write_json(out_path, result, "patch-eval", "patchlab patch eval")
         if save:
             update_sidecar(patch, evaluation=result)
         if json_out:
@@ -130,11 +140,11 @@ def register(app: typer.Typer) -> None:
                               f"{b['random_noise']['success_rate']:.1%}" if "random_noise" in b else "-",
                               f"{b['natural_photo']['success_rate']:.1%}" if "natural_photo" in b else "-")
         Console().print(table)
-        typer.echo(f"plot: {plot_path}  ({result['seconds']:.0f}s)")
+        typer.echo(f"wrote {out_path} and the plot {plot_path}  ({result['seconds']:.0f}s)")
 
     @group.command("breakdown")
     def breakdown_cmd(
-        patch: Path = typer.Argument(..., help="Patch PNG (with its .json sidecar)"),
+        patch: Path = typer.Argument(..., help="Patch PNG (with its .patch.json sidecar)"),
         images: Path = typer.Option(..., "--images", help="Folder of scene images; training images are skipped"),
         model: str = typer.Option(None, "--model", "-m", help="Model to test (default: the patch's first)"),
         area: str = typer.Option(None, "--area", help="Patch area fraction (default: the trained area)"),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from patchlab.cli._common import ArchOpt, DeviceOpt, JsonOpt, ModelOpt, print_json, rich_progress
+from patchlab.cli._common import ArchOpt, DeviceOpt, ForceOpt, JsonOpt, ModelOpt, print_json, rich_progress
 
 
 def register(app: typer.Typer) -> None:
@@ -24,10 +23,13 @@ def register(app: typer.Typer) -> None:
         fill: float = typer.Option(0.6, "--fill", help="Share of the camera frame the printed photo fills"),
         seed: int = typer.Option(0, "--seed"),
         eval_draws: int = typer.Option(64, "--eval-draws", min=1, help="Fresh EOT views for the success rate"),
-        out: Path = typer.Option(Path("adv.png"), "--out", "-o"),
+        out: Path = typer.Option(Path("adv.png"), "--out", "-o", help="Perturbed photo (PNG); its settings and "
+                                 "results go to <out>.perturb.json"),
+        force: bool = ForceOpt,
         device: str = DeviceOpt, json_out: bool = JsonOpt,
     ) -> None:
         """L-inf-bounded printable perturbation that stays adversarial under the EOT preset (Athalye 2018, 2D)."""
+        from patchlab.artifacts import check_outputs, default_path, write_json
         from patchlab.data import imagenet_classes, read_image, save_image
         from patchlab.eot import ColourModel
         from patchlab.errors import PatchlabError, check_unit_interval, parse_fraction
@@ -40,6 +42,8 @@ def register(app: typer.Typer) -> None:
         check_unit_interval("--fill", fill, allow_zero=False)
         if out.suffix.lower() != ".png":
             raise PatchlabError(f"{out}: the perturbed photo is written as lossless .png")
+        sidecar = default_path(out, "perturbation-sidecar")
+        check_outputs({out: "perturbation", sidecar: "perturbation-sidecar"}, "patchlab perturb", force)
         net = load_model(model, device, arch=arch)
         classes = imagenet_classes()
         target_idx = classes.lookup(int(target) if target and target.isdigit() else target) if target else None
@@ -48,10 +52,10 @@ def register(app: typer.Typer) -> None:
             res = printable_perturbation(img, net, eps_value, target_idx, preset, steps=steps, batch=batch,
                                          fill=fill, seed=seed, eval_draws=eval_draws, colour=ColourModel.from_json(colour) if colour else None,
                                          progress=cb)
-        save_image(res.adversarial, out)
+        save_image(res.adversarial, out, kind="perturbation", written_by="patchlab perturb")
         meta = {**res.meta, "image": str(image), "out": str(out), "target_name": classes.names[target_idx]
                 if target_idx is not None else None, "clean_label_name": classes.names[res.meta["clean_label"]]}
-        out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(sidecar, meta, "perturbation-sidecar", "patchlab perturb")
         if json_out:
             print_json({k: v for k, v in meta.items() if k != "eot"})
         else:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from patchlab.cli._common import DeviceOpt, JsonOpt, print_json, rich_progress
+from patchlab.cli._common import DeviceOpt, ForceOpt, JsonOpt, print_json, rich_progress
 from patchlab.errors import PatchlabError
 
 
@@ -20,28 +20,30 @@ def _floats(text: str | None, name: str) -> list[float] | None:
 
 
 def _save_rgb(rgb, path: Path) -> Path:
-    from PIL import Image
+    from patchlab.data import save_image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path)
-    return path
+    return save_image(rgb, path, kind="annotated-photo", written_by="patchlab photo-eval")
 
 
 def register(app: typer.Typer) -> None:
     @app.command("print")
-    def print_cmd(patch: Path = typer.Argument(..., help="Patch PNG (RGBA; a <stem>.json sidecar adds metadata)"),
+    def print_cmd(patch: Path = typer.Argument(..., help="Patch PNG (RGBA; its <stem>.patch.json sidecar adds metadata)"),
                   size_mm: float = typer.Option(100.0, "--size-mm", help="Printed patch width in mm"),
                   paper: str = typer.Option("a4", "--paper", help="a4, letter or a3"),
                   copies_sizes: str = typer.Option(None, "--copies-sizes", help="Several widths, e.g. 50,100,150"),
                   out: Path = typer.Option(Path("sheet.pdf"), "--out", "-o", help="Output PDF"),
                   dpi: float = typer.Option(300.0, "--dpi", help="DPI of the exported patch PNG (0 = none)"),
-                  png: Path = typer.Option(None, "--png", help="Patch PNG path (default <out>-patch.png)"),
+                  png: Path = typer.Option(None, "--png", help="Patch PNG path (default <out>.print.png)"),
+                  force: bool = ForceOpt,
                   json_out: bool = JsonOpt) -> None:
-        """A PDF with the patch at exact size, 4 ArUco markers, a QR code, a 100 mm scale bar and a caption."""
-        from patchlab.physical.printing import print_patch, save_print
+        """A PDF with the patch at exact size, 4 ArUco markers, a QR code, a 100 mm scale bar and a caption;
+        writes <out>.pdf, its manifest <out>.sheet.json and the patch at print size <out>.print.png."""
+        from patchlab.artifacts import check_outputs
+        from patchlab.physical.printing import WRITER, print_patch, print_paths, save_print
 
+        check_outputs(print_paths(out, png, png=bool(dpi)), WRITER, force)  # before any work
         result = print_patch(patch, size_mm, paper, _floats(copies_sizes, "--copies-sizes"), dpi or None)
-        save_print(result, out, png)
+        save_print(result, out, png, force=force)
         if json_out:
             print_json(result.summary())
             return
@@ -66,9 +68,12 @@ def register(app: typer.Typer) -> None:
                   sample: int = typer.Option(None, "--sample", min=1, help="Use N images drawn at random (--seed)"),
                   seed: int = typer.Option(0, "--seed", help="Seed for --sample"),
                   out: Path = typer.Option(Path("sheet.pdf"), "--out", "-o"),
-                  manifest: Path = typer.Option(None, "--manifest", help="Manifest path (default <out>.json)"),
+                  manifest: Path = typer.Option(None, "--manifest", help="Manifest path (default <out>.sheet.json)"),
+                  force: bool = ForceOpt,
                   device: str = DeviceOpt, json_out: bool = JsonOpt) -> None:
-        """Kurakin et al. 2016 sheet: clean + adversarial versions in a grid, markers, QR and a sheet.json manifest."""
+        """Kurakin et al. 2016 sheet: clean + adversarial versions in a grid, markers, QR and a <out>.sheet.json
+        manifest."""
+        from patchlab.artifacts import check_outputs, default_path
         from patchlab.data import list_images
         from patchlab.models import load_model
         from patchlab.physical.kurakin import build_kurakin_sheet, load_labelled_images, parse_eps_list
@@ -96,11 +101,13 @@ def register(app: typer.Typer) -> None:
         names += [f"sample:{b.name}" for b in builtin]
         if not imgs:
             raise PatchlabError("no images given")
+        check_outputs({out: "sheet-pdf", manifest or default_path(out, "sheet-manifest"): "sheet-manifest"},
+                      "patchlab sheet", force)  # before the attacks run
         net = load_model(model, device)
         with rich_progress("attacking", enabled=not json_out) as cb:
             sheet = build_kurakin_sheet(net, imgs, labels, names, attacks=attacks.split(","), eps=parse_eps_list(eps),
                                         paper=paper, cell_mm=cell_mm, progress=cb)
-        pdf_path, man_path = sheet.save(out, manifest)
+        pdf_path, man_path = sheet.save(out, manifest, force=force)
         m = sheet.manifest
         if json_out:
             print_json({"sheet_id": m.sheet_id, "pdf": str(pdf_path), "manifest": str(man_path), "pages": m.n_pages,
@@ -111,7 +118,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("photo-eval")
     def photo_eval_cmd(photos: list[Path] = typer.Argument(..., help="Photos of printed patchlab sheets"),
-                       manifest: Path = typer.Option(None, "--manifest", help="sheet.json (needed for Kurakin sheets)"),
+                       manifest: Path = typer.Option(None, "--manifest", help="The sheet's manifest, <sheet>.sheet.json "
+                                                     "(needed for Kurakin sheets; older <sheet>.json files work too)"),
                        model: str = typer.Option(None, "--model", "-m", help="Override the sheet's model"),
                        annotated: Path = typer.Option(None, "--annotated", help="Write an annotated image (PNG)"),
                        min_markers: int = typer.Option(4, "--min-markers", min=2, max=4),
@@ -120,11 +128,18 @@ def register(app: typer.Typer) -> None:
                                                           help="Normalise each cell by the paper around it"),
                        sharpen: float | None = typer.Option(None, "--sharpen", min=0.0, max=3.0, show_default=False,
                                                      help="Unsharp-mask amount for the cell crops (default 0.75; 0 = off)"),
+                       force: bool = ForceOpt,
                        device: str = DeviceOpt, json_out: bool = JsonOpt) -> None:
         """Find the sheet, rectify it, classify every cell; accuracy and Kurakin destruction rate per attack and eps."""
         from patchlab.physical.evaluate import evaluate_photo, format_destruction_table, kurakin_summary, merge_cells
         from patchlab.physical.sheets import SheetManifest
 
+        annotated_paths = [] if annotated is None else [annotated] if len(photos) == 1 else \
+            [annotated.with_name(f"{annotated.stem}-{i}{annotated.suffix}") for i in range(len(photos))]
+        if annotated_paths:
+            from patchlab.artifacts import check_outputs
+
+            check_outputs(dict.fromkeys(annotated_paths, "annotated-photo"), "patchlab photo-eval", force)
         man = SheetManifest.from_json(manifest) if manifest else None
         net = None
         if model:
@@ -143,8 +158,7 @@ def register(app: typer.Typer) -> None:
                 errors.append({"photo": str(photo), "error": str(exc)})
                 continue
             if annotated is not None:
-                path = annotated if len(photos) == 1 else annotated.with_name(f"{annotated.stem}-{i}{annotated.suffix}")
-                _save_rgb(r.annotated, path)
+                _save_rgb(r.annotated, annotated_paths[i])
             results.append((photo, r))
         cells = merge_cells([r for _, r in results])
         summary = kurakin_summary(cells) if cells else None
@@ -195,17 +209,21 @@ def register(app: typer.Typer) -> None:
                      print_scale: float = typer.Option(1.0, "--print-scale", help="<1 simulates 'fit to page'"),
                      printer: str = typer.Option(None, "--printer",
                                                  help="Known synthetic printer colours: mild or plain_inkjet"),
+                     force: bool = ForceOpt,
                      json_out: bool = JsonOpt) -> None:
-        """A simulated phone photo of a printed page (perspective, lighting, white balance, blur, noise, JPEG)."""
-        import json as _json
-
+        """A simulated phone photo of a printed page (perspective, lighting, white balance, blur, noise, JPEG):
+        writes the JPEG and its ground truth <out>.truth.json."""
         from pypdf import PdfReader
+
+        from patchlab.artifacts import check_outputs, default_path, tag_jpeg_bytes, write_bytes, write_json
 
         from patchlab.physical.layout import render_pdf_page
         from patchlab.physical.simulate import PhotoConditions, simulate_photo, synthetic_printer
 
         if not pdf.is_file():
             raise PatchlabError(f"{pdf}: no such file")
+        truth = default_path(out, "photo-truth")
+        check_outputs({out: "photo", truth: "photo-truth"}, "patchlab simulate-photo", force)
         try:
             box = PdfReader(str(pdf)).pages[page].mediabox
         except IndexError:
@@ -219,15 +237,14 @@ def register(app: typer.Typer) -> None:
         cond = PhotoConditions(tilt_deg=(0.0, tilt_max), print_scale=print_scale)
         colours = synthetic_printer(printer) if printer else None
         photo = simulate_photo(raster, page_mm, seed, cond, printer=colours)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(photo.jpeg)
-        info = {"photo": str(out), "H_mm_to_px": photo.H.tolist(), **photo.params}
-        out.with_suffix(".truth.json").write_text(_json.dumps(info, indent=1) + "\n")
+        write_bytes(out, tag_jpeg_bytes(photo.jpeg, "photo", "patchlab simulate-photo"))
+        info = {"photo": str(out), "sheet": str(pdf), "page": page, "H_mm_to_px": photo.H.tolist(), **photo.params}
+        write_json(truth, info, "photo-truth", "patchlab simulate-photo", indent=1)
         if json_out:
             print_json(info)
         else:
             typer.echo(f"wrote {out} ({photo.params['width']}x{photo.params['height']}, tilt "
-                       f"{photo.params['tilt_deg']:.0f} deg) and the ground truth {out.with_suffix('.truth.json')}")
+                       f"{photo.params['tilt_deg']:.0f} deg) and the ground truth {truth}")
 
     calibrate = typer.Typer(help="Colour calibration: print a chart, fit a printer->camera colour model from a photo.",
                             no_args_is_help=True)
@@ -237,14 +254,18 @@ def register(app: typer.Typer) -> None:
     def chart_cmd(out: Path = typer.Option(Path("chart.pdf"), "--out", "-o"),
                   paper: str = typer.Option("a4", "--paper"),
                   levels: int = typer.Option(7, "--levels", min=2, max=12, help="Values per channel (levels^3 swatches)"),
+                  force: bool = ForceOpt,
                   json_out: bool = JsonOpt) -> None:
-        """A printable chart: levels^3 RGB swatches plus a grey ramp, with markers and a QR code."""
+        """A printable chart: levels^3 RGB swatches plus a grey ramp, with markers and a QR code; writes <out>.pdf
+        and its manifest <out>.sheet.json."""
+        from patchlab.artifacts import check_outputs, default_path, write_bytes
         from patchlab.physical.calibration import make_chart
 
+        man_path = default_path(out, "sheet-manifest")
+        check_outputs({out: "sheet-pdf", man_path: "sheet-manifest"}, "patchlab calibrate chart", force)
         pdf, manifest, _ = make_chart(paper, levels)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(pdf)
-        man_path = manifest.to_json(out.with_suffix(".json"))
+        write_bytes(out, pdf)
+        manifest.to_json(man_path)
         if json_out:
             print_json({"pdf": str(out), "manifest": str(man_path), "sheet_id": manifest.sheet_id,
                         "swatches": len(manifest.cells)})
@@ -253,17 +274,23 @@ def register(app: typer.Typer) -> None:
 
     @calibrate.command("fit")
     def fit_cmd(photo: Path = typer.Argument(..., help="Photo of the printed chart"),
-                out: Path = typer.Option(Path("colour.json"), "--out", "-o", help="Colour model JSON"),
+                out: Path = typer.Option(None, "--out", "-o", help="Colour model JSON (default <photo>.colour.json)"),
                 kind: str = typer.Option("root_polynomial", "--kind", help="affine, root_polynomial or per_channel"),
                 holdout: float = typer.Option(0.2, "--holdout", help="Fraction of swatches held out for CIEDE2000"),
-                manifest: Path = typer.Option(None, "--manifest", help="chart.json (default: read the QR code)"),
+                manifest: Path = typer.Option(None, "--manifest", help="The chart's <chart>.sheet.json (default: read "
+                                              "the QR code)"),
                 min_markers: int = typer.Option(4, "--min-markers", min=2, max=4),
                 flat_field: bool = typer.Option(True, "--flat-field/--no-flat-field",
                                                 help="Divide out lighting using the paper between swatches"),
+                force: bool = ForceOpt,
                 json_out: bool = JsonOpt) -> None:
         """Fit a differentiable printer->camera colour model; report CIEDE2000 on held-out swatches."""
+        from patchlab.artifacts import check_output, default_path
         from patchlab.physical.calibration import fit_calibration
         from patchlab.physical.sheets import SheetManifest
+
+        out = out or default_path(photo, "colour-model")
+        check_output(out, "colour-model", "patchlab calibrate fit", force)
 
         man = SheetManifest.from_json(manifest) if manifest else None
         result = fit_calibration(photo, man, kind, holdout, min_markers, flat_field)

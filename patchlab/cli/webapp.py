@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         entry = APP_DIR / "streamlit_app.py"
         if not entry.exists():
             raise PatchlabError(f"the app is not in this checkout ({entry} missing)")
+        from patchlab.app_support.scratch import sweep_stale
+
+        sweep_stale()  # scratch folders of app servers that are gone (killed, crashed)
         env = dict(os.environ, STREAMLIT_SERVER_FILE_WATCHER_TYPE="none", STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
         cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(port)]
         if headless:

@@ -132,11 +132,11 @@ class ColourModel(nn.Module):
         except PatchlabError as exc:
             raise PatchlabError(f"{source}: {exc}") from None
 
-    def to_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+    def to_json(self, path: str | Path, written_by: str = "patchlab calibrate fit") -> Path:
+        """Write atomically, tagged as a colour model (the caller checks the path: patchlab.artifacts)."""
+        from patchlab.artifacts import write_json
+
+        return write_json(path, self.to_dict(), "colour-model", written_by)
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ColourModel":

@@ -111,9 +111,11 @@ class EOTConfig:
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> Path:
+        """Write the config as JSON or YAML (by suffix), atomically."""
+        from patchlab.artifacts import write_text
+
         path = Path(path)
-        path.write_text(self.to_json() + "\n" if path.suffix == ".json" else self.to_yaml())
-        return path
+        return write_text(path, self.to_json() + "\n" if path.suffix == ".json" else self.to_yaml())
 
     def replace(self, **changes) -> "EOTConfig":
         data = self.to_dict()

@@ -224,16 +224,17 @@ def effect_breakdown(patch, images, model: str | None = None, target=None, area:
             "seed": seed, "n": len(bank) * draws, "rows": rows, "seconds": time.perf_counter() - start}
 
 
-def plot_curve(result: dict, path: str | Path, title: str | None = None) -> Path:
-    """Success vs patch area: one line per model with Wilson 95% bands, baselines dashed."""
-    import matplotlib
+def plot_curve(result: dict, path: str | Path, title: str | None = None,
+               written_by: str = "patchlab patch eval") -> Path:
+    """Success vs patch area: one line per model with Wilson 95% bands, baselines dashed. Written atomically as a
+    tagged PNG (kind patch-eval-plot)."""
+    from matplotlib.figure import Figure  # no pyplot: no global state
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from patchlab.artifacts import save_figure
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
+    ax = fig.subplots()
     for name, res in result["models"].items():
         xs = [100 * r["area"] for r in res["curve"]]
         ys = [100 * r["success_rate"] for r in res["curve"]]
@@ -254,6 +255,4 @@ def plot_curve(result: dict, path: str | Path, title: str | None = None) -> Path
                  f"preset {result['preset']}, Wilson 95%", fontsize=9)
     ax.legend(fontsize=7, loc="center right")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "patch-eval-plot", written_by)

@@ -64,7 +64,7 @@ def chart_pages(manifest: SheetManifest) -> list[Page]:
     lines = [f"patchlab colour chart {manifest.sheet_id}",
              f"{levels}^3 RGB grid + {GREY_STEPS} greys = {len(manifest.cells)} swatches",
              "photograph under the evaluation light, flat, all 4 markers in view;",
-             "then: patchlab calibrate fit PHOTO --out colour.json"]
+             "then: patchlab calibrate fit PHOTO (writes PHOTO.colour.json)"]
     page = frame_page(manifest.paper, manifest.qr_meta(0), lines)
     for cell in manifest.cells:
         page.add_rect(*cell.rect_mm, rgb=tuple(cell.meta["rgb"]))
@@ -74,7 +74,8 @@ def chart_pages(manifest: SheetManifest) -> list[Page]:
 def make_chart(paper: str = "a4", levels: int = DEFAULT_LEVELS) -> tuple[bytes, SheetManifest, list[Page]]:
     manifest = chart_manifest(paper, levels)
     pages = chart_pages(manifest)
-    return write_pdf(pages, title=f"patchlab colour chart {manifest.sheet_id}"), manifest, pages
+    return (write_pdf(pages, title=f"patchlab colour chart {manifest.sheet_id}", written_by="patchlab calibrate chart"),
+            manifest, pages)
 
 
 # -- measuring ---------------------------------------------------------------------------------------------------------

@@ -112,12 +112,15 @@ def locate_sheet(photo: np.ndarray, manifest: SheetManifest | None = None, min_m
         if qr is None:
             qr = decode_payload(read_qr(photo) or "")
         if qr is None:
-            raise PatchlabError("found the sheet markers but could not read its QR code; pass --manifest sheet.json")
+            raise PatchlabError("found the sheet markers but could not read its QR code; pass its manifest "
+                                "(SHEET.sheet.json) with --manifest")
         if qr.get("kind") == "kurakin":
-            raise PatchlabError(f"this is Kurakin sheet {qr.get('sheet')}: pass its manifest with --manifest sheet.json")
+            raise PatchlabError(f"this is Kurakin sheet {qr.get('sheet')}: pass its manifest (SHEET.sheet.json) "
+                                "with --manifest")
         manifest = manifest_from_qr(qr)
         if manifest is None:
-            raise PatchlabError(f"unrecognised sheet metadata in the QR code: {qr}; pass --manifest sheet.json")
+            raise PatchlabError(f"unrecognised sheet metadata in the QR code: {qr}; pass its manifest "
+                                "(SHEET.sheet.json) with --manifest")
     fit = fit_page(markers, manifest.markers, min_markers, photo.shape[:2])
     if qr is None:
         qr = _read_qr_on_page(photo, fit)

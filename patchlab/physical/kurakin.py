@@ -27,11 +27,16 @@ class KurakinSheet:
     pages: list[Page]
     pdf: bytes
 
-    def save(self, out_pdf: str | Path, manifest_out: str | Path | None = None) -> tuple[Path, Path]:
+    def save(self, out_pdf: str | Path, manifest_out: str | Path | None = None,
+             force: bool = False) -> tuple[Path, Path]:
+        """Write <out>.pdf and its manifest <out>.sheet.json atomically; an existing file is replaced only when it
+        is an earlier `patchlab sheet` output and `force` is set."""
+        from patchlab.artifacts import check_outputs, default_path, write_bytes
+
         out_pdf = Path(out_pdf)
-        out_pdf.parent.mkdir(parents=True, exist_ok=True)
-        out_pdf.write_bytes(self.pdf)
-        man = Path(manifest_out) if manifest_out else out_pdf.with_suffix(".json")
+        man = Path(manifest_out) if manifest_out else default_path(out_pdf, "sheet-manifest")
+        check_outputs({out_pdf: "sheet-pdf", man: "sheet-manifest"}, self.manifest.written_by, force)
+        write_bytes(out_pdf, self.pdf)
         self.manifest.to_json(man)
         return out_pdf, man
 
@@ -136,7 +141,8 @@ def build_kurakin_sheet(model, images: list, labels: list[int], names: list[str]
             "input_size": int(getattr(model, "input_size", variants[0][2].shape[-1])), "n_images": len(labels)}
     manifest = SheetManifest(kind="kurakin", sheet_id=sid, paper=paper.lower(), n_pages=n_pages, cells=cells, meta=meta)
     pages = kurakin_pages(manifest, pixels)
-    return KurakinSheet(manifest=manifest, pages=pages, pdf=write_pdf(pages, title=f"patchlab Kurakin sheet {sid}"))
+    return KurakinSheet(manifest=manifest, pages=pages, pdf=write_pdf(pages, title=f"patchlab Kurakin sheet {sid}",
+                                                                              written_by="patchlab sheet"))
 
 
 def kurakin_pages(manifest: SheetManifest, pixels: list[np.ndarray]) -> list[Page]:
@@ -147,7 +153,7 @@ def kurakin_pages(manifest: SheetManifest, pixels: list[np.ndarray]) -> list[Pag
                  f"model {meta.get('model')}; attacks {', '.join(meta.get('attacks', []))}; "
                  f"eps {', '.join(f'{e * 255:g}' for e in meta.get('eps', []))} /255",
                  "photograph flat, all 4 corner markers in view; score with:",
-                 "patchlab photo-eval PHOTO --manifest sheet.json"]
+                 "patchlab photo-eval PHOTO --manifest SHEET.sheet.json"]
         page = frame_page(manifest.paper, {"kind": "kurakin", "sheet": manifest.sheet_id, "paper": manifest.paper,
                                            "page": p, "pages": manifest.n_pages, "model": meta.get("model")}, lines)
         for cell, px in zip(manifest.cells, pixels):

@@ -131,11 +131,23 @@ class SheetManifest:
                 "scale_bar_mm": list(scale_bar_rect(self.page_mm)), "meta": self.meta,
                 "cells": [c.to_dict() for c in self.cells]}
 
+    @property
+    def written_by(self) -> str:
+        from patchlab.artifacts import SHEET_WRITERS
+
+        return SHEET_WRITERS.get(self.kind, "patchlab print")
+
+    def json_text(self) -> str:
+        """The manifest file's content: the artifact tag (kind sheet-manifest) and `to_dict()`."""
+        from patchlab.artifacts import tag
+
+        return json.dumps({**tag("sheet-manifest", self.written_by), **self.to_dict()}, indent=1, default=float) + "\n"
+
     def to_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, default=float) + "\n")
-        return path
+        """Write the manifest atomically (the caller checks the path first: patchlab.artifacts.check_outputs)."""
+        from patchlab.artifacts import write_text
+
+        return write_text(path, self.json_text())
 
     @classmethod
     def from_dict(cls, d: dict) -> "SheetManifest":
@@ -160,7 +172,15 @@ class SheetManifest:
             raise PatchlabError(f"{path}: not a JSON file") from None
         if not isinstance(data, dict):
             raise PatchlabError(f"{path}: not a patchlab sheet manifest")
-        return cls.from_dict(data)
+        if data.get("artifact") not in (None, "sheet-manifest"):
+            from patchlab.artifacts import KINDS
+
+            what = KINDS[data["artifact"]].what if data["artifact"] in KINDS else data["artifact"]
+            raise PatchlabError(f"{path} is a {what} (written by `{data.get('written_by')}`), not a sheet manifest")
+        try:
+            return cls.from_dict(data)
+        except PatchlabError as exc:
+            raise PatchlabError(f"{path}: {exc}") from None
 
 
 def sheet_id_for(*parts) -> str:
