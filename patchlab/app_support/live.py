@@ -1,20 +1,25 @@
 """The Live camera page's per-session glue between streamlit-webrtc's frame callback and the page.
 
-`LiveFeed.callback` runs in streamlit-webrtc's worker thread: it calls the capture pipeline's pure
-`process_frame`, keeps the latest result under a lock and, while recording, writes every result to a
-`Recorder`. The page (script thread) reads `latest()` from a fragment. One LiveFeed per browser session,
-kept in that session's `st.session_state`; no `st.*` call happens off the script thread.
+`LiveFeed.queued_callback` runs in streamlit-webrtc's worker thread with every frame that arrived since its last
+call: it counts them (the camera's rate), processes the newest one with the capture pipeline's pure `process_frame`
+(older ones are stale: processing them would only add latency), keeps the latest result under a lock and, while
+recording, writes every result to a `Recorder`. The page (script thread) reads `latest()` and `rates()` from a
+fragment: the FPS it shows is the rate of frames really processed over the last seconds, read at display time.
+One LiveFeed per browser session, kept in that session's `st.session_state`; no `st.*` call happens off the script
+thread.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
 from patchlab.capture import FrameResult, LiveState, Recorder, process_frame
+from patchlab.capture.pipeline import FpsMeter
 
 
 def parse_ice_servers(text: str) -> list[dict]:
@@ -44,6 +49,8 @@ class LiveFeed:
         self._frames = 0
         self._error: str | None = None
         self._recorder: Recorder | None = None
+        self._received = 0
+        self._processed_rate, self._received_rate = FpsMeter(), FpsMeter()
 
     def set_state(self, state: LiveState) -> None:
         """Swap settings (model, target, overlay) without restarting the stream."""
@@ -60,6 +67,7 @@ class LiveFeed:
             with self._lock:
                 self._error = f"{type(exc).__name__}: {exc}"
             return frame_bgr
+        result.fps = self._processed_rate.tick(time.perf_counter())
         with self._lock:
             self._latest, self._error = result, None
             self._frames += 1
@@ -71,6 +79,7 @@ class LiveFeed:
         """streamlit-webrtc `video_frame_callback`: av.VideoFrame in, annotated av.VideoFrame out."""
         import av
 
+        self._count_received(1)
         out = self.process(frame.to_ndarray(format="bgr24"))
         new = av.VideoFrame.from_ndarray(out, format="bgr24")
         new.pts = frame.pts
@@ -78,10 +87,32 @@ class LiveFeed:
             new.time_base = frame.time_base
         return new
 
+    async def queued_callback(self, frames: list) -> list:
+        """streamlit-webrtc `queued_video_frames_callback`: the frames that arrived while the last one was being
+        processed. Counts them all, processes the newest (without a warning per dropped frame)."""
+        self._count_received(len(frames) - 1)
+        return [self.callback(frames[-1])]
+
+    def _count_received(self, n: int) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            self._received += n
+        for _ in range(n):
+            self._received_rate.tick(now)
+
     # --- script thread -------------------------------------------------------------------------------------------
     def latest(self) -> tuple[FrameResult | None, int, str | None]:
         with self._lock:
             return self._latest, self._frames, self._error
+
+    def rates(self) -> dict:
+        """Frames per second processed and received from the camera over the last seconds, read now (so a stalled
+        stream reads as slowing down), and the totals."""
+        now = time.perf_counter()
+        with self._lock:
+            frames, received = self._frames, self._received
+        return {"processed_fps": self._processed_rate.rate(now), "received_fps": self._received_rate.rate(now),
+                "processed": frames, "received": received}
 
     @property
     def recording(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -96,19 +97,35 @@ class FrameResult:
 
 
 class FpsMeter:
-    """Exponentially smoothed frames per second over calls to `tick()`; thread-safe."""
+    """Frames per second over the last `window` seconds of calls to `tick()`: (ticks - 1) / their time span, so
+    it is the rate at which frames were really processed (an average of 1/interval over bursty frames, as an EMA
+    of instantaneous rates gives, overstates it). `rate(now)` reads it without a tick and decays to 0 when frames
+    stop coming; thread-safe."""
 
-    def __init__(self, smoothing: float = 0.9):
-        self.smoothing, self._last, self._fps = smoothing, None, 0.0
+    def __init__(self, window: float = 2.0):
+        self.window = float(window)
+        self._times: deque[float] = deque()
         self._lock = threading.Lock()
+
+    def _rate(self, now: float) -> float:
+        times = self._times
+        while times and times[0] < now - self.window:
+            times.popleft()
+        if len(times) < 2:
+            return 0.0
+        span = times[-1] - times[0]
+        if now - times[-1] > 2 * span / (len(times) - 1):  # a stream that stalled: the silence counts too
+            span = now - times[0]
+        return (len(times) - 1) / max(span, 1e-9)
 
     def tick(self, now: float) -> float:
         with self._lock:
-            if self._last is not None and now > self._last:
-                rate = 1.0 / (now - self._last)
-                self._fps = rate if self._fps == 0 else self.smoothing * self._fps + (1 - self.smoothing) * rate
-            self._last = now
-            return self._fps
+            self._times.append(now)
+            return self._rate(now)
+
+    def rate(self, now: float) -> float:
+        with self._lock:
+            return self._rate(now)
 
 
 class LiveState:
