@@ -58,11 +58,11 @@ class LiveFeed:
             self._state = state
 
     # --- worker thread -------------------------------------------------------------------------------------------
-    def process(self, frame_bgr: np.ndarray) -> np.ndarray:
+    def process(self, frame_bgr: np.ndarray, inplace: bool = False) -> np.ndarray:
         with self._lock:
             state = self._state
         try:
-            annotated, result = process_frame(frame_bgr, state)
+            annotated, result = process_frame(frame_bgr, state, inplace=inplace)
         except Exception as exc:  # noqa: BLE001 - keep the stream alive; the page shows the error
             with self._lock:
                 self._error = f"{type(exc).__name__}: {exc}"
@@ -80,7 +80,7 @@ class LiveFeed:
         import av
 
         self._count_received(1)
-        out = self.process(frame.to_ndarray(format="bgr24"))
+        out = self.process(frame.to_ndarray(format="bgr24"), inplace=True)  # a fresh array: draw on it
         new = av.VideoFrame.from_ndarray(out, format="bgr24")
         new.pts = frame.pts
         if frame.time_base is not None:

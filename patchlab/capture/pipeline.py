@@ -181,16 +181,17 @@ def detect(frame_bgr: np.ndarray) -> dict[int, np.ndarray]:
     return detect_markers(frame_bgr)
 
 
-def process_frame(frame_bgr: np.ndarray, state: LiveState) -> tuple[np.ndarray, FrameResult]:
+def process_frame(frame_bgr: np.ndarray, state: LiveState, inplace: bool = False) -> tuple[np.ndarray, FrameResult]:
     """Classify one BGR uint8 frame (with the virtual patch pasted, if any) and draw the read-out.
 
-    Returns a new annotated frame (the input is not modified) and a FrameResult.
+    Returns a new annotated frame (the input is not modified; with `inplace=True`, for a caller that owns a fresh
+    frame, the input itself is annotated and returned) and a FrameResult.
     """
     start = time.perf_counter()
     if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
         raise PatchlabError(f"expected a BGR uint8 frame (H, W, 3), got {getattr(frame_bgr, 'shape', None)}")
     index = state.next_index()
-    frame = frame_bgr.copy()
+    frame = frame_bgr if inplace else frame_bgr.copy()
     markers = detect(frame) if state.detect else {}
     patch_quad = state.virtual.apply(frame, markers) if state.virtual is not None else None
     pasted = patch_quad is not None
