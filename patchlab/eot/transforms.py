@@ -248,10 +248,11 @@ class EOT:
             sigma = p.blur.to(dev).clamp(min=0.05)
             k = 2 * math.ceil(2.5 * c.blur_sigma[1]) + 1
             x = kornia.filters.gaussian_blur2d(x, (k, k), torch.stack([sigma, sigma], -1))
-        if c.motion_blur_p > 0 and bool(p.motion_on.any()):
-            blurred = kornia.filters.motion_blur(x, c.motion_blur_kernel, p.motion_angle.to(dev),
-                                                 p.motion_direction.to(dev), mode="bilinear")
-            x = torch.where(p.motion_on.to(dev)[:, None, None, None], blurred, x)
+        if c.motion_blur_p > 0 and bool(p.motion_on.any()):  # blur only the samples that drew it (like JPEG)
+            idx = p.motion_on.nonzero()[:, 0]
+            blurred = kornia.filters.motion_blur(x[idx.to(dev)], c.motion_blur_kernel, p.motion_angle[idx].to(dev),
+                                                 p.motion_direction[idx].to(dev), mode="bilinear")
+            x = x.index_copy(0, idx.to(dev), blurred)
         if c.noise > 0:  # blurs are convex combinations: only noise leaves [0, 1]
             x = (x + p.noise_sigma.to(dev)[:, None, None, None] * p.noise.to(dev)).clamp(0, 1)
         if c.jpeg_p > 0 and bool(p.jpeg_on.any()):
