@@ -114,7 +114,11 @@ def test_fps_is_the_rate_of_frames_really_processed():
         meter.tick(t + 0.01)
         t += 0.2
     assert abs(meter.rate(t - 0.19) - 10.0) < 1.0
-    assert meter.rate(t + 1.0) < 5.0 and meter.rate(t + 5.0) == 0.0
+    assert meter.rate(t + 1.5) < 5.0 and meter.rate(t + 5.0) == 0.0
+    early = FpsMeter(window=2.0)  # before a whole window has passed: frames over their own span
+    for k in range(5):
+        early.tick(10.0 + 0.1 * k)
+    assert abs(early.rate(10.4) - 10.0) < 0.01
 
 
 def test_live_feed_counts_camera_frames_and_processes_the_newest(lite0, scene_frames):

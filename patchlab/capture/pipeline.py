@@ -97,29 +97,31 @@ class FrameResult:
 
 
 class FpsMeter:
-    """Frames per second over the last `window` seconds of calls to `tick()`: (ticks - 1) / their time span, so
-    it is the rate at which frames were really processed (an average of 1/interval over bursty frames, as an EMA
-    of instantaneous rates gives, overstates it). `rate(now)` reads it without a tick and decays to 0 when frames
-    stop coming; thread-safe."""
+    """Frames per second: the frames of the last `window` seconds divided by the window, so it is the rate at which
+    frames were really processed (an average of 1/interval over bursty frames, as an EMA of instantaneous rates
+    gives, overstates it) and it falls to 0 when frames stop coming. Until a window has passed since the first
+    frame it is (frames - 1) / their time span. `rate(now)` reads it without a tick; thread-safe."""
 
     def __init__(self, window: float = 2.0):
         self.window = float(window)
         self._times: deque[float] = deque()
+        self._first: float | None = None
         self._lock = threading.Lock()
 
     def _rate(self, now: float) -> float:
         times = self._times
         while times and times[0] < now - self.window:
             times.popleft()
-        if len(times) < 2:
+        if self._first is None:
             return 0.0
-        span = times[-1] - times[0]
-        if now - times[-1] > 2 * span / (len(times) - 1):  # a stream that stalled: the silence counts too
-            span = now - times[0]
-        return (len(times) - 1) / max(span, 1e-9)
+        if now - self._first >= self.window:
+            return len(times) / self.window
+        return (len(times) - 1) / max(now - self._first, 1e-9) if len(times) > 1 else 0.0
 
     def tick(self, now: float) -> float:
         with self._lock:
+            if self._first is None:
+                self._first = now
             self._times.append(now)
             return self._rate(now)
 
