@@ -93,7 +93,16 @@ def bench_camera(model: str = "efficientnet_lite0", frames: int = 300, rounds: i
                  threads: int = 1, size: tuple[int, int] = (640, 480), with_markers: bool = True,
                  progress: Callable[[int, int, dict], None] | None = None) -> dict:
     """Time each pipeline on the same pre-decoded frames; returns {pipeline: stats} plus ratios vs naive."""
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _bench_camera(model, frames, rounds, warmup, threads, size, with_markers, progress)
+    finally:  # the thread count is process-wide: leave it as it was for whatever runs next
+        torch.set_num_threads(before)
+
+
+def _bench_camera(model: str, frames: int, rounds: int, warmup: int, threads: int, size: tuple[int, int],
+                  with_markers: bool, progress: Callable[[int, int, dict], None] | None) -> dict:
     scene = SyntheticScene(size=size, seed=0)
     scene_frames = [scene.frame(i).image for i in range(48)]
     pipelines: dict[str, Callable[[np.ndarray], float]] = {}
