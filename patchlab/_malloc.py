@@ -35,5 +35,7 @@ def tune_malloc() -> bool:
     except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    tuned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    # some glibc versions cap the mmap threshold at half their heap size (32 MiB on 64-bit): fall back to that
+    mapped = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) or bool(mallopt(M_MMAP_THRESHOLD, 32 << 20))
+    tuned = bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and mapped
     return tuned
