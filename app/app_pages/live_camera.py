@@ -33,14 +33,20 @@ def build_state(settings: dict):
                      anchor=settings["anchor"], patch_scale=settings["scale"], crop=settings["crop"])
 
 
-def show_result(result, frames: int | None = None) -> None:
+def show_result(result, frames: int | None = None, rates: dict | None = None) -> None:
     cols = st.columns([3, 2]) + st.columns([3, 2])
     cols[0].metric("Top-1", result.top1["label"], f"{result.top1['prob']:.0%}", delta_color="off", delta_arrow="off")
     if result.target_prob is not None:
         cols[1].metric(f"P({result.target_label})", f"{result.target_prob:.1%}",
                        "target is top-1" if result.is_target else "not top-1",
                        delta_color="normal" if result.is_target else "off")
-    cols[2].metric("FPS", f"{result.fps:.1f}", f"{result.latency_ms:.0f} ms/frame", delta_color="off", delta_arrow="off")
+    if rates is None:
+        cols[2].metric("Latency", f"{result.latency_ms:.0f} ms")
+    else:  # the rate of frames really processed over the last 2 s, read now; the camera's own rate beside it
+        cols[2].metric("FPS", f"{rates['processed_fps']:.1f}", f"of {rates['received_fps']:.0f} camera fps · "
+                       f"{result.latency_ms:.0f} ms/frame", delta_color="off", delta_arrow="off",
+                       help="Frames processed per second over the last 2 s, out of the frames the camera delivered "
+                            "(newer frames replace ones that arrive while a frame is being processed)")
     if frames is not None:
         cols[3].metric("Frames processed", frames)
     st.dataframe({"class": [t["label"] for t in result.top5], "probability": [t["prob"] for t in result.top5]},
@@ -143,10 +149,10 @@ with ui.user_errors():
         video_col, readout_col = st.columns([3, 2], gap="medium")
         with video_col:
             ctx = webrtc_streamer(
-                key="patchlab-live", mode=WebRtcMode.SENDRECV, video_frame_callback=feed.callback,
+                key="patchlab-live", mode=WebRtcMode.SENDRECV, queued_video_frames_callback=feed.queued_callback,
                 rtc_configuration={"iceServers": ice_servers},
                 media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480},
-                                                    "frameRate": {"ideal": 15}}, "audio": False},
+                                                    "frameRate": {"ideal": 30}}, "audio": False},
                 async_processing=True)
         playing = bool(ctx.state.playing)
 
@@ -159,7 +165,7 @@ with ui.user_errors():
                 st.info("Press START to stream your camera (allow camera access when asked)."
                         if not playing else "Waiting for the first frame…")
                 return
-            show_result(result, frames)
+            show_result(result, frames, feed.rates())
             if not playing:
                 st.caption("Stream stopped: showing the last frame's result.")
 

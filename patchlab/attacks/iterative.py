@@ -74,6 +74,15 @@ class IterativeAttack(Attack):
             delta = project_l2(adv - x, self.eps)
         return torch.clamp(x + delta, min=0, max=1)
 
+    def _step(self, adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, state: dict) -> torch.Tensor:
+        """Π(adv + α·direction(∇)). For the plain Linf step this runs in place on the gradient buffer (ours, fresh
+        from autograd): bit-identical to the out-of-place expression, without its five batch-sized temporaries,
+        whose allocation and page faults cost more than the arithmetic on a CPU."""
+        if self.norm == "linf" and type(self)._direction is IterativeAttack._direction and \
+                type(self)._project is IterativeAttack._project:
+            return grad.sign_().mul_(self.alpha).add_(adv).sub_(x).clamp_(-self.eps, self.eps).add_(x).clamp_(0, 1)
+        return self._project(adv.detach() + self.alpha * self._direction(grad, state), x).detach()
+
     # -- the loop ------------------------------------------------------------------------------------------
     def _descend(self, x, y, target, gen, run: int) -> torch.Tensor:
         adv = self._init(x, gen)
@@ -94,7 +103,7 @@ class IterativeAttack(Attack):
                         self._freeze_state(state, active)
                         grad = grad[active]
                 if active is None:
-                    adv = self._project(adv.detach() + self.alpha * self._direction(grad, state), x).detach()
+                    adv = self._step(adv, grad, x, state)
                     self._report(run * self.steps + step + 1, total, {})
                     continue
             else:

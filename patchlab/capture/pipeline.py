@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -96,19 +97,37 @@ class FrameResult:
 
 
 class FpsMeter:
-    """Exponentially smoothed frames per second over calls to `tick()`; thread-safe."""
+    """Frames per second: the frames of the last `window` seconds divided by the window, so it is the rate at which
+    frames were really processed (an average of 1/interval over bursty frames, as an EMA of instantaneous rates
+    gives, overstates it) and it falls to 0 when frames stop coming. Until a window has passed since the first
+    frame it is (frames - 1) / their time span. `rate(now)` reads it without a tick; thread-safe."""
 
-    def __init__(self, smoothing: float = 0.9):
-        self.smoothing, self._last, self._fps = smoothing, None, 0.0
+    def __init__(self, window: float = 2.0):
+        self.window = float(window)
+        self._times: deque[float] = deque()
+        self._first: float | None = None
         self._lock = threading.Lock()
+
+    def _rate(self, now: float) -> float:
+        times = self._times
+        while times and times[0] < now - self.window:
+            times.popleft()
+        if self._first is None:
+            return 0.0
+        if now - self._first >= self.window:
+            return len(times) / self.window
+        return (len(times) - 1) / max(now - self._first, 1e-9) if len(times) > 1 else 0.0
 
     def tick(self, now: float) -> float:
         with self._lock:
-            if self._last is not None and now > self._last:
-                rate = 1.0 / (now - self._last)
-                self._fps = rate if self._fps == 0 else self.smoothing * self._fps + (1 - self.smoothing) * rate
-            self._last = now
-            return self._fps
+            if self._first is None:
+                self._first = now
+            self._times.append(now)
+            return self._rate(now)
+
+    def rate(self, now: float) -> float:
+        with self._lock:
+            return self._rate(now)
 
 
 class LiveState:
@@ -164,16 +183,17 @@ def detect(frame_bgr: np.ndarray) -> dict[int, np.ndarray]:
     return detect_markers(frame_bgr)
 
 
-def process_frame(frame_bgr: np.ndarray, state: LiveState) -> tuple[np.ndarray, FrameResult]:
+def process_frame(frame_bgr: np.ndarray, state: LiveState, inplace: bool = False) -> tuple[np.ndarray, FrameResult]:
     """Classify one BGR uint8 frame (with the virtual patch pasted, if any) and draw the read-out.
 
-    Returns a new annotated frame (the input is not modified) and a FrameResult.
+    Returns a new annotated frame (the input is not modified; with `inplace=True`, for a caller that owns a fresh
+    frame, the input itself is annotated and returned) and a FrameResult.
     """
     start = time.perf_counter()
     if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
         raise PatchlabError(f"expected a BGR uint8 frame (H, W, 3), got {getattr(frame_bgr, 'shape', None)}")
     index = state.next_index()
-    frame = frame_bgr.copy()
+    frame = frame_bgr if inplace else frame_bgr.copy()
     markers = detect(frame) if state.detect else {}
     patch_quad = state.virtual.apply(frame, markers) if state.virtual is not None else None
     pasted = patch_quad is not None
