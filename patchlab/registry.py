@@ -65,7 +65,7 @@ class Registry(Generic[T]):
         return obj
 
     def resolve(self, name: str) -> str:
-        """The canonical name for `name` or one of its aliases; a one-line PatchlabError with a suggestion if unknown."""
+        """The canonical name of `name` or of an alias; unknown names raise a one-line PatchlabError with a hint."""
         key = _key(name)
         key = self._aliases.get(key, key)
         if key not in self._items:

@@ -99,7 +99,7 @@ def test_photo_of_the_shipped_kurakin_pdf_with_its_shipped_manifest():
     from patchlab.physical.layout import render_pdf_page
     from patchlab.simulate.photo import simulate_photo
 
-    repo = Path(ENTRY).parents[1]
+    repo = Path(ENTRY).parents[2]
     pdf, manifest = repo / "printables" / "kurakin-sheet-a4.pdf", repo / "printables" / "kurakin-sheet-a4.sheet.json"
     if not (pdf.is_file() and manifest.is_file()):
         pytest.fail("printables/kurakin-sheet-a4.pdf/.json are missing")

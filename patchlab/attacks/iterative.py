@@ -178,7 +178,7 @@ class LinfIterativeAttack(IterativeAttack):
 
 
 class L2IterativeAttack(IterativeAttack):
-    """L2: start uniformly in radius along a random direction, steps along ∇/‖∇‖₂, projection onto the ε-ball."""
+    """L2: a random direction at a uniform radius to start, steps along ∇/‖∇‖₂, projection onto the ε-ball."""
 
     norm = "l2"
 

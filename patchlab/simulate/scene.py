@@ -1,5 +1,5 @@
-"""A camera scene with ground truth: a sheet with four ArUco corner markers (and optionally a printed patch) over a background
-photo, seen by a pinhole camera under smoothly moving perspective. Every frame comes with ground truth.
+"""A camera scene with ground truth: a sheet with four ArUco corner markers (and optionally a printed patch) over a
+background photo, seen by a pinhole camera under smoothly moving perspective. Every frame comes with ground truth.
 
     scene = SyntheticScene(patch=load_patch("printables/toaster_efficientnet_lite0.png"))
     frame = scene.frame(12)          # SceneFrame: .image (BGR uint8), .markers, .patch_quad, .patch_size_px

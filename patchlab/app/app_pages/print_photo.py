@@ -171,7 +171,7 @@ def photo_inputs(key: str, kinds: tuple[str, ...]) -> list[tuple[str, bytes]]:
         with st.expander("No printer at hand? Simulate a photo of the last sheet made here"):
             seed = int(st.number_input("Random view (seed)", 0, 10_000, 0, key=f"{key}_seed"))
             if st.button("Simulate a phone photo", key=f"{key}_simulate"):
-                from patchlab.physical import simulate_page_photo
+                from patchlab.simulate import simulate_page_photo
 
                 sheet = st.session_state[SHEETS][made[-1]]
                 from patchlab.artifacts import tag_jpeg_bytes
