@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .browser import CHROMIUM, free_port, wait_idle
+from .browser import free_port, wait_idle
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -51,7 +51,7 @@ def wheel_venv(tmp_path_factory) -> Path:
     return venv
 
 
-def test_wheel_runs_the_app_from_any_folder(wheel_venv, tmp_path):
+def test_wheel_runs_the_app_from_any_folder(wheel_venv, browser, tmp_path):
     start = time.perf_counter()
     elsewhere = tmp_path / "elsewhere"  # no checkout, no .streamlit folder here
     elsewhere.mkdir()
@@ -84,7 +84,7 @@ def test_wheel_runs_the_app_from_any_folder(wheel_venv, tmp_path):
         _wait_healthy(url, proc, log)
         # browser.serverAddress = "localhost" in the packaged config: Streamlit prints one URL, no network address
         assert f"URL: http://localhost:{port}" in log.read_text() and "Network URL" not in log.read_text()
-        _home_renders(url)
+        _home_renders(browser, url)
     finally:
         proc.terminate()
         try:
@@ -110,20 +110,14 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise AssertionError(f"no health answer within {timeout} s: {log.read_text()[-2000:]}")
 
 
-def _home_renders(url: str) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}; `make chromium` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page()
-            page.goto(url)
-            wait_idle(page)
-            assert page.locator("h1").filter(has_text="patchlab").count() == 1
-            assert page.get_by_text("30-second tour").count() == 1
-            assert page.locator("[data-testid='stException']").count() == 0
-        finally:
-            browser.close()
+def _home_renders(browser, url: str) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.goto(url)
+        wait_idle(page)
+        assert page.locator("h1").filter(has_text="patchlab").count() == 1
+        assert page.get_by_text("30-second tour").count() == 1
+        assert page.locator("[data-testid='stException']").count() == 0
+    finally:
+        context.close()
