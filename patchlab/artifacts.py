@@ -265,6 +265,21 @@ def read_json(path: str | Path) -> dict | list | None:
         return None
 
 
+def load_json(path: str | Path, what: str = "JSON file") -> dict:
+    """A JSON object from a file the user named; a one-line PatchlabError when it is missing, not JSON, or not an
+    object (`what` names the file in the message, e.g. "manifest file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise PatchlabError(f"{path}: no such {what}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PatchlabError(f"{path}: {what} is not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(data, dict):
+        raise PatchlabError(f"{path}: {what} is not a JSON object")
+    return data
+
+
 def _identify_file(path: Path) -> Identity | None:
     try:
         with path.open("rb") as fh:
@@ -371,27 +386,14 @@ def identify(path: str | Path) -> Identity | None:
 
 
 # -- the guard -----------------------------------------------------------------------------------------------------------
-LIBRARY_HINTS = {"force": "force=True", "resume": "resume=True", "append": "append=True"}
-CLI_HINTS = {"force": "--force", "resume": "--resume", "append": "--append"}
-
-
 class OutputExists(PatchlabError):
     """An output path is taken: by another kind of file, by a file patchlab cannot identify, or by this command's
-    own earlier output (`same` is True; force replaces it). The message names options as `<force>`-style slots:
-    str() fills them with the library's parameters, `cli_message()` with the CLI's flags."""
+    own earlier output (`same` is True; force replaces it). The message names options as `<force>`-style slots,
+    shown as the library's parameters (`force=True`; the CLI shows its flags, see PatchlabError.cli_message)."""
 
     def __init__(self, template: str, path: Path, found: Identity | None = None, same: bool = False):
-        self.template, self.path, self.found, self.same = template, Path(path), found, same
-        super().__init__(self.render(LIBRARY_HINTS))
-
-    def render(self, hints: Mapping[str, str]) -> str:
-        text = self.template
-        for slot, value in hints.items():
-            text = text.replace(f"<{slot}>", value)
-        return text
-
-    def cli_message(self) -> str:
-        return self.render(CLI_HINTS)
+        self.path, self.found, self.same = Path(path), found, same
+        super().__init__(re.sub(r"<(\w+)>", r"\1=True", template))
 
 
 def check_output(path: str | Path, kind: str, written_by: str | None = None, force: bool = False) -> None:

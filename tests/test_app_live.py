@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
+ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
 
 
 @pytest.fixture(scope="module")
 def scene_frames():
-    from patchlab.capture import SyntheticScene
+    from patchlab.simulate import SyntheticScene
 
     scene = SyntheticScene(size=(320, 240))
     return [scene.frame(i).image for i in range(4)]
@@ -25,7 +25,7 @@ def scene_frames():
 def test_live_feed_callback_processes_frames_and_records(lite0, scene_frames, tmp_path):
     import av
 
-    from patchlab.app_support.live import LiveFeed, parse_ice_servers
+    from patchlab.app.live import LiveFeed, parse_ice_servers
     from patchlab.capture import EagerBackend, LiveState
 
     feed = LiveFeed(LiveState(EagerBackend(lite0), target="toaster"))
@@ -81,7 +81,7 @@ def test_snapshot_fallback_classifies_an_upload(lite0, scene_frames):
 
 
 def test_snapshot_with_virtual_patch_on_the_sheet_markers():
-    from patchlab.capture import SyntheticScene
+    from patchlab.simulate import SyntheticScene
 
     frame = SyntheticScene(size=(640, 480)).frame(0).image
     at = AppTest.from_file(ENTRY, default_timeout=300).run()
@@ -126,7 +126,7 @@ def test_live_feed_counts_camera_frames_and_processes_the_newest(lite0, scene_fr
 
     import av
 
-    from patchlab.app_support.live import LiveFeed
+    from patchlab.app.live import LiveFeed
     from patchlab.capture import EagerBackend, LiveState
 
     feed = LiveFeed(LiveState(EagerBackend(lite0), target="toaster"))

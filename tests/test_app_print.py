@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
+ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
 
 
 def page() -> AppTest:
@@ -97,9 +97,9 @@ def test_photo_of_the_shipped_kurakin_pdf_with_its_shipped_manifest():
     import pytest
 
     from patchlab.physical.layout import render_pdf_page
-    from patchlab.physical.simulate import simulate_photo
+    from patchlab.simulate.photo import simulate_photo
 
-    repo = Path(ENTRY).parents[1]
+    repo = Path(ENTRY).parents[2]
     pdf, manifest = repo / "printables" / "kurakin-sheet-a4.pdf", repo / "printables" / "kurakin-sheet-a4.sheet.json"
     if not (pdf.is_file() and manifest.is_file()):
         pytest.fail("printables/kurakin-sheet-a4.pdf/.json are missing")

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from patchlab.capture import (LatestFrameReader, LiveState, OpenCVSource, Patch, ReconnectPolicy, Recorder,
-                              SyntheticScene, SyntheticSource, frame_to_input, load_backend, load_patch,
-                              load_recording, process_frame, run_session, wilson_interval, write_video)
-from patchlab.capture.synthetic import SHEET_PATCH_SCALE
+                              SyntheticSource, frame_to_input, load_backend, load_patch, load_recording, process_frame,
+                              run_session, write_video)
+from patchlab.simulate.scene import SHEET_PATCH_SCALE, SyntheticScene
+from patchlab.stats import wilson_interval
 from patchlab.errors import PatchlabError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,7 +141,7 @@ def test_virtual_patch_lands_inside_the_marker_quad(onnx_backend, toaster_patch,
         # the patch (where its alpha is opaque) covers the quad's interior
         w, h = toaster_patch.size
         src = np.float32([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
-        from patchlab.capture.virtual_patch import quad_in_quad
+        from patchlab.geometry import quad_in_quad
 
         target_quad = quad_in_quad(gt, w, h)
         H = cv2.getPerspectiveTransform(src, target_quad.astype(np.float32))

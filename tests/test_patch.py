@@ -11,7 +11,8 @@ import torch
 from patchlab.errors import PatchlabError
 from patchlab.patch import (PatchConfig, default_palette, load_patch, make_mask, non_printability, save_patch,
                             total_variation, train_patch)
-from patchlab.patch.evaluate import evaluate_patch, wilson_interval
+from patchlab.patch.score import evaluate_patch
+from patchlab.stats import wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +275,7 @@ def test_forty_steps_raise_target_probability(eight_images, imagenet_dir, lite0,
 
 
 def test_evaluate_skips_training_images_and_writes_plot(eight_images, lite0, tmp_path):
-    from patchlab.patch.evaluate import plot_curve
+    from patchlab.patch.score import plot_curve
 
     rgb = torch.rand(3, 32, 32)
     save_patch(tmp_path / "e.png", rgb, torch.ones(1, 32, 32),
@@ -293,7 +294,7 @@ def test_evaluate_skips_training_images_and_writes_plot(eight_images, lite0, tmp
 
 def test_effect_breakdown_pairs_its_draws_with_evaluate(eight_images, lite0, tmp_path):
     """Its first row is evaluate_patch at the same area, seed and draws; other rows switch effects off."""
-    from patchlab.patch.evaluate import BREAKDOWN_GROUPS, effect_breakdown
+    from patchlab.patch.score import BREAKDOWN_GROUPS, effect_breakdown
 
     save_patch(tmp_path / "b.png", torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(4)),
                torch.ones(1, 32, 32), {"target": 859, "models": ["efficientnet_lite0"], "eot": "print", "area": 0.2})

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from patchlab.data import load_sample, read_image, save_image
 from patchlab.errors import PatchlabError
-from patchlab.patch.perturb import printable_perturbation
+from patchlab.physical.perturb import printable_perturbation
 
 
 @pytest.fixture(scope="module")

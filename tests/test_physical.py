@@ -13,11 +13,12 @@ import pytest
 
 from patchlab.errors import PatchlabError
 from patchlab.physical.layout import PT_PER_MM, paper_size, render_page, render_pdf_page
-from patchlab.physical.markers import apply_homography, detect_markers, fit_page, marker_bits, marker_image
+from patchlab.geometry import apply_homography
+from patchlab.physical.markers import detect_markers, fit_page, marker_bits, marker_image
 from patchlab.physical.printing import print_patch, save_print
 from patchlab.physical.qr import decode_payload, read_payload
 from patchlab.physical.sheets import scale_bar_rect
-from patchlab.physical.simulate import PhotoConditions, simulate_photo, synthetic_printer
+from patchlab.simulate.photo import PhotoConditions, simulate_photo, synthetic_printer
 
 TOL_MM = 0.1
 
@@ -186,7 +187,7 @@ def test_markers_rectification_and_cell_crops_over_100_simulated_photos(patch_sh
     cells = [(x, y, 60.0, 60.0) for x, y in grid_slots("a4", 60.0)]
     cond = PhotoConditions()
     assert cond.tilt_deg == (0.0, 35.0) and cond.megapixels == (2.0, 6.0) and cond.jpeg_quality == (70, 70)
-    from patchlab.physical.evaluate import _read_qr_on_page
+    from patchlab.physical.photo_eval import _read_qr_on_page
 
     found, corner_err, cell_err, tilts, qr_ok, qr_tries = 0, [], [], [], 0, 0
     for seed in range(100):
@@ -217,7 +218,7 @@ def test_markers_rectification_and_cell_crops_over_100_simulated_photos(patch_sh
 
 
 def test_print_scale_is_measured_from_paper_edges(patch_sheet, lite0):
-    from patchlab.physical.evaluate import evaluate_photo
+    from patchlab.physical.photo_eval import evaluate_photo
 
     result, _ = patch_sheet
     raster = render_page(result.pages[0], px_per_mm=5)
@@ -271,7 +272,7 @@ def _huge_png_header(path: Path, w: int, h: int) -> Path:
 
 
 def test_bad_photos_give_clear_errors(tmp_path, patch_sheet, imagenet_dir, lite0):
-    from patchlab.physical.evaluate import evaluate_photo
+    from patchlab.physical.photo_eval import evaluate_photo
 
     unrelated = sorted(imagenet_dir.glob("*.jpg"))[0]
     with pytest.raises(PatchlabError, match="no patchlab sheet markers found"):

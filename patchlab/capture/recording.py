@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from patchlab.errors import PatchlabError
-from patchlab.stats import wilson_interval  # noqa: F401  (re-exported)
+from patchlab.stats import wilson_interval
 
 SIZE_EDGES = (0, 40, 60, 80, 100, 130, 160, 200, 260, 340, 10_000)
 CSV_FIELDS = ("index", "time_s", "top1_index", "top1_label", "top1_prob", "top5", "target_index", "target_prob",

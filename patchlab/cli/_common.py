@@ -17,6 +17,15 @@ ForceOpt = typer.Option(False, "--force", help="Replace this command's own earli
                         "overwritten; see docs/outputs.md)")
 
 
+def add_group(app: typer.Typer, name: str, help: str, **commands) -> typer.Typer:
+    """A command group `patchlab <name> ...` with its commands, e.g. add_group(app, "eot", "...", show=show_cmd)."""
+    group = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    for command, fn in commands.items():
+        group.command(command)(fn)
+    return group
+
+
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=float) + "\n")
 

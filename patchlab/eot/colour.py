@@ -13,7 +13,6 @@ An optional ``palette`` (K, 3) holds measured printable colours for the non-prin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -140,14 +139,9 @@ class ColourModel(nn.Module):
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ColourModel":
-        path = Path(path)
-        if not path.is_file():
-            raise PatchlabError(f"{path}: colour model file not found")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PatchlabError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
+        from patchlab.artifacts import load_json
+
+        return cls.from_dict(load_json(path, "colour model file"), str(path))
 
     def extra_repr(self) -> str:
         k = 0 if self.palette is None else len(self.palette)

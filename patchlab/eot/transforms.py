@@ -26,6 +26,8 @@ from patchlab.errors import PatchlabError
 # RGB <-> YIQ: saturation scales (I, Q), hue rotates them.
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 FOCAL = 1.5  # camera focal length in units of the frame side (about 37 degrees field of view)
+MAX_AREA = 0.9  # the largest share of the frame a pasted object (a patch, a printed photo) covers, after area_scale
+MAX_PATCH_AREA = 0.5  # the largest nominal patch area: a preset's area_scale up to 2 then stays near MAX_AREA
 
 
 @dataclass
@@ -106,10 +108,10 @@ class EOT:
     def sample(self, batch: int, size: int, area: float | torch.Tensor, generator: torch.Generator) -> EOTParams:
         c, g, n = self.config, generator, batch
         area_t = torch.as_tensor(area, dtype=torch.float32).expand(n).clone()
-        if torch.any(area_t <= 0) or torch.any(area_t > 0.9):
-            raise PatchlabError(f"patch area fraction must lie in (0, 0.9], got {area}")
+        if torch.any(area_t <= 0) or torch.any(area_t > MAX_AREA):
+            raise PatchlabError(f"patch area fraction must lie in (0, {MAX_AREA}], got {area}")
         return EOTParams(
-            area=(area_t * _uniform(g, n, *c.area_scale)).clamp(max=0.9),
+            area=(area_t * _uniform(g, n, *c.area_scale)).clamp(max=MAX_AREA),
             angle=_uniform(g, n, -c.rotation, c.rotation),
             tilt=_uniform(g, n, 0.0, c.tilt),
             tilt_axis=_uniform(g, n, 0.0, math.pi),

@@ -6,12 +6,11 @@ some other kind of output (a sheet manifest that an older `patchlab print` wrote
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from patchlab.artifacts import default_path, identify, read_json, write_json
+from patchlab.artifacts import default_path, identify, load_json, read_json, write_json
 from patchlab.errors import PatchlabError
 
 WRITER = "patchlab patch train"
@@ -59,15 +58,7 @@ def load_patch(path: str | Path) -> tuple[torch.Tensor, dict]:
     path = Path(path)
     rgba = read_image_rgba(path)
     side = find_sidecar(path)
-    meta: dict = {}
-    if side is not None:
-        try:
-            meta = json.loads(side.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PatchlabError(f"{side}: patch sidecar is not valid JSON ({exc})") from None
-        if not isinstance(meta, dict):
-            raise PatchlabError(f"{side}: a patch sidecar is a JSON object")
-    return rgba, meta
+    return rgba, ({} if side is None else load_json(side, "patch sidecar"))
 
 
 def update_sidecar(path: str | Path, **entries) -> dict:

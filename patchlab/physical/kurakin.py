@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from patchlab.errors import PatchlabError, parse_fraction
+from patchlab.errors import PatchlabError
 from patchlab.physical.layout import Page, paper_size, write_pdf
 from patchlab.physical.sheets import Cell, SheetManifest, content_rect, frame_page, sheet_id_for
+from patchlab.progress import ProgressFn
 
 CAPTION_MM = 4.0
 GAP_MM = 3.0
 MAX_CELLS = 2000
 
-ProgressFn = Callable[[int, int, dict], None]
 
 
 @dataclass
@@ -47,26 +46,9 @@ def grid_slots(paper: str, cell_mm: float) -> list[tuple[float, float]]:
     cols = int((cw + GAP_MM) // (cell_mm + GAP_MM))
     rows = int((ch + GAP_MM) // (cell_mm + CAPTION_MM + GAP_MM))
     if cols < 1 or rows < 1:
-        raise PatchlabError(f"--cell-mm {cell_mm:g} does not fit the {paper} printable area ({cw:.0f} x {ch:.0f} mm)")
+        raise PatchlabError(f"cell_mm={cell_mm:g} does not fit the {paper} printable area ({cw:.0f} x {ch:.0f} mm)")
     x0 = cx + (cw - (cols * cell_mm + (cols - 1) * GAP_MM)) / 2
     return [(x0 + c * (cell_mm + GAP_MM), cy + r * (cell_mm + CAPTION_MM + GAP_MM)) for r in range(rows) for c in range(cols)]
-
-
-def parse_eps_list(values) -> list[float]:
-    """'2,4,8,16' (in 1/255 units when > 1) or '8/255,0.03' -> fractions in [0, 1]."""
-    if isinstance(values, str):
-        values = [v for v in values.split(",") if v.strip()]
-    out = []
-    for v in values:
-        s = str(v).strip()
-        try:
-            num = float(s)
-            out.append(parse_fraction(num / 255 if num >= 1 else num, "eps"))
-        except ValueError:
-            out.append(parse_fraction(s, "eps"))
-    if not out:
-        raise PatchlabError("give at least one eps")
-    return out
 
 
 def attack_variants(model, images: list, labels: list[int], attacks: list[str] = ("fgsm", "bim", "ll"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,16 +51,11 @@ def load_patch_rgba(source: str | Path | bytes | torch.Tensor | np.ndarray, meta
 
     meta = dict(meta or {})
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        rgba = read_image_rgba(path)
-        from patchlab.patch.io import find_sidecar
+        from patchlab.patch.io import load_patch
 
-        side = find_sidecar(path)
-        if side is not None and not meta:
-            try:
-                meta = json.loads(side.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise PatchlabError(f"{side}: patch sidecar is not valid JSON") from None
+        path = Path(source)
+        rgba, sidecar = load_patch(path)
+        meta = meta or sidecar
         meta.setdefault("patch", path.stem)
     elif isinstance(source, bytes):
         rgba = read_image_rgba(source, name=name)
@@ -82,7 +76,7 @@ def print_patch(source, size_mm: float = 100.0, paper: str = "a4", copies_sizes:
                 png_dpi: float | None = 300.0, meta: dict | None = None, name: str | None = None) -> PrintResult:
     """Lay out a patch at exact size (width = size_mm; height keeps the aspect) with markers, QR and scale bar."""
     if not size_mm or size_mm <= 0:
-        raise PatchlabError(f"--size-mm must be positive, got {size_mm}")
+        raise PatchlabError(f"size_mm={size_mm:g} is not positive")
     rgba, meta = load_patch_rgba(source, meta, name)
     h, w = rgba.shape[:2]
     aspect = h / w
@@ -102,7 +96,7 @@ def print_patch(source, size_mm: float = 100.0, paper: str = "a4", copies_sizes:
     if png_dpi:
         pw, ph = mm_to_px(size_mm, png_dpi), mm_to_px(size_mm * aspect, png_dpi)
         if pw * ph > MAX_PNG_PIXELS:
-            raise PatchlabError(f"{size_mm:g} mm at {png_dpi:g} dpi is {pw}x{ph} px; choose a lower --dpi")
+            raise PatchlabError(f"{size_mm:g} mm at {png_dpi:g} dpi is {pw}x{ph} px; choose a lower dpi=")
         from patchlab.data import png_bytes
 
         pil = Image.fromarray(rgba, "RGBA").resize((pw, ph), Image.LANCZOS)

@@ -163,15 +163,10 @@ class SheetManifest:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "SheetManifest":
+        from patchlab.artifacts import load_json
+
         path = Path(path)
-        if not path.is_file():
-            raise PatchlabError(f"{path}: no such manifest file")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise PatchlabError(f"{path}: not a JSON file") from None
-        if not isinstance(data, dict):
-            raise PatchlabError(f"{path}: not a patchlab sheet manifest")
+        data = load_json(path, "manifest file")
         if data.get("artifact") not in (None, "sheet-manifest"):
             from patchlab.artifacts import KINDS
 
@@ -208,7 +203,7 @@ def patch_layout(page_mm: tuple[float, float], sizes_mm: list[float], aspect: fl
         w, h = float(size), float(size) * aspect
         if w > cw or h + CAPTION_MM > ch:
             raise PatchlabError(f"a {size:g} mm patch ({w:.0f} x {h:.0f} mm) does not fit the printable area "
-                                f"({cw:.0f} x {ch - CAPTION_MM:.0f} mm); use a larger paper or a smaller --size-mm")
+                                f"({cw:.0f} x {ch - CAPTION_MM:.0f} mm); use a larger paper or a smaller size_mm=")
         if x + w > cx + cw + 1e-9:                 # next shelf
             x, y, shelf = cx, y + shelf + GAP_MM, 0.0
         if y + h + CAPTION_MM > cy + ch + 1e-9:    # next page

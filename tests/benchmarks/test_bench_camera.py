@@ -15,7 +15,7 @@ import os
 import pytest
 
 from patchlab.bench.targets import Target, check_targets, format_targets
-from patchlab.capture.benchmark import BARE, NAIVE, bench_camera, format_table
+from patchlab.bench.camera import BARE, NAIVE, bench_camera, format_table
 
 
 @pytest.mark.benchmark

@@ -87,7 +87,8 @@ def cpu_split(server_pid: int) -> dict[str, float]:
 
 
 def camera_video(path: Path, seconds: int = 2) -> Path:
-    from patchlab.capture import SyntheticScene, load_patch
+    from patchlab.capture import load_patch
+    from patchlab.simulate import SyntheticScene
 
     patch = Path(__file__).resolve().parents[2] / "printables" / "toaster_efficientnet_lite0.png"
     scene = SyntheticScene(patch=load_patch(patch), size=SIZE, fps=CAMERA_FPS)

@@ -22,7 +22,7 @@ def _session_folders(root: Path) -> list[Path]:
 
 
 def test_session_folders_are_removed_when_sessions_end_and_at_the_next_start(browser, tmp_path, monkeypatch):
-    from patchlab.app_support.scratch import OWNER
+    from patchlab.app.scratch import OWNER
 
     root = tmp_path / "tmp"
     root.mkdir()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from patchlab.app_support import scratch
+from patchlab.app import scratch
 
 
 def _dead_pid() -> int:
@@ -84,7 +84,7 @@ def test_app_session_dir_is_private_and_owned(tmp_path):
     from streamlit.testing.v1 import AppTest
 
     script = tmp_path / "page.py"
-    script.write_text("import streamlit as st\nfrom patchlab.app_support import ui\nst.write(str(ui.session_dir()))\n")
+    script.write_text("import streamlit as st\nfrom patchlab.app import ui\nst.write(str(ui.session_dir()))\n")
     first, second = AppTest.from_file(str(script)).run(), AppTest.from_file(str(script)).run()
     paths = [at.session_state["_patchlab_dir"] for at in (first, second)]
     assert paths[0] != paths[1]

@@ -41,7 +41,7 @@ def test_print_keeps_the_patch_sidecar_and_eval_still_skips_training_images(tmp_
     assert cli("print", old / "banana.png", "--size-mm", "80", "--out", old / "banana.pdf")[0] == 0
     after = snapshot(old)
     assert {k: after[k] for k in before} == before and "banana.sheet.json" in after
-    from patchlab.patch.evaluate import evaluate_patch
+    from patchlab.patch.score import evaluate_patch
 
     result = evaluate_patch(old / "banana.png", scenes, models=[lite0], areas=[0.1], baselines=False)
     assert result["skipped_training_images"] == len(trained)

@@ -1,4 +1,4 @@
-"""Printable perturbation of one photo (Kurakin 2016, Athalye 2018 2D EOT): an L-inf bounded change at the photo's
+"""A printable perturbation of a whole photo (Kurakin 2016, Athalye 2018 2D EOT): an L-inf bounded change at the photo's
 full resolution that stays adversarial when the printed photo is photographed.
 
 Each step renders B views of the perturbed photo: shrink to about twice the model input (anti-aliased, so every
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 
 
 @dataclass
@@ -41,7 +41,7 @@ def _views(eot, image: torch.Tensor, size: int, fill: float, gen: torch.Generato
 def printable_perturbation(image: torch.Tensor, model, eps: float, target: int | None = None, eot="print",
                            steps: int = 100, batch: int = 8, fill: float = 0.6, seed: int = 0,
                            eval_draws: int = 64, colour=None,
-                           progress: Callable[[int, int, dict], None] | None = None) -> PerturbResult:
+                           progress: ProgressFn | None = None) -> PerturbResult:
     """`image` (3, H, W) in [0, 1]; targeted when `target` is a class index, else pushes away from the clean top-1."""
     from patchlab.eot import EOT, load_config
 
@@ -102,7 +102,7 @@ def evaluate_perturbation(original: torch.Tensor, adversarial: torch.Tensor, mod
                           fill: float = 0.6, draws: int = 64, seed: int = 1234, colour=None) -> dict:
     """Success rate of the adversarial and of the original photo under `draws` fresh EOT views (same draws)."""
     from patchlab.eot import EOT, load_config
-    from patchlab.patch.evaluate import wilson_interval
+    from patchlab.stats import wilson_interval
 
     engine = EOT(load_config(eot), colour)
     dev = model.device

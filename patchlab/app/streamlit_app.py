@@ -1,4 +1,4 @@
-"""patchlab browser app: `patchlab app` (or `streamlit run app/streamlit_app.py` from the repo root).
+"""patchlab browser app: `patchlab app` (or `streamlit run patchlab/app/streamlit_app.py`).
 
 Pages live in app_pages/ (a folder named pages/ would also be auto-listed by Streamlit and break direct URLs).
 Only streamlit is imported here, so the Home page opens without loading torch; each page imports what it needs.

@@ -6,9 +6,9 @@ import uuid
 
 import streamlit as st
 
-from patchlab.app_support import ui
-from patchlab.app_support.jobs import Job
-from patchlab.app_support.scenes import IMAGENET, scene_folder, scene_sources
+from patchlab.app import ui
+from patchlab.app.jobs import Job
+from patchlab.app.scenes import IMAGENET, scene_folder, scene_sources
 
 st.title("Patch studio")
 st.caption("A universal adversarial patch (Brown et al. 2017) optimised under Expectation over Transformation: "

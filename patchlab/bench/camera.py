@@ -17,8 +17,9 @@ import torch
 from patchlab.capture.inference import load_backend, onnxruntime_available
 from patchlab.capture.overlay import draw_overlay
 from patchlab.capture.pipeline import FrameResult, LiveState, centre_square, process_frame
-from patchlab.capture.synthetic import SyntheticScene
 from patchlab.capture.virtual_patch import Patch
+from patchlab.progress import ProgressFn
+from patchlab.simulate.scene import SyntheticScene
 
 
 def naive_pipeline(model_name: str, device: str = "cpu") -> Callable[[np.ndarray], FrameResult]:
@@ -91,7 +92,7 @@ def bare_inference(backend) -> Callable[[np.ndarray], float]:
 
 def bench_camera(model: str = "efficientnet_lite0", frames: int = 300, rounds: int = 5, warmup: int = 20,
                  threads: int = 1, size: tuple[int, int] = (640, 480), with_markers: bool = True,
-                 progress: Callable[[int, int, dict], None] | None = None) -> dict:
+                 progress: ProgressFn | None = None) -> dict:
     """Time each pipeline on the same pre-decoded frames; returns {pipeline: stats} plus ratios vs naive."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -102,7 +103,7 @@ def bench_camera(model: str = "efficientnet_lite0", frames: int = 300, rounds: i
 
 
 def _bench_camera(model: str, frames: int, rounds: int, warmup: int, threads: int, size: tuple[int, int],
-                  with_markers: bool, progress: Callable[[int, int, dict], None] | None) -> dict:
+                  with_markers: bool, progress: ProgressFn | None) -> dict:
     scene = SyntheticScene(size=size, seed=0)
     scene_frames = [scene.frame(i).image for i in range(48)]
     pipelines: dict[str, Callable[[np.ndarray], float]] = {}

@@ -1,4 +1,5 @@
-"""Honest attack evaluation: clean and robust accuracy, success rate, norms, time; accuracy-vs-ε curves."""
+"""Robustness of a model under an attack, honestly measured: clean and robust accuracy, success rate, norms, time
+(one batch, a labelled folder with resumable saved adversarials, or an accuracy-vs-ε curve)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Iterable
 
 import torch
 
-from patchlab.attacks.base import Attack, AttackResult, ProgressFn, model_device
-from patchlab.errors import PatchlabError
+from patchlab.attacks.base import Attack, AttackResult, model_device
+from patchlab.errors import PatchlabError, parse_eps
+from patchlab.progress import ProgressFn
 
 
 def summarize(clean_pred: torch.Tensor, labels: torch.Tensor, result: AttackResult) -> dict:
@@ -62,7 +64,6 @@ def accuracy_curve(model, attack: Attack, images: torch.Tensor, labels: torch.Te
     FGSM/FGM compute the gradient once for all ε; other attacks rerun at each ε. Returns lists aligned with
     `eps`, plus the clean accuracy. Robust accuracy at ε = 0 equals the clean accuracy.
     """
-    from patchlab.attacks.base import parse_eps
     from patchlab.attacks.fgsm import FGSM
 
     if not attack.uses_eps:

@@ -1,31 +1,13 @@
 """Digital attacks: attack one photo with any patchlab attack and see what changed; the four classic demos."""
 
-import inspect
-
 import streamlit as st
 
-from patchlab.app_support import ui
-from patchlab.app_support.uploads import IMAGE_TYPES, read_uploaded_image
+from patchlab.app import ui
+from patchlab.app.uploads import IMAGE_TYPES, read_uploaded_image
 
 st.title("Digital attacks")
 st.caption("Small, carefully chosen pixel changes that flip an ImageNet classifier. Every number below is "
            "computed now by `patchlab.attacks` on the chosen model.")
-
-ATTACK_TITLES = {
-    "pgd": "PGD (L∞, Madry)", "fgsm": "FGSM (one step)", "bim": "BIM / I-FGSM", "mifgsm": "MI-FGSM (momentum)",
-    "difgsm": "DI-FGSM (input diversity)", "tifgsm": "TI-FGSM (translation-invariant)", "ll": "Least-likely class",
-    "fgm": "FGM (L2, one step)", "pgdl2": "PGD (L2)", "cw": "Carlini-Wagner L2", "deepfool": "DeepFool",
-}
-
-
-def attack_class(name: str):
-    from patchlab.attacks import ATTACKS
-
-    return ATTACKS[name]
-
-
-def takes(cls, option: str) -> bool:
-    return any(option in inspect.signature(k.__init__).parameters for k in cls.__mro__ if "__init__" in vars(k))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -40,25 +22,13 @@ def run_demo(kind: str, model_name: str, params: tuple) -> tuple[bytes, dict]:
     """A classic demo's figure (PNG bytes) and numbers; cached across sessions (deterministic)."""
     import io
 
-    from patchlab.attacks import demos
+    from patchlab.attacks.demos import run_demo as run, uses_model
 
-    kwargs = dict(params)
-    if kind == "linear":
-        result = demos.linear_model(**kwargs)
-    else:
-        fn = {"panda": demos.panda_gibbon, "everywhere": demos.logits_along_gradient,
-              "airliner": demos.objects_to_airplanes}[kind]
-        result = fn(model=ui.get_model(model_name), **kwargs)
+    result = run(kind, ui.get_model(model_name) if uses_model(kind) else None, **dict(params))
     buf = io.BytesIO()
     result.figure.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     data = {k: v for k, v in result.data.items() if not hasattr(v, "shape")}
     return buf.getvalue(), data
-
-
-def perturbation_view(delta):
-    """Map the signed perturbation to [0, 1] around grey, stretched so its largest value is visible."""
-    amp = 0.5 / max(float(delta.abs().max()), 1e-12)
-    return (0.5 + amp * delta).clamp(0, 1), amp
 
 
 attack_tab, demo_tab = st.tabs(["Attack a photo", "Classic demos"])
@@ -78,9 +48,10 @@ with attack_tab, ui.user_errors():
             image, image_name = (read_uploaded_image(up), up.name.rsplit(".", 1)[0]) if up else (None, None)
         models = ui.available_models()
         model_name = st.selectbox("Model", models, index=models.index("efficientnet_lite0"), key="atk_model")
-        names = [n for n in ATTACK_TITLES if n in ATTACKS]
-        attack_name = st.selectbox("Attack", names, format_func=lambda n: ATTACK_TITLES[n], key="atk_name")
-        cls = attack_class(attack_name)
+        names = [n for n, c in ATTACKS.items() if not c.universal]  # a universal perturbation needs a set of images
+        attack_name = st.selectbox("Attack", names, index=names.index("pgd"), format_func=ATTACKS.title,
+                                   key="atk_name")
+        cls = ATTACKS.get(attack_name)
         kwargs = {}
         if cls.uses_eps:
             if cls.norm == "linf":
@@ -89,7 +60,7 @@ with attack_tab, ui.user_errors():
                 kwargs["eps"] = eps255 / 255
             else:
                 kwargs["eps"] = st.slider("ε (L2 radius)", 0.05, 10.0, 1.0, 0.05, key="atk_eps_l2")
-        if takes(cls, "steps"):
+        if "steps" in cls.options():
             kwargs["steps"] = int(st.number_input("Steps", 1, 200, 10, key="atk_steps"))
         if cls.supports_targeted and attack_name != "ll":
             classes = ["(untargeted)"] + ui.class_names()
@@ -115,7 +86,7 @@ with attack_tab, ui.user_errors():
         st.session_state["atk_result"] = {
             "x": x[0].cpu(), "adv": result.adv[0].detach().cpu(), "probs": probs, "adv_probs": adv_probs,
             "success": bool(result.success[0]), "linf": float(result.linf[0]), "l2": float(result.l2[0]),
-            "queries": int(result.queries), "attack": ATTACK_TITLES[attack_name], "model": model_name,
+            "queries": int(result.queries), "attack": ATTACKS.title(attack_name), "model": model_name,
             "image_name": image_name, "target": None if result.target is None else int(result.target[0]),
             "eps": getattr(attack, "eps", None)}
 
@@ -131,6 +102,8 @@ with attack_tab, ui.user_errors():
                 st.success(f"Attack succeeded: {verdict}", icon=":material/check_circle:")
             else:
                 st.warning(f"Attack did not succeed: {verdict}", icon=":material/cancel:")
+            from patchlab.attacks.demos import perturbation_view
+
             view, amp = perturbation_view(res["adv"] - res["x"])
             c1, c2, c3 = st.columns(3)
             with c1:
@@ -152,19 +125,17 @@ with attack_tab, ui.user_errors():
 with demo_tab, ui.user_errors():
     st.caption("The classic demonstrations from Goodfellow et al. (2014) and Kurakin et al. (2016), run live.")
     demo_model = st.selectbox("Model for the demos", ui.available_models(), key="demo_model")
-    demos_spec = [
-        ("panda", "Panda → gibbon (FGSM, ε = 0.007)",
-         "An imperceptible step along the gradient's sign flips a confident prediction.", (("eps", 0.007),)),
-        ("linear", "Attacking a linear model",
-         "Logistic regression on digits: a small ε per pixel adds up over every pixel.", (("eps", 0.2),)),
-        ("everywhere", "Wrong almost everywhere",
-         "Logits along the gradient's sign are nearly linear: adversarial inputs fill wide regions, not pockets.",
-         (("points", 21),)),
-        ("airliner", "Objects → airliner",
-         "A targeted iterative attack turns every built-in photo into an airliner.", (("steps", 10),)),
+    from patchlab.attacks.demos import DEMOS
+
+    demos_spec = [  # what each demo shows, and its quick settings for the page
+        ("panda", "An imperceptible step along the gradient's sign flips a confident prediction.", (("eps", 0.007),)),
+        ("linear", "Logistic regression on digits: a small ε per pixel adds up over every pixel.", (("eps", 0.2),)),
+        ("logits", "Logits along the gradient's sign are nearly linear: adversarial inputs fill wide regions, not "
+                   "pockets.", (("points", 21),)),
+        ("airplanes", "A targeted iterative attack turns every built-in photo into an airliner.", (("steps", 10),)),
     ]
-    for kind, title, blurb, params in demos_spec:
-        with st.expander(title, expanded=st.session_state.get(f"demo_{kind}_shown", False)):
+    for kind, blurb, params in demos_spec:
+        with st.expander(DEMOS.title(kind), expanded=st.session_state.get(f"demo_{kind}_shown", False)):
             st.write(blurb)
             if st.button("Run", key=f"demo_{kind}_run"):
                 st.session_state[f"demo_{kind}_shown"] = True

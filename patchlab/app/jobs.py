@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 
 # fn(progress, stop) -> result; progress(step, total, metrics); stop is a threading.Event the work checks.
-JobFn = Callable[[Callable[[int, int, dict], None], threading.Event], Any]
+JobFn = Callable[[ProgressFn, threading.Event], Any]
 
 PENDING, RUNNING, DONE, STOPPED, FAILED = "pending", "running", "done", "stopped", "failed"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +13,8 @@ import torch.nn.functional as F
 from patchlab.eot.config import EOTConfig
 from patchlab.eot.transforms import CAMERA_EFFECTS, EFFECTS, EOT, check_effects
 from patchlab.errors import PatchlabError
-from patchlab.stats import wilson_interval  # noqa: F401  (re-exported)
+from patchlab.progress import ProgressFn
+from patchlab.stats import wilson_interval
 
 DEFAULT_AREAS = (0.02, 0.05, 0.10, 0.15, 0.20, 0.25)
 NATURAL_PHOTO = "coffee"  # a built-in photo (espresso), for the natural-photo baseline
@@ -118,7 +118,7 @@ def _hits(logits: torch.Tensor, target_idx: int | None, refs: torch.Tensor | Non
 def evaluate_patch(patch, images, models=None, target=None, areas=DEFAULT_AREAS, eot=None, colour=None,
                    draws: int = 1, seed: int = 1234, baselines: bool = True, limit: int | None = None,
                    batch_size: int = 32, device="auto", exclude: list[str] | None = None,
-                   progress: Callable[[int, int, dict], None] | None = None) -> dict:
+                   progress: ProgressFn | None = None) -> dict:
     """Success of `patch` (PNG path, or RGBA tensor with `target`/`models`/`eot` given) on `images` (a folder or a
     list of paths). Images the patch was trained on (sidecar `train_images`) and images of the target class are
     skipped. Untargeted (target None): success = top-1 differs from the true (or clean-predicted) label."""
@@ -185,7 +185,7 @@ def evaluate_patch(patch, images, models=None, target=None, areas=DEFAULT_AREAS,
 def effect_breakdown(patch, images, model: str | None = None, target=None, area: float | None = None, eot=None,
                      colour=None, groups=None, draws: int = 3, seed: int = 1234, limit: int | None = None,
                      batch_size: int = 32, device="auto", exclude: list[str] | None = None,
-                     progress: Callable[[int, int, dict], None] | None = None) -> dict:
+                     progress: ProgressFn | None = None) -> dict:
     """Which physical effects cost the patch its misses: success at one area under the full EOT draws, then under the
     same draws with one group of effects switched off at a time (paired: every row sees the same images, poses and
     effect strengths). The first row equals `evaluate_patch(areas=[area])` with the same seed and draws."""

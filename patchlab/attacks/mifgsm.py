@@ -1,4 +1,5 @@
-"""Transfer boosters: MI-FGSM (Dong 2018), DI-FGSM (Xie 2019) and TI-FGSM (Dong 2019)."""
+"""The momentum family, made for transfer to unseen models: MI-FGSM (Dong 2018), DI-FGSM (Xie 2019) and TI-FGSM
+(Dong 2019)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from patchlab.attacks.base import positive_float, positive_int
-from patchlab.attacks.iterative import IterativeAttack
-from patchlab.errors import PatchlabError, check_unit_interval
+from patchlab.attacks.iterative import LinfIterativeAttack
+from patchlab.errors import PatchlabError, check_unit_interval, positive_float, positive_int
 
 
-class MIFGSM(IterativeAttack):
+class MIFGSM(LinfIterativeAttack):
     """Momentum iterative FGSM: g ← μ·g + ∇/mean|∇|; x ← Π(x + α·sign(g)). α defaults to ε/steps."""
 
     name = "mifgsm"
-    norm = "linf"
+    title = "MI-FGSM (momentum)"
     default_decay = 1.0
     default_diversity = 0.0
 
@@ -78,6 +78,7 @@ class DIFGSM(MIFGSM):
     """Diverse-inputs FGSM: random resize-and-pad before each gradient (p = 0.5), momentum off by default."""
 
     name = "difgsm"
+    title = "DI-FGSM (input diversity)"
     default_decay = 0.0
     default_diversity = 0.5
 
@@ -95,6 +96,7 @@ class TIFGSM(MIFGSM):
     diversity (p = 0.5) and no momentum by default, like torchattacks."""
 
     name = "tifgsm"
+    title = "TI-FGSM (translation-invariant)"
     default_decay = 0.0
     default_diversity = 0.5
 

@@ -21,8 +21,8 @@ import torch
 
 from patchlab.errors import PatchlabError
 from patchlab.physical.layout import paper_size, PAPER_MM
-from patchlab.physical.markers import (PageFit, apply_homography, describe_missing, detect_markers, fit_page,
-                                       warp_rect)
+from patchlab.geometry import apply_homography, quad_area, rect_corners, rect_to_image_homography, warp_rect
+from patchlab.physical.markers import PageFit, describe_missing, detect_markers, fit_page
 from patchlab.physical.qr import decode_payload, read_qr
 from patchlab.physical.sheets import (MARGIN_MM, Cell, SheetManifest, manifest_from_qr, marker_layout, qr_rect)
 
@@ -101,7 +101,7 @@ def locate_sheet(photo: np.ndarray, manifest: SheetManifest | None = None, min_m
                             f"{seen}; is this a photo of a printed patchlab sheet?")
     if sum(i in markers for i in expected) < min_markers:
         raise PatchlabError(describe_missing(markers, expected) + f"; need {min_markers} (all four corners in view, "
-                            "none covered or glared), or pass --min-markers 3")
+                            "none covered or glared), or pass min_markers=3")
     qr = None
     if manifest is None:
         for paper in PAPER_MM:
@@ -113,14 +113,14 @@ def locate_sheet(photo: np.ndarray, manifest: SheetManifest | None = None, min_m
             qr = decode_payload(read_qr(photo) or "")
         if qr is None:
             raise PatchlabError("found the sheet markers but could not read its QR code; pass its manifest "
-                                "(SHEET.sheet.json) with --manifest")
+                                "(SHEET.sheet.json) with manifest=")
         if qr.get("kind") == "kurakin":
             raise PatchlabError(f"this is Kurakin sheet {qr.get('sheet')}: pass its manifest (SHEET.sheet.json) "
-                                "with --manifest")
+                                "with manifest=")
         manifest = manifest_from_qr(qr)
         if manifest is None:
             raise PatchlabError(f"unrecognised sheet metadata in the QR code: {qr}; pass its manifest "
-                                "(SHEET.sheet.json) with --manifest")
+                                "(SHEET.sheet.json) with manifest=")
     fit = fit_page(markers, manifest.markers, min_markers, photo.shape[:2])
     if qr is None:
         qr = _read_qr_on_page(photo, fit)
@@ -133,7 +133,7 @@ def locate_sheet(photo: np.ndarray, manifest: SheetManifest | None = None, min_m
             page = 0
         else:
             raise PatchlabError(f"could not read the QR code to tell which of the {manifest.n_pages} pages this is; "
-                                "pass --page N (0-based)")
+                                "pass page=N (0-based)")
     if not 0 <= page < manifest.n_pages:
         raise PatchlabError(f"page {page} is out of range for a {manifest.n_pages}-page sheet")
     return Located(fit=fit, manifest=manifest, page=page, qr=qr, markers=markers)
@@ -163,8 +163,7 @@ def measure_print_scale(photo: np.ndarray, fit: PageFit, page_mm: tuple[float, f
         else:
             rect = (along[0], h_mm - inside, along[1] - along[0], search + inside)
         ow, oh = int(round(rect[2] * px_per_mm)), int(round(rect[3] * px_per_mm))
-        M = np.asarray(fit.H) @ np.array([[rect[2] / ow, 0, rect[0] + 0.5 * rect[2] / ow],
-                                          [0, rect[3] / oh, rect[1] + 0.5 * rect[3] / oh], [0, 0, 1]])
+        M = rect_to_image_homography(fit.H, rect, ow, oh)
         strip = cv2.warpPerspective(gray, M, (ow, oh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
         with warnings.catch_warnings():  # rows/columns outside the photo are all-NaN
@@ -268,20 +267,14 @@ class PhotoEvalResult:
         return out
 
 
-_MODEL_CACHE: dict = {}
-
-
 def _get_model(name: str | None, model, device):
     if model is not None:
         return model
     if not name:
-        raise PatchlabError("the sheet does not name a model; pass --model")
-    key = (name, str(device))
-    if key not in _MODEL_CACHE:
-        from patchlab.models import load_model
+        raise PatchlabError("the sheet does not name a model; pass model=")
+    from patchlab.models import shared_model
 
-        _MODEL_CACHE[key] = load_model(name, device)
-    return _MODEL_CACHE[key]
+    return shared_model(name, device)
 
 
 def _classify(model, batch: torch.Tensor, k: int = 5) -> tuple[list[list[int]], list[list[float]]]:
@@ -372,12 +365,11 @@ def evaluate_photo(source, manifest: SheetManifest | str | Path | None = None, m
     elif man.kind == "patch":
         frame = photo.shape[0] * photo.shape[1]
         for c in cells:
-            x, y, w, h = c.rect_mm
-            quad = loc.fit.to_image(np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]))
+            w = c.rect_mm[2]
+            quad = loc.fit.to_image(rect_corners(*c.rect_mm))
             side_w = (np.linalg.norm(quad[1] - quad[0]) + np.linalg.norm(quad[2] - quad[3])) / 2
             side_h = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
-            d1, d2 = quad[2] - quad[0], quad[3] - quad[1]
-            area = 0.5 * abs(d1[0] * d2[1] - d1[1] * d2[0])
+            area = quad_area(quad)
             s = scale.get("print_scale") or 1.0
             result.patches.append({"id": c.id, "size_mm": w, "printed_size_mm": w * s, "apparent_px": [side_w, side_h],
                                    "frame_fraction": float(area / frame), "corners_px": quad.round(1).tolist()})
@@ -455,27 +447,6 @@ def kurakin_summary(cells: list[CellResult]) -> dict:
     return out
 
 
-def format_destruction_table(summary: dict) -> str:
-    """A Markdown table of destruction rates by method (rows) and eps (columns), like Kurakin's Table."""
-    rows = [r for r in summary["table"] if r["attack"] != "clean"]
-    eps_values = sorted({r["eps_255"] for r in rows}, reverse=True)
-    attacks = list(dict.fromkeys(r["attack"] for r in rows))
-    lines = ["| method | " + " | ".join(f"eps={e:g}" for e in eps_values) + " |",
-             "|---|" + "---|" * len(eps_values)]
-    for a in attacks:
-        cells = []
-        for e in eps_values:
-            r = next((r for r in rows if r["attack"] == a and r["eps_255"] == e), None)
-            if r is None:
-                cells.append("")
-                continue
-            t1 = "n/a" if r["destruction_top1"] is None else f"{100 * r['destruction_top1']:.1f}"
-            t5 = "n/a" if r["destruction_top5"] is None else f"{100 * r['destruction_top5']:.1f}"
-            cells.append(f"{t1} / {t5} (n={r['destruction_top1_n']})")
-        lines.append(f"| {a} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def merge_cells(results: list[PhotoEvalResult]) -> list[CellResult]:
     return [c for r in results for c in r.cells]
 
@@ -498,11 +469,11 @@ def annotate_photo(photo: np.ndarray, loc: Located, result: PhotoEvalResult, max
         cv2.putText(img, str(mid), (int(c[0]) - 6, int(c[1]) + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * thick, (255, 0, 0),
                     thick, cv2.LINE_AA)
     w, h = loc.manifest.page_mm
-    poly(loc.fit.to_image(np.array([[0, 0], [w, 0], [w, h], [0, h]])), (0, 120, 255))
+    poly(loc.fit.to_image(rect_corners(0, 0, w, h)), (0, 120, 255))
     by_id = {c.id: c for c in result.cells}
     for cell in loc.manifest.page_cells(loc.page):
         x, y, cw, ch = cell.rect_mm
-        quad = loc.fit.to_image(np.array([[x, y], [x + cw, y], [x + cw, y + ch], [x, y + ch]]))
+        quad = loc.fit.to_image(rect_corners(x, y, cw, ch))
         colour = (255, 160, 0)
         label = None
         r = by_id.get(cell.id)
@@ -532,6 +503,5 @@ def annotate_photo(photo: np.ndarray, loc: Located, result: PhotoEvalResult, max
 
 def page_corner_error_mm(fit: PageFit, H_true: np.ndarray, page_mm: tuple[float, float]) -> float:
     """Max distance (mm) between the page corners as located by `fit` and by the true homography."""
-    w, h = page_mm
-    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
+    corners = rect_corners(0, 0, *page_mm)
     return float(np.linalg.norm(fit.to_page(apply_homography(H_true, corners)) - corners, axis=1).max())

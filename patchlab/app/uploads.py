@@ -55,6 +55,20 @@ def _name_and_bytes(upload) -> tuple[str, bytes]:
     return getattr(upload, "name", "upload"), bytes(upload.getvalue())
 
 
+def read_uploaded_json(upload, max_mb: float = 5, what: str = "a JSON object") -> dict:
+    """A validated upload of a JSON object (a manifest, a sidecar); nothing is unpickled."""
+    import json
+
+    name, data = _name_and_bytes(upload)
+    try:
+        obj = json.loads(check_upload(name, data, ("json",), max_mb).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise PatchlabError(f"{name}: not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise PatchlabError(f"{name}: not {what}")
+    return obj
+
+
 def read_uploaded_image(upload, max_mb: float = MAX_UPLOAD_MB) -> torch.Tensor:
     """A validated upload as an RGB (3, H, W) tensor in [0, 1]."""
     name, data = _name_and_bytes(upload)

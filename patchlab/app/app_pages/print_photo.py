@@ -5,8 +5,8 @@ import json
 
 import streamlit as st
 
-from patchlab.app_support import ui
-from patchlab.app_support.uploads import IMAGE_TYPES, check_upload
+from patchlab.app import ui
+from patchlab.app.uploads import IMAGE_TYPES, check_upload, read_uploaded_json
 from patchlab.errors import PatchlabError
 
 st.title("Print & photo")
@@ -77,7 +77,7 @@ with make_tab:
     with kurakin_kind, ui.user_errors():
         st.caption("Kurakin et al. (2016): print clean and adversarial versions side by side, photograph them, "
                    "and measure how many adversarial examples the camera 'destroys'.")
-        from patchlab.app_support.scenes import BUILTIN, IMAGENET, scene_sources
+        from patchlab.app.scenes import BUILTIN, IMAGENET, scene_sources
 
         sources = scene_sources()
         c1, c2, c3 = st.columns(3)
@@ -91,7 +91,8 @@ with make_tab:
         cell_mm = c3.number_input("Cell size (mm)", 20.0, 120.0, 40.0, 5.0, key="pp_k_cell")
         kpaper = c3.radio("Paper", ["a4", "letter"], horizontal=True, key="pp_k_paper")
         if st.button("Make Kurakin sheet", type="primary", disabled=not attacks, key="pp_make_kurakin"):
-            from patchlab.physical.kurakin import build_kurakin_sheet, load_labelled_images, parse_eps_list
+            from patchlab.errors import parse_eps_list
+            from patchlab.physical.kurakin import build_kurakin_sheet, load_labelled_images
 
             if source == IMAGENET:
                 from patchlab.data import list_images, shared_data_dir
@@ -156,13 +157,7 @@ def manifest_picker(key: str, kinds: tuple[str, ...]):
         up = st.file_uploader("Manifest JSON", type=["json"], key=f"{key}_manifest_json")
         if up is None:
             return None
-        try:
-            data = json.loads(check_upload(up.name, up.getvalue(), ("json",), 5).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise PatchlabError(f"{up.name}: not valid JSON") from None
-        if not isinstance(data, dict):
-            raise PatchlabError(f"{up.name}: not a patchlab sheet manifest")
-        return SheetManifest.from_dict(data)
+        return SheetManifest.from_dict(read_uploaded_json(up, what="a patchlab sheet manifest"))
     return made[choice.split(" sheet ", 1)[1].split(" ", 1)[0]]["manifest"]
 
 
@@ -176,7 +171,7 @@ def photo_inputs(key: str, kinds: tuple[str, ...]) -> list[tuple[str, bytes]]:
         with st.expander("No printer at hand? Simulate a photo of the last sheet made here"):
             seed = int(st.number_input("Random view (seed)", 0, 10_000, 0, key=f"{key}_seed"))
             if st.button("Simulate a phone photo", key=f"{key}_simulate"):
-                from patchlab.physical import simulate_page_photo
+                from patchlab.simulate import simulate_page_photo
 
                 sheet = st.session_state[SHEETS][made[-1]]
                 from patchlab.artifacts import tag_jpeg_bytes
@@ -200,8 +195,8 @@ with score_tab, ui.user_errors():
         import pandas as pd
 
         from patchlab.physical import evaluate_photo
-        from patchlab.physical.evaluate import kurakin_summary, load_photo, merge_cells
-        from patchlab.physical.markers import rectify_page
+        from patchlab.physical.photo_eval import kurakin_summary, load_photo, merge_cells
+        from patchlab.geometry import rectify_page
 
         results = []
         for name, data in photos:

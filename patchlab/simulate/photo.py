@@ -1,4 +1,4 @@
-"""Simulated print-and-photograph: a rendered page under a random camera view and capture degradations.
+"""A printed page photographed: a rendered page under a random camera view and capture degradations.
 
 `simulate_photo(page_rgb, page_mm, seed)` takes a page raster (from `layout.render_page` or a PDF rendered with
 `layout.render_pdf_page`) and returns a photo with the ground-truth homography from page mm to photo pixels.
@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 
 from patchlab.errors import PatchlabError
+from patchlab.geometry import apply_homography, rect_corners
 from patchlab.physical.layout import Page, render_page
-from patchlab.physical.markers import apply_homography
+from patchlab.registry import Registry
 
 
 @dataclass
@@ -82,7 +83,7 @@ def random_view(page_mm: tuple[float, float], rng: np.random.Generator, cond: Ph
     f = 1.0  # focal length is absorbed by the final scale-to-frame step
     centre = np.array([[1, 0, -w_mm / 2], [0, 1, -h_mm / 2], [0, 0, 1]])
     P = np.diag([f, f, 1.0]) @ np.column_stack([R[:, 0], R[:, 1], np.array([0, 0, dist])]) @ centre
-    corners = apply_homography(P, np.array([[0, 0], [w_mm, 0], [w_mm, h_mm], [0, h_mm]]))
+    corners = apply_homography(P, rect_corners(0, 0, w_mm, h_mm))
     lo, hi = corners.min(0), corners.max(0)
     fill = rng.uniform(*cond.fill)
     scale = fill * min(W / (hi[0] - lo[0]), Hh / (hi[1] - lo[1]))
@@ -157,8 +158,7 @@ def simulate_photo(page_rgb: np.ndarray, page_mm: tuple[float, float], seed: int
         content_px_to_mm = np.array([[w_mm / pw2, 0, 0.5 * w_mm / pw2], [0, h_mm / ph2, 0.5 * h_mm / ph2], [0, 0, 1]])
     M = H_content @ content_px_to_mm
     bg = _background(rng, (W, Hh))
-    paper_mask = _polygon_mask(apply_homography(H_paper, np.array([[0, 0], [w_mm, 0], [w_mm, h_mm], [0, h_mm]])),
-                               (W, Hh))
+    paper_mask = _polygon_mask(apply_homography(H_paper, rect_corners(0, 0, w_mm, h_mm)), (W, Hh))
     content = cv2.warpPerspective(page8, M, (W, Hh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                   borderValue=(paper8,) * 3)
     img = cv2.blendLinear(content, bg, paper_mask, 1 - paper_mask)  # paper (white beyond the content) on the table
@@ -211,20 +211,17 @@ def simulate_page_photo(page: Page, seed: int | np.random.Generator | None = Non
 
 
 # Known printer->camera colour transforms for tests and for users without a printer: out = b + c * (rgb ** gamma) @ A.T
-SYNTHETIC_PRINTERS = {
-    "mild": {"offset": 0.05, "contrast": 0.88, "gamma": 1.15,
-             "crosstalk": [[0.86, 0.10, 0.04], [0.06, 0.84, 0.10], [0.03, 0.12, 0.85]]},
-    "plain_inkjet": {"offset": 0.10, "contrast": 0.78, "gamma": 1.3,
-                     "crosstalk": [[0.76, 0.17, 0.07], [0.08, 0.74, 0.18], [0.05, 0.19, 0.76]]},
-}
+SYNTHETIC_PRINTERS: Registry[dict] = Registry("synthetic printer")
+SYNTHETIC_PRINTERS.register("mild", {"offset": 0.05, "contrast": 0.88, "gamma": 1.15,
+                                     "crosstalk": [[0.86, 0.10, 0.04], [0.06, 0.84, 0.10], [0.03, 0.12, 0.85]]})
+SYNTHETIC_PRINTERS.register("plain_inkjet", {"offset": 0.10, "contrast": 0.78, "gamma": 1.3,
+                                             "crosstalk": [[0.76, 0.17, 0.07], [0.08, 0.74, 0.18], [0.05, 0.19, 0.76]]})
 
 
 def synthetic_printer(name: str = "mild") -> Callable[[np.ndarray], np.ndarray]:
     """A known printer->camera colour transform on (N, 3) RGB in [0, 1]: gamut compression (paper white and ink
     black), channel crosstalk and a tone curve. Use as `simulate_photo(..., printer=synthetic_printer())`."""
-    if name not in SYNTHETIC_PRINTERS:
-        raise PatchlabError(f"unknown synthetic printer '{name}'; choose from {', '.join(SYNTHETIC_PRINTERS)}")
-    p = SYNTHETIC_PRINTERS[name]
+    p = SYNTHETIC_PRINTERS.get(name)
     A = np.asarray(p["crosstalk"], dtype=np.float64)
 
     def apply(rgb: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@ virtual patch, recording with summary statistics, and an `st.camera_input` / upl
 
 import streamlit as st
 
-from patchlab.app_support import ui
-from patchlab.app_support.uploads import IMAGE_TYPES
+from patchlab.app import ui
+from patchlab.app.uploads import IMAGE_TYPES
 
 st.title("Live camera")
 st.caption("Point your camera at a printed patch sheet. Every frame goes through `patchlab.capture.process_frame`: "
@@ -109,7 +109,7 @@ with ui.user_errors():
         st.session_state["live_state_key"] = key
     state = st.session_state["live_state"]
 
-    from patchlab.app_support.live import LiveFeed, parse_ice_servers
+    from patchlab.app.live import LiveFeed, parse_ice_servers
 
     if "live_feed" not in st.session_state:
         st.session_state["live_feed"] = LiveFeed(state)
@@ -128,7 +128,7 @@ with ui.user_errors():
         if source is not None:
             import cv2
 
-            from patchlab.app_support.uploads import read_uploaded_image
+            from patchlab.app.uploads import read_uploaded_image
             from patchlab.capture import process_frame
             from patchlab.data import to_uint8_hwc
 
@@ -141,7 +141,7 @@ with ui.user_errors():
     def live_section() -> None:
         from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-        from patchlab.app_support.live import webrtc_session_available
+        from patchlab.app.live import webrtc_session_available
 
         if not webrtc_session_available():
             st.warning("Live streaming needs a browser session (run `patchlab app`); the Snapshot tab works here.")

@@ -14,44 +14,23 @@ import streamlit as st
 from patchlab.errors import PatchlabError
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=4)
-def _load_model(name: str, device: str):
-    from patchlab.models import load_model
-
-    return load_model(name, device)
-
-
 def get_model(name: str):
-    """One frozen eval model per (name, device) for the whole server.
+    """The process-wide shared frozen eval model (`patchlab.models.shared_model`): one per (name, device) for every
+    session, the camera callback thread and photo-eval alike."""
+    from patchlab.models import is_shared, shared_model
 
-    Sharing is safe: parameters are frozen and forward mutates nothing, so concurrent forwards from several
-    sessions (and from the camera callback thread) do not interfere; `st.cache_resource` builds it once even
-    when two sessions ask at the same time.
-    """
-    from patchlab.models import resolve_device
-
-    return _load_model(name, str(resolve_device("auto")))
+    if is_shared(name):
+        return shared_model(name)
+    with st.spinner("Loading model…"):
+        return shared_model(name)
 
 
 @st.cache_data(show_spinner=False)
 def available_models() -> list[str]:
     """Zoo models whose weights are on this machine (the Lite family always is)."""
-    from pathlib import Path as _P
+    from patchlab.models import list_models
 
-    import torch
-
-    from patchlab.models import REGISTRY
-
-    names = []
-    for name, spec in REGISTRY.items():
-        if spec.source.startswith("torchvision"):
-            import torchvision
-
-            url = torchvision.models.get_model_weights(name).DEFAULT.url
-            if not (_P(torch.hub.get_dir()) / "checkpoints" / _P(url).name).exists():
-                continue
-        names.append(name)
-    return names
+    return [spec.name for spec in list_models(available=True)]
 
 
 @st.cache_data(show_spinner=False)
@@ -132,7 +111,7 @@ def _start_scratch_care() -> None:
     """Once per server: remove folders of servers that are gone, and start the reaper for this server's sessions."""
     import os
 
-    from patchlab.app_support import scratch
+    from patchlab.app import scratch
 
     scratch.sweep_stale()
     grace = float(os.environ.get("PATCHLAB_APP_SCRATCH_GRACE_S", 0) or
@@ -142,12 +121,12 @@ def _start_scratch_care() -> None:
 
 def session_dir() -> Path:
     """A private scratch folder for this browser session (job checkpoints, generated files); removed when the
-    session ends (see patchlab.app_support.scratch)."""
+    session ends (see patchlab.app.scratch)."""
     path = st.session_state.get("_patchlab_dir")
     if path is None or not Path(path).is_dir():
         from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-        from patchlab.app_support import scratch
+        from patchlab.app import scratch
 
         _start_scratch_care()
         ctx = get_script_run_ctx()
@@ -162,13 +141,13 @@ def session_dir() -> Path:
 
 def when_session_ends(hook) -> None:
     """Run `hook` (e.g. a background job's stop) before this session's scratch folder is removed."""
-    from patchlab.app_support import scratch
+    from patchlab.app import scratch
 
     scratch.on_release(session_dir(), hook)
 
 
 # --- patches: shipped printables, this session's Patch studio result, or an upload --------------------------------
-PRINTABLES = Path(__file__).resolve().parents[2] / "printables"
+PRINTABLES = Path(__file__).resolve().parents[2] / "printables"  # in a checkout; a wheel ships no printables
 STUDIO_PATCH_KEY = "studio_patch"  # Patch studio stores {"rgba", "meta", "name"} here for the other pages
 
 
@@ -187,9 +166,7 @@ def shipped_patches() -> list[Path]:
 
 def choose_patch(key: str, allow_none: bool = False, label: str = "Patch"):
     """A patch picker; returns {"rgba": (4, H, W) tensor, "meta": dict, "name": str} or None."""
-    import json as _json
-
-    from patchlab.app_support.uploads import check_upload, read_uploaded_rgba
+    from patchlab.app.uploads import read_uploaded_json, read_uploaded_rgba
 
     shipped = shipped_patches()
     options = [f"shipped: {p.name}" for p in shipped]
@@ -214,16 +191,8 @@ def choose_patch(key: str, allow_none: bool = False, label: str = "Patch"):
     side = st.file_uploader("Its JSON sidecar (optional: target class)", type=["json"], key=f"{key}_json")
     if up is None:
         return None
-    rgba = read_uploaded_rgba(up)
-    meta = {}
-    if side is not None:
-        try:
-            meta = _json.loads(check_upload(side.name, side.getvalue(), ("json",), 1).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise PatchlabError(f"{side.name}: not valid JSON") from None
-        if not isinstance(meta, dict):
-            raise PatchlabError(f"{side.name}: a patch sidecar is a JSON object")
-    return {"rgba": rgba, "meta": meta, "name": Path(up.name).stem}
+    meta = read_uploaded_json(side, max_mb=1, what="a patch sidecar") if side is not None else {}
+    return {"rgba": read_uploaded_rgba(up), "meta": meta, "name": Path(up.name).stem}
 
 
 def patch_target(meta: dict) -> str | None:

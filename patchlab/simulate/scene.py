@@ -1,5 +1,5 @@
-"""Synthetic camera scene: a sheet with four ArUco corner markers (and optionally a printed patch) over a background
-photo, seen by a pinhole camera under smoothly moving perspective. Every frame comes with ground truth.
+"""A camera scene with ground truth: a sheet with four ArUco corner markers (and optionally a printed patch) over a
+background photo, seen by a pinhole camera under smoothly moving perspective. Every frame comes with ground truth.
 
     scene = SyntheticScene(patch=load_patch("printables/toaster_efficientnet_lite0.png"))
     frame = scene.frame(12)          # SceneFrame: .image (BGR uint8), .markers, .patch_quad, .patch_size_px
@@ -9,21 +9,21 @@ photo, seen by a pinhole camera under smoothly moving perspective. Every frame c
 Sheet layout (texture pixels, side SHEET_PX): markers 0, 1, 2, 3 at the TL, TR, BR, BL corners, each MARKER_PX
 wide with a QUIET_PX white margin. The square between the markers' inner corners is the inner area; the printed
 patch fills it scaled by SHEET_PATCH_SCALE about its centre (a PATCH_GAP_PX white gap to the markers), which is
-what `--patch-scale` describes for the size measurement.
+what LiveState's `patch_scale` describes for the size measurement.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
+import cv2
 import numpy as np
 
-from patchlab.capture.sources import CountingSource, SourceState
-from patchlab.capture.virtual_patch import Patch, apparent_size, composite_onto_quad, map_points, quad_in_quad
+from patchlab.capture.virtual_patch import Patch, composite_onto_quad
 from patchlab.errors import PatchlabError
+from patchlab.geometry import apparent_size, apply_homography, edge_quad, quad_homography, quad_in_quad
+from patchlab.physical.markers import marker_image
 
 SHEET_PX = 512
 MARKER_PX = 88
@@ -32,12 +32,6 @@ SHEET_IDS = (0, 1, 2, 3)
 INNER_AREA = (QUIET_PX + MARKER_PX, SHEET_PX - QUIET_PX - MARKER_PX)  # between the markers' inner corners
 PATCH_GAP_PX = 16  # white gap between the printed patch and the marker corners (keeps the markers detectable)
 SHEET_PATCH_SCALE = (INNER_AREA[1] - INNER_AREA[0] - 2 * PATCH_GAP_PX) / (INNER_AREA[1] - INNER_AREA[0])
-
-
-def _cv2():
-    import cv2
-
-    return cv2
 
 
 def sheet_marker_corners() -> dict[int, np.ndarray]:
@@ -50,8 +44,6 @@ def sheet_marker_corners() -> dict[int, np.ndarray]:
 
 def render_sheet(patch: Patch | None = None, px: int = SHEET_PX) -> np.ndarray:
     """The printed sheet as a BGR uint8 texture: white paper, four markers, the patch (if any) in the middle."""
-    from patchlab.physical.markers import marker_image
-
     sheet = np.full((SHEET_PX, SHEET_PX, 3), 255, np.uint8)
     for i, c in sheet_marker_corners().items():
         x, y = c[0].astype(int)
@@ -60,7 +52,7 @@ def render_sheet(patch: Patch | None = None, px: int = SHEET_PX) -> np.ndarray:
         w, h = patch.size
         composite_onto_quad(sheet, patch, quad_in_quad(_inner_area() - 0.5, w, h, SHEET_PATCH_SCALE))
     if px != SHEET_PX:
-        sheet = _cv2().resize(sheet, (px, px), interpolation=_cv2().INTER_AREA)
+        sheet = cv2.resize(sheet, (px, px), interpolation=cv2.INTER_AREA)
     return sheet
 
 
@@ -73,12 +65,11 @@ def default_backgrounds(size: tuple[int, int] = (640, 480)) -> list[np.ndarray]:
     """The built-in sample photos (scikit-image, offline) as BGR frames covering `size`."""
     from patchlab.data import load_samples, to_uint8_hwc
 
-    return [cover(_cv2().cvtColor(to_uint8_hwc(s.image), _cv2().COLOR_RGB2BGR), size) for s in load_samples()]
+    return [cover(cv2.cvtColor(to_uint8_hwc(s.image), cv2.COLOR_RGB2BGR), size) for s in load_samples()]
 
 
 def cover(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize (area) and centre-crop a BGR image to exactly `size` = (w, h)."""
-    cv2 = _cv2()
     w, h = size
     ih, iw = image.shape[:2]
     s = max(w / iw, h / ih)
@@ -122,7 +113,6 @@ class Motion:
 
 def pose_homography(pose: Pose, frame_size: tuple[int, int], focal: float | None = None) -> np.ndarray:
     """Homography from sheet texture pixel-centre coordinates to frame pixel-centre coordinates."""
-    cv2 = _cv2()
     w, h = frame_size
     f = focal or 0.9 * w
     yaw, pitch, roll = np.radians([pose.yaw, pose.pitch, pose.roll])
@@ -134,9 +124,7 @@ def pose_homography(pose: Pose, frame_size: tuple[int, int], focal: float | None
     corners = np.array([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0]]) @ R.T
     corners += [pose.dx * w / f * distance, pose.dy * h / f * distance, distance]
     img = corners[:, :2] / corners[:, 2:] * f + [w / 2 - 0.5, h / 2 - 0.5]
-    src = np.array([[-0.5, -0.5], [SHEET_PX - 0.5, -0.5], [SHEET_PX - 0.5, SHEET_PX - 0.5], [-0.5, SHEET_PX - 0.5]],
-                   np.float32)
-    return cv2.getPerspectiveTransform(src, img.astype(np.float32)).astype(np.float64)
+    return quad_homography(edge_quad(SHEET_PX, SHEET_PX), img)
 
 
 @dataclass
@@ -171,7 +159,7 @@ class SyntheticScene:
         base = render_sheet(patch)
         self._levels = [base]  # area-downsampled copies: the warp then never shrinks a texture more than 2x
         while self._levels[-1].shape[0] > 64:
-            self._levels.append(_cv2().resize(self._levels[-1], None, fx=0.5, fy=0.5, interpolation=_cv2().INTER_AREA))
+            self._levels.append(cv2.resize(self._levels[-1], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
         self._phase = (seed * 0.7351) % (2 * np.pi)
 
     def background(self, index: int) -> np.ndarray:
@@ -180,12 +168,10 @@ class SyntheticScene:
         return self.backgrounds[k]
 
     def frame(self, index: int, pose: Pose | None = None) -> SceneFrame:
-        cv2 = _cv2()
         w, h = self.size
         pose = pose or self.motion.pose(index / self.fps, self._phase)
         H = pose_homography(pose, self.size)
-        sheet_quad = map_points(H, np.array([[-0.5, -0.5], [SHEET_PX - 0.5, -0.5], [SHEET_PX - 0.5, SHEET_PX - 0.5],
-                                             [-0.5, SHEET_PX - 0.5]]))
+        sheet_quad = apply_homography(H, edge_quad(SHEET_PX, SHEET_PX))
         side = apparent_size(sheet_quad)
         level = 0
         while level + 1 < len(self._levels) and self._levels[level + 1].shape[0] >= 1.5 * side:
@@ -206,40 +192,10 @@ class SyntheticScene:
         if self.noise:
             out += rng.normal(0, self.noise, out.shape).astype(np.float32)
         image = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-        markers = {i: map_points(H, c - 0.5) for i, c in sheet_marker_corners().items()}
+        markers = {i: apply_homography(H, c - 0.5) for i, c in sheet_marker_corners().items()}
         inner = _inner_area() - 0.5
-        patch_quad = map_points(H, quad_in_quad(inner, 1, 1, SHEET_PATCH_SCALE))
-        return SceneFrame(index, image, markers, map_points(H, inner), patch_quad, sheet_quad, H, pose)
-
-
-class SyntheticSource(CountingSource):
-    """A frame source over a SyntheticScene: `frames` frames (None = endless), optionally paced at the scene fps."""
-
-    def __init__(self, frames: int | None = 300, realtime: bool = False, scene: SyntheticScene | None = None,
-                 **scene_kwargs):
-        self.scene = scene or SyntheticScene(**scene_kwargs)
-        self.frames, self.realtime = frames, realtime
-        self.name = "synthetic"
-        self.last: SceneFrame | None = None
-        self._i = 0
-        self._t0 = time.monotonic()
-        self._state = SourceState.CONNECTED
-        self.info = {"kind": "synthetic", "width": self.scene.size[0], "height": self.scene.size[1],
-                     "fps": self.scene.fps, "frame_count": frames or 0,
-                     "patch": self.scene.patch.name if self.scene.patch is not None else None}
-
-    def read(self) -> np.ndarray | None:
-        if self._state is SourceState.CLOSED or (self.frames is not None and self._i >= self.frames):
-            self._state = SourceState.ENDED if self._state is not SourceState.CLOSED else self._state
-            return None
-        if self.realtime:
-            wait = self._t0 + self._i / self.scene.fps - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        self.last = self.scene.frame(self._i)
-        self._i += 1
-        return self.last.image
-
+        patch_quad = apply_homography(H, quad_in_quad(inner, 1, 1, SHEET_PATCH_SCALE))
+        return SceneFrame(index, image, markers, apply_homography(H, inner), patch_quad, sheet_quad, H, pose)
 
 
 def synthetic_frames(n: int, **scene_kwargs) -> Iterator[np.ndarray]:
@@ -247,49 +203,3 @@ def synthetic_frames(n: int, **scene_kwargs) -> Iterator[np.ndarray]:
     scene = SyntheticScene(**scene_kwargs)
     for i in range(n):
         yield scene.frame(i).image
-
-
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
-    """Write BGR frames to .y4m (I420, what Chromium's --use-file-for-fake-video-capture reads), .avi (MJPG) or
-    .mp4 (mp4v), through a temporary file renamed into place at the end (a kill leaves the previous video whole).
-    Returns the path; raises if nothing could be written."""
-    from patchlab.artifacts import atomic_path
-
-    path = Path(path)
-    codecs = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mkv": "MJPG", ".mov": "mp4v"}
-    if path.suffix.lower() != ".y4m" and path.suffix.lower() not in codecs:
-        raise PatchlabError(f"{path}: unsupported video type (use .y4m, .avi, .mp4, .mkv or .mov)")
-    with atomic_path(path) as tmp:
-        n = _write_frames(tmp, path, frames, fps, codecs.get(path.suffix.lower()))
-        if n == 0:
-            raise PatchlabError(f"{path}: no frames to write")
-    return path
-
-
-def _write_frames(tmp: Path, path: Path, frames: Iterable[np.ndarray], fps: float, fourcc: str | None) -> int:
-    cv2 = _cv2()
-    n = 0
-    if fourcc is None:  # y4m
-        with tmp.open("wb") as fh:
-            for frame in frames:
-                h, w = frame.shape[:2]
-                if n == 0:
-                    fh.write(f"YUV4MPEG2 W{w} H{h} F{round(fps * 1000)}:1000 Ip A1:1 C420jpeg\n".encode())
-                fh.write(b"FRAME\n")
-                fh.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
-                n += 1
-        return n
-    writer = None
-    try:
-        for frame in frames:
-            if writer is None:
-                h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
-                if not writer.isOpened():
-                    raise PatchlabError(f"{path}: OpenCV could not open a {fourcc} video writer")
-            writer.write(frame)
-            n += 1
-    finally:
-        if writer is not None:
-            writer.release()
-    return n
