@@ -37,7 +37,7 @@ import torch.nn as nn
 from patchlab.artifacts import save_torch
 from patchlab.errors import PatchlabError
 
-ProgressFn = Callable[[int, int, dict], None]
+from patchlab.progress import ProgressFn
 CKPT_FORMAT = "patchlab-dpsgd-1"
 ACCOUNTANTS = ("rdp", "prv")
 GRAD_SAMPLE_MODES = ("hooks", "ew", "ghost", "functorch")

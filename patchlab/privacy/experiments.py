@@ -22,7 +22,7 @@ import torch
 from patchlab.artifacts import write_text
 from patchlab.privacy.data import PrivacyData
 
-ProgressFn = Callable[[int, int, dict], None]
+from patchlab.progress import ProgressFn
 EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
 DELTA = 1e-5
 

@@ -26,7 +26,6 @@ import warnings
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ from patchlab.errors import PatchlabError
 from patchlab.privacy.parallel import TrainJob, train_many
 from patchlab.privacy.rdp import dp_auc_bound, dp_roc_bound
 
-ProgressFn = Callable[[int, int, dict], None]
+from patchlab.progress import ProgressFn
 ATTACKS = ("loss", "lira_online", "lira_online_fixed", "lira_offline", "lira_offline_fixed")
 FPR_LEVELS = (0.001, 0.01)
 

@@ -17,14 +17,13 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from patchlab.artifacts import write_text
 from patchlab.errors import PatchlabError
 
-ProgressFn = Callable[[int, int, dict], None]
+from patchlab.progress import ProgressFn
 
 
 @dataclass

@@ -19,7 +19,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from patchlab.privacy.data import PrivacyData
 from patchlab.privacy.pate_analysis import PateAnalysis, analyse
 from patchlab.privacy.parallel import TrainJob, train_many
 
-ProgressFn = Callable[[int, int, dict], None]
+from patchlab.progress import ProgressFn
 AGGREGATORS = ("lnmax", "gnmax", "confident")
 
 
