@@ -83,7 +83,8 @@ def save_figure(fig, path: str | Path, kind: str | None = None, written_by: str 
 @dataclass(frozen=True)
 class Kind:
     """One kind of output: its registry name, the suffix its default name ends with, what it is, which command
-    writes it, and where its tag lives (json, png, pdf, jpeg, folder, or none for formats without room for one)."""
+    writes it, and where its tag lives (json, png, pdf, jpeg, safetensors metadata, folder, or none for formats
+    without room for one; checkpoints are known by their own "format" field)."""
 
     name: str
     suffix: str
@@ -131,6 +132,22 @@ for _k in (
     Kind("video", ".avi", "video", "patchlab camera-scene", "none"),
     Kind("eot-preview", ".png", "EOT preview grid", "patchlab eot preview", "png"),
     Kind("figure", ".png", "figure", "patchlab attack-demo", "png"),
+    # privacy (patchlab privacy dpsgd|pate|mia|bench): fixed names inside the --out folder, plus models and state
+    Kind("digits-model", ".safetensors", "digits model (safetensors)", "patchlab", "safetensors"),
+    Kind("trained-model-job", ".job.json", "trained model's job and key (reused by reruns)", "patchlab privacy"),
+    Kind("digits-fit-checkpoint", ".fit.pt", "digits model training checkpoint", "patchlab", "none"),
+    Kind("dpsgd-checkpoint", ".dpsgd.pt", "DP-SGD checkpoint (model, optimiser, accountant)", "patchlab privacy dpsgd",
+         "none"),
+    Kind("dpsgd-results", "dpsgd.json", "DP-SGD results", "patchlab privacy dpsgd"),
+    Kind("dpsgd-plot", "dpsgd.png", "DP-SGD accuracy against epsilon plot", "patchlab privacy dpsgd", "png"),
+    Kind("dpsgd-history-plot", ".history.png", "DP-SGD epsilon and loss per epoch plot", "patchlab privacy dpsgd",
+         "png"),
+    Kind("pate-results", "pate.json", "PATE results", "patchlab privacy pate"),
+    Kind("pate-plot", "pate.png", "PATE privacy plot", "patchlab privacy pate", "png"),
+    Kind("mia-results", "mia.json", "membership inference results", "patchlab privacy mia"),
+    Kind("mia-roc-plot", "roc.png", "membership inference ROC plot", "patchlab privacy mia", "png"),
+    Kind("privacy-bench-cell", ".cell.json", "privacy benchmark cell (reused by reruns)", "patchlab privacy bench"),
+    Kind("scatter-features", ".features.pt", "cached ScatterNet features", "patchlab privacy bench", "none"),
 ):
     register_kind(_k)
 
@@ -312,6 +329,8 @@ def _identify_file(path: Path) -> Identity | None:
         return _identify_pdf(path)
     if head.startswith(b"PK\x03\x04") and path.suffix == ".pt":
         return _identify_torch(path)
+    if path.suffix == ".safetensors" and len(head) > 8 and head[8:9] == b"{":
+        return _identify_safetensors(path)
     if head.lstrip()[:1] == b"{":
         data = read_json(path)
         if isinstance(data, dict):
@@ -364,9 +383,32 @@ def _identify_torch(path: Path) -> Identity | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - not a checkpoint we can read safely
         return None
-    if isinstance(state, dict) and str(state.get("format", "")).startswith("patchlab-patch-checkpoint"):
-        return Identity("patch-checkpoint", KINDS["patch-checkpoint"].writer)
+    fmt = str(state.get("format", "")) if isinstance(state, dict) else ""
+    for prefix, kind in TORCH_FORMATS.items():
+        if fmt.startswith(prefix):
+            return Identity(kind, str(state.get("written_by") or KINDS[kind].writer))
     return None
+
+
+# checkpoint "format" prefixes -> kinds (the checkpoints' own format fields identify them)
+TORCH_FORMATS = {"patchlab-patch-checkpoint": "patch-checkpoint", "patchlab-dpsgd": "dpsgd-checkpoint",
+                 "patchlab-digits-fit": "digits-fit-checkpoint", "patchlab-scatter-features": "scatter-features"}
+
+
+def _identify_safetensors(path: Path) -> Identity | None:
+    """A safetensors file whose metadata carries our tag (`artifact`, `written_by`); any patchlab digits model
+    (its `patchlab` settings entry) is a digits model."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # noqa: BLE001 - not a safetensors file we can read
+        return None
+    found = _tag_identity(meta)
+    if found is None and "patchlab" in meta:
+        return Identity("digits-model", KINDS["digits-model"].writer, legacy=True)
+    return found
 
 
 def identify(path: str | Path) -> Identity | None:

@@ -6,7 +6,7 @@ BatchNorm anywhere: DP-SGD (Opacus) needs per-sample gradients, which BatchNorm 
 
     from patchlab.models.digits import make_digits_model, fit, accuracy
     net = make_digits_model("cnn", size=28)
-    fit(net, x_train, y_train, epochs=5, checkpoint="runs/cnn.ckpt.pt")   # resumes if the file exists
+    fit(net, x_train, y_train, epochs=5, checkpoint="runs/cnn.fit.pt")     # resumes if the file exists
     accuracy(net, x_test, y_test)
 """
 
@@ -191,13 +191,16 @@ def make_digits_model(kind: str, size: int = 28, seed: int | None = 0, **kwargs)
         return cls(size=size, **kwargs)
 
 
-def save_digits_model(model: _DigitsBase, path: str | Path) -> Path:
-    """Weights as safetensors with the constructor settings in its metadata (loads without unpickling)."""
+def save_digits_model(model: _DigitsBase, path: str | Path, written_by: str | None = None) -> Path:
+    """Weights as safetensors with the constructor settings in its metadata (loads without unpickling), tagged as
+    a `digits-model` written by `written_by` (patchlab.artifacts)."""
     from safetensors.torch import save_file
+
+    from patchlab.artifacts import tag
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"patchlab": json.dumps(model.config)})
+        save_file(state, str(tmp), metadata={"patchlab": json.dumps(model.config), **tag("digits-model", written_by)})
     return Path(path)
 
 

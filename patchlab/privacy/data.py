@@ -71,3 +71,21 @@ def privacy_data(folder: str | Path | None = None, seed: int = 0, sizes: dict[st
             raise PatchlabError(f"limit_private must be >= 1, got {limit_private}")
         private = Digits(private.images[:limit_private], private.labels[:limit_private], private.source)
     return PrivacyData(private, parts["public"], parts["test"], source)
+
+
+def default_model(size: int) -> str:
+    """The digits model the privacy experiments use at this image size: the DP-SGD papers' CNN from 16 px up."""
+    return "dpcnn" if size >= 16 else "cnn"
+
+
+def model_kwargs(kind: str | None, activation: str, size: int) -> dict:
+    """make_digits_model settings for `kind` (None: default_model) at `size`, narrower for 8x8 digits."""
+    kind = kind or default_model(size)
+    kw: dict = {"kind": kind, "size": size}
+    if kind in ("cnn", "dpcnn", "mlp"):
+        kw["activation"] = activation
+    if kind == "cnn" and size < 16:
+        kw.update(width=16, hidden=32)
+    if kind == "scatter" and size < 16:
+        kw.update(J=1, groups=9)
+    return kw

@@ -4,7 +4,7 @@ accountant (RDP or PRV) add up the privacy spent.
 
     from patchlab.privacy.dpsgd import DPSGDConfig, train_dpsgd
     net = make_digits_model("dpcnn", activation="tanh")
-    result = train_dpsgd(net, x, y, DPSGDConfig(target_epsilon=2.0, epochs=15), checkpoint="runs/dp.ckpt.pt")
+    result = train_dpsgd(net, x, y, DPSGDConfig(target_epsilon=2.0, epochs=15), checkpoint="runs/dp.dpsgd.pt")
     result.epsilon, result.noise_multiplier, accuracy(result.model, x_test, y_test)
 
 The loop is Opacus's `PrivacyEngine` chain: `ModuleValidator` (BatchNorm cannot be made private: it is swapped for
@@ -38,9 +38,22 @@ from patchlab.artifacts import save_torch
 from patchlab.errors import PatchlabError
 
 from patchlab.progress import ProgressFn
+from patchlab.registry import Registry
+
 CKPT_FORMAT = "patchlab-dpsgd-1"
-ACCOUNTANTS = ("rdp", "prv")
-GRAD_SAMPLE_MODES = ("hooks", "ew", "ghost", "functorch")
+
+# Opacus's accountants, by the name PrivacyEngine takes
+ACCOUNTANTS: Registry[str] = Registry("accountant")
+ACCOUNTANTS.register("rdp", "RDPAccountant", title="Rényi DP (Mironov 2017; moments accountant)",
+                     aliases=("moments", "renyi"))
+ACCOUNTANTS.register("prv", "PRVAccountant", title="Privacy random variables (Gopi et al. 2021)")
+
+# how per-sample gradients are computed (Opacus's grad_sample_mode)
+GRAD_SAMPLE_MODES: Registry[str] = Registry("grad_sample_mode")
+GRAD_SAMPLE_MODES.register("ew", "ew", title="torch ExpandedWeights (fastest here)", aliases=("expanded-weights",))
+GRAD_SAMPLE_MODES.register("hooks", "hooks", title="Opacus hooks")
+GRAD_SAMPLE_MODES.register("ghost", "ghost", title="ghost clipping (per-sample norms only)")
+GRAD_SAMPLE_MODES.register("functorch", "functorch", title="functorch vmap")
 
 
 @dataclass
@@ -105,11 +118,8 @@ class DPSGDConfig:
             raise PatchlabError(f"lr must be > 0, got {self.lr}")
         if self.optimizer not in ("sgd", "adam"):
             raise PatchlabError(f"unknown optimizer '{self.optimizer}' (choose from sgd, adam)")
-        if self.accountant not in ACCOUNTANTS:
-            raise PatchlabError(f"unknown accountant '{self.accountant}' (choose from {', '.join(ACCOUNTANTS)})")
-        if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
-            raise PatchlabError(f"unknown grad_sample_mode '{self.grad_sample_mode}' "
-                                f"(choose from {', '.join(GRAD_SAMPLE_MODES)})")
+        self.accountant = ACCOUNTANTS.resolve(self.accountant)
+        self.grad_sample_mode = GRAD_SAMPLE_MODES.resolve(self.grad_sample_mode)
 
     def key(self, model: nn.Module, n: int) -> str:
         """What a checkpoint must match to be resumed: every setting and the data size; `epochs` only when it
@@ -157,11 +167,11 @@ def split_fixed(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor
 
 def epsilon_of(history: list, delta: float, accountant: str) -> float:
     """epsilon spent by an Opacus accountant history [(noise_multiplier, sample_rate, steps), ...]."""
-    from opacus.accountants import PRVAccountant, RDPAccountant
+    import opacus.accountants
 
     if not history:
         return 0.0
-    acc = RDPAccountant() if accountant == "rdp" else PRVAccountant()
+    acc = getattr(opacus.accountants, ACCOUNTANTS.get(accountant))()
     acc.history = [tuple(h) for h in history]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,6 +1,6 @@
 """The full-size privacy experiments behind docs/privacy.md: four tables, each a list of cells.
 
-Every cell's result is written to `<out>/<table>/<cell>.json` as soon as it is done, and a rerun skips the cells
+Every cell's result is written to `<out>/<table>/<cell>.cell.json` as soon as it is done, and a rerun skips the cells
 already there, so a long table survives interruptions (and a loaded machine) and can be extended cell by cell.
 
     tables = {"speed": speed_table, "dpsgd": dpsgd_table, "pate": pate_table, "mia": mia_table}
@@ -12,17 +12,17 @@ Run them with `patchlab privacy bench speed|dpsgd|pate|mia --out DIR` or `make b
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from patchlab.artifacts import write_text
+from patchlab.artifacts import check_output, read_json, save_torch, write_json
 from patchlab.privacy.data import PrivacyData
-
 from patchlab.progress import ProgressFn
+from patchlab.registry import Registry
+
 EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
 DELTA = 1e-5
 
@@ -42,23 +42,29 @@ def opacus_setting(eps: float) -> str:
 # recipe's 240; ~1/12 of the private part per step) with lr 1 and 30 epochs: the best of four settings tried at
 # eps = 2 (batch 240/512/1000, lr 0.25-4; docs/results/privacy.md).
 LARGE_BATCH = dict(batch_size=512, lr=1.0, epochs=30, max_grad_norm=1.0)
-VARIANTS = {
-    "opacus-recipe": {"activation": "relu", "recipe": "opacus"},
-    "+tanh": {"activation": "tanh", "recipe": "opacus"},
-    "+large-batch": {"activation": "relu", "recipe": "large"},
-    "+tanh+large-batch": {"activation": "tanh", "recipe": "large"},
-    "scatternet-linear": {"kind": "scatter", "recipe": "scatter"},
-}
+VARIANTS: Registry[dict] = Registry("variant")
+VARIANTS.register("opacus-recipe", {"activation": "relu", "recipe": "opacus"},
+                  title="Opacus's MNIST example (ReLU, batch 240)")
+VARIANTS.register("+tanh", {"activation": "tanh", "recipe": "opacus"}, title="+ tanh (tempered sigmoid)")
+VARIANTS.register("+large-batch", {"activation": "relu", "recipe": "large"}, title="+ large batch (512, 30 epochs)")
+VARIANTS.register("+tanh+large-batch", {"activation": "tanh", "recipe": "large"}, title="+ tanh + large batch")
+VARIANTS.register("scatternet-linear", {"kind": "scatter", "recipe": "scatter"},
+                  title="DP linear model on ScatterNet features")
 SCATTER = dict(batch_size=512, lr=1.0, epochs=30, max_grad_norm=1.0)  # best of 4 tried at eps = 2
 
 
 def _cell(out: Path | None, table: str, name: str, fn: Callable[[], dict]) -> dict:
-    path = out / table / f"{name}.json" if out else None
-    if path is not None and path.is_file():
-        return json.loads(path.read_text())
+    """A finished cell's row from `<out>/<table>/<name>.cell.json`, or run `fn` and save its row there."""
+    path = out / table / f"{name}.cell.json" if out else None
+    if path is not None:
+        for done in (path, path.with_name(f"{name}.json")):  # .json: cells saved before they had their own suffix
+            row = read_json(done) if done.is_file() else None
+            if isinstance(row, dict) and row.get("cell") == name:
+                return {k: v for k, v in row.items() if k not in ("artifact", "written_by")}
+        check_output(path, "privacy-bench-cell", force=True)  # only our own cell may be replaced
     row = {"cell": name, **fn()}
     if path is not None:
-        write_text(path, json.dumps(row, indent=1, default=float))
+        write_json(path, row, "privacy-bench-cell", indent=1)
     return row
 
 
@@ -92,16 +98,17 @@ def speed_table(data: PrivacyData, out: Path | None = None, batch_size: int = 25
 def _scatter_features(data: PrivacyData, out: Path | None):
     from patchlab.models.digits import make_digits_model
 
-    path = out / "dpsgd" / "scatter-features.pt" if out else None
-    if path is not None and path.is_file():
-        f = torch.load(path, weights_only=True)
-        return f["private"], f["test"]
+    path = out / "dpsgd" / "scatter.features.pt" if out else None
+    if path is not None:
+        for done in (path, path.with_name("scatter-features.pt")):  # the name before features had their own suffix
+            if done.is_file():
+                f = torch.load(done, weights_only=True)
+                return f["private"], f["test"]
+        check_output(path, "scatter-features", force=True)
     net = make_digits_model("scatter", size=data.size)
     feats = {"private": net.fixed_features(data.private.images), "test": net.fixed_features(data.test.images)}
     if path is not None:
-        from patchlab.artifacts import save_torch
-
-        save_torch(feats, path)
+        save_torch({"format": "patchlab-scatter-features-1", **feats}, path)
     return feats["private"], feats["test"]
 
 
@@ -151,13 +158,13 @@ def dpsgd_table(data: PrivacyData, out: Path | None = None, epsilons=EPSILONS, v
 
 
 # -- table: PATE ---------------------------------------------------------------------------------------------------
-PATE_RUNS = {
-    # name: (teachers, aggregator settings, queries)
-    "lnmax-50": (50, dict(aggregator="lnmax", gamma=0.05), 100),
-    "gnmax-50": (50, dict(aggregator="gnmax", sigma=10.0), 100),
-    "confident-50": (50, dict(aggregator="confident", sigma=5.0, threshold=35.0, sigma1=10.0), 1000),
-    "confident-100": (100, dict(aggregator="confident", sigma=10.0, threshold=60.0, sigma1=20.0), 1000),
-}
+# name -> (teachers, aggregator settings, queries)
+PATE_RUNS: Registry[tuple] = Registry("PATE run")
+PATE_RUNS.register("lnmax-50", (50, dict(aggregator="lnmax", gamma=0.05), 100))
+PATE_RUNS.register("gnmax-50", (50, dict(aggregator="gnmax", sigma=10.0), 100))
+PATE_RUNS.register("confident-50", (50, dict(aggregator="confident", sigma=5.0, threshold=35.0, sigma1=10.0), 1000))
+PATE_RUNS.register("confident-100", (100, dict(aggregator="confident", sigma=10.0, threshold=60.0, sigma1=20.0),
+                                     1000))
 
 
 def pate_table(data: PrivacyData, out: Path | None = None, runs=tuple(PATE_RUNS), workers: int | None = None,
@@ -266,4 +273,8 @@ def markdown(table: str, rows: list[dict]) -> str:
     raise ValueError(table)
 
 
-TABLES = {"speed": speed_table, "dpsgd": dpsgd_table, "pate": pate_table, "mia": mia_table}
+TABLES: Registry[Callable[..., list[dict]]] = Registry("benchmark table")
+TABLES.register("speed", speed_table, title="DP-SGD seconds per epoch against non-private")
+TABLES.register("dpsgd", dpsgd_table, title="accuracy against epsilon, with and without each trick")
+TABLES.register("pate", pate_table, title="PATE student accuracy and epsilon")
+TABLES.register("mia", mia_table, title="membership inference, non-private against DP-SGD at each epsilon")

@@ -36,7 +36,17 @@ from patchlab.privacy.parallel import TrainJob, train_many
 from patchlab.privacy.rdp import dp_auc_bound, dp_roc_bound
 
 from patchlab.progress import ProgressFn
-ATTACKS = ("loss", "lira_online", "lira_online_fixed", "lira_offline", "lira_offline_fixed")
+from patchlab.registry import Registry
+
+# the membership scores run_mia computes for every (model, example) pair; the object is the LiRA variant
+# (online, fixed variance), () for the loss threshold
+ATTACKS: Registry[tuple] = Registry("membership attack")
+ATTACKS.register("loss", (), title="loss threshold (Yeom)", aliases=("yeom",))
+ATTACKS.register("lira_online", (True, False), title="LiRA online")
+ATTACKS.register("lira_online_fixed", (True, True), title="LiRA online, fixed variance")
+ATTACKS.register("lira_offline", (False, False), title="LiRA offline")
+ATTACKS.register("lira_offline_fixed", (False, True), title="LiRA offline, fixed variance")
+TRAINERS = ("fit", "dpsgd")
 FPR_LEVELS = (0.001, 0.01)
 
 
@@ -72,8 +82,8 @@ class MIAConfig:
             raise PatchlabError(f"shadows must be >= 2 (LiRA fits IN and OUT distributions), got {self.shadows}")
         if not 4 <= self.pool <= n_available:
             raise PatchlabError(f"pool must lie in [4, {n_available}], got {self.pool}")
-        if self.trainer not in ("fit", "dpsgd"):
-            raise PatchlabError(f"unknown trainer '{self.trainer}' (choose from fit, dpsgd)")
+        if self.trainer not in TRAINERS:
+            raise PatchlabError(f"unknown trainer '{self.trainer}' (choose from {', '.join(TRAINERS)})")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise PatchlabError("epochs and batch_size must be >= 1 and lr > 0")
 
@@ -254,11 +264,11 @@ def run_mia(pool_data: Digits, config: MIAConfig | None = None, *, test: Digits 
     members, yeom_tp, yeom_fp = [], 0, 0
     for t in range(n_models):
         others = np.arange(n_models) != t
-        scores["loss"].append(-loss[t])
-        for online in (True, False):
-            for fixed in (False, True):
-                name = f"lira_{'online' if online else 'offline'}{'_fixed' if fixed else ''}"
-                scores[name].append(lira_scores(phi[t], phi[others], keep[others], online, fixed))
+        for name, variant in ATTACKS.items():
+            if not variant:
+                scores[name].append(-loss[t])
+            else:
+                scores[name].append(lira_scores(phi[t], phi[others], keep[others], *variant))
         members.append(keep[t])
         tau = loss[t][keep[t]].mean() if keep[t].any() else 0.0  # Yeom: the mean training loss
         guess = loss[t] <= tau

@@ -3,8 +3,9 @@
 Every job names its data by indices into one shared (x, y), which each worker receives once. A job runs with one
 torch thread whatever the process count, and its randomness comes only from its own seed, so the same jobs give
 bit-identical models with workers=1 (in this process) or workers=8. With `out_dir`, each finished model is saved
-(safetensors + a JSON sidecar holding the job's key) as soon as it is done, and a rerun reuses the ones that
-match: an interrupted ensemble resumes where it stopped.
+(`<name>.safetensors` and a `<name>.job.json` sidecar holding the job's key) as soon as it is done, and a rerun
+reuses the ones that match: an interrupted ensemble resumes where it stopped. Files of other kinds at those paths
+are refused before any training starts (patchlab.artifacts.check_outputs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from patchlab.artifacts import write_text
+from patchlab.artifacts import check_outputs, read_json, write_json
 from patchlab.errors import PatchlabError
 
 from patchlab.progress import ProgressFn
@@ -91,20 +92,28 @@ def _run_local(job: TrainJob, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, d
 
 
 def _paths(out_dir: Path, name: str) -> tuple[Path, Path]:
-    return out_dir / f"{name}.safetensors", out_dir / f"{name}.json"
+    return out_dir / f"{name}.safetensors", out_dir / f"{name}.job.json"
+
+
+def output_paths(jobs: list[TrainJob], out_dir: str | Path) -> dict[Path, str]:
+    """{path: artifact kind} of everything train_many saves for `jobs` (for patchlab.artifacts.check_outputs)."""
+    out = {}
+    for job in jobs:
+        model_path, meta_path = _paths(Path(out_dir), job.name)
+        out[model_path], out[meta_path] = "digits-model", "trained-model-job"
+    return out
 
 
 def _load_done(job: TrainJob, key: str, out_dir: Path | None):
     if out_dir is None:
         return None
     model_path, meta_path = _paths(out_dir, job.name)
+    if not meta_path.is_file():
+        meta_path = out_dir / f"{job.name}.json"  # written before the sidecars had their own suffix
     if not (model_path.is_file() and meta_path.is_file()):
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except ValueError:
-        return None
-    if meta.get("key") != key:
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("key") != key:
         return None
     from patchlab.models.digits import load_digits_model
 
@@ -116,8 +125,8 @@ def _save_done(job: TrainJob, key: str, out_dir: Path, model, info: dict) -> Non
 
     model_path, meta_path = _paths(out_dir, job.name)
     save_digits_model(model, model_path)
-    write_text(meta_path, json.dumps({"key": key, "job": {**asdict(job), "indices": len(job.indices)},
-                                      "info": info}, indent=1))
+    write_json(meta_path, {"key": key, "job": {**asdict(job), "indices": len(job.indices)}, "info": info},
+               kind="trained-model-job", indent=1)
 
 
 def default_workers() -> int:
@@ -137,6 +146,8 @@ def train_many(jobs: list[TrainJob], x: torch.Tensor, y: torch.Tensor, *, worker
     if workers < 1:
         raise PatchlabError(f"workers must be >= 1, got {workers}")
     out = Path(out_dir) if out_dir else None
+    if out is not None:  # our own earlier models are reused or replaced; anything else there is refused
+        check_outputs(output_paths(jobs, out), force=True)
     dkey = data_key(x, y)
     keys = [j.key(dkey) for j in jobs]
     models: list = [None] * len(jobs)

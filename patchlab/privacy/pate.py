@@ -29,7 +29,7 @@ from patchlab.privacy.pate_analysis import PateAnalysis, analyse
 from patchlab.privacy.parallel import TrainJob, train_many
 
 from patchlab.progress import ProgressFn
-AGGREGATORS = ("lnmax", "gnmax", "confident")
+from patchlab.registry import Registry
 
 
 @dataclass
@@ -73,8 +73,7 @@ class PATEConfig:
         return 0.5 * self.teachers if self.sigma1 is None else float(self.sigma1)
 
     def validate(self, n_private: int, n_public: int) -> None:
-        if self.aggregator not in AGGREGATORS:
-            raise PatchlabError(f"unknown aggregator '{self.aggregator}' (choose from {', '.join(AGGREGATORS)})")
+        self.aggregator = AGGREGATORS.resolve(self.aggregator)
         if self.teachers < 2:
             raise PatchlabError(f"teachers must be >= 2, got {self.teachers}")
         if self.teachers > n_private:
@@ -114,21 +113,34 @@ class Aggregate:
     answered: np.ndarray    # (queries,) bool
 
 
+# The noisy-max mechanisms: (counts, rng, gamma, sigma, threshold, sigma1) -> Aggregate
+AGGREGATORS: Registry = Registry("aggregator")
+
+
+@AGGREGATORS.register("lnmax", title="LNMax (Laplace noisy max, 2016)", aliases=("laplace",))
+def _lnmax(c: np.ndarray, rng: np.random.Generator, gamma, sigma, threshold, sigma1) -> Aggregate:
+    labels = np.argmax(c + rng.laplace(0.0, 1.0 / gamma, size=c.shape), axis=1)
+    return Aggregate(labels, np.ones(len(c), dtype=bool))
+
+
+@AGGREGATORS.register("gnmax", title="GNMax (Gaussian noisy max, 2018)", aliases=("gaussian",))
+def _gnmax(c: np.ndarray, rng: np.random.Generator, gamma, sigma, threshold, sigma1) -> Aggregate:
+    labels = np.argmax(c + rng.normal(0.0, sigma, size=c.shape), axis=1)
+    return Aggregate(labels, np.ones(len(c), dtype=bool))
+
+
+@AGGREGATORS.register("confident", title="Confident-GNMax (answers only clear majorities, 2018)",
+                      aliases=("confident-gnmax",))
+def _confident(c: np.ndarray, rng: np.random.Generator, gamma, sigma, threshold, sigma1) -> Aggregate:
+    answered = c.max(axis=1) + rng.normal(0.0, sigma1, size=len(c)) >= threshold
+    noisy = np.argmax(c + rng.normal(0.0, sigma, size=c.shape), axis=1)
+    return Aggregate(np.where(answered, noisy, -1), answered)
+
+
 def aggregate(counts, aggregator: str, rng: np.random.Generator, *, gamma: float | None = None,
               sigma: float | None = None, threshold: float | None = None, sigma1: float | None = None) -> Aggregate:
-    """Noisy-max labels from (queries, classes) vote counts."""
-    c = np.asarray(counts, dtype=np.float64)
-    if aggregator == "lnmax":
-        labels = np.argmax(c + rng.laplace(0.0, 1.0 / gamma, size=c.shape), axis=1)
-        return Aggregate(labels, np.ones(len(c), dtype=bool))
-    if aggregator == "gnmax":
-        labels = np.argmax(c + rng.normal(0.0, sigma, size=c.shape), axis=1)
-        return Aggregate(labels, np.ones(len(c), dtype=bool))
-    if aggregator == "confident":
-        answered = c.max(axis=1) + rng.normal(0.0, sigma1, size=len(c)) >= threshold
-        noisy = np.argmax(c + rng.normal(0.0, sigma, size=c.shape), axis=1)
-        return Aggregate(np.where(answered, noisy, -1), answered)
-    raise PatchlabError(f"unknown aggregator '{aggregator}' (choose from {', '.join(AGGREGATORS)})")
+    """Noisy-max labels from (queries, classes) vote counts by a registered aggregator."""
+    return AGGREGATORS.get(aggregator)(np.asarray(counts, dtype=np.float64), rng, gamma, sigma, threshold, sigma1)
 
 
 @dataclass

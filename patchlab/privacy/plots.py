@@ -6,24 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from patchlab.artifacts import atomic_path
+from patchlab.privacy.mia import ATTACKS
 from patchlab.privacy.rdp import dp_roc_bound
 
-ATTACK_TITLES = {"loss": "loss threshold (Yeom)", "lira_online": "LiRA online",
-                 "lira_online_fixed": "LiRA online, fixed variance", "lira_offline": "LiRA offline",
-                 "lira_offline_fixed": "LiRA offline, fixed variance"}
 
 
 def _figure(w: float = 6.0, h: float = 4.5):
     from matplotlib.figure import Figure
 
     return Figure(figsize=(w, h), layout="constrained")
-
-
-def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    return Path(path)
 
 
 def roc_figure(attacks: dict, epsilon: float | None = None, delta: float = 1e-5, title: str = "",
@@ -36,7 +27,7 @@ def roc_figure(attacks: dict, epsilon: float | None = None, delta: float = 1e-5,
     for name, a in attacks.items():
         fpr, tpr = np.asarray(a["fpr"]), np.asarray(a["tpr"])
         ax.plot(np.maximum(fpr, floor), np.maximum(tpr, floor), lw=1.6,
-                label=f"{ATTACK_TITLES.get(name, name)}  AUC {a['auc']:.3f}, TPR@0.1% {a['tpr_at_0.1%']:.2%}")
+                label=f"{ATTACKS.title(name) if name in ATTACKS else name}  AUC {a['auc']:.3f}, TPR@0.1% {a['tpr_at_0.1%']:.2%}")
     grid = np.logspace(np.log10(floor), 0, 200)
     ax.plot(grid, grid, color="grey", ls=":", lw=1, label="chance")
     if epsilon is not None:

@@ -8,6 +8,9 @@ import streamlit as st
 
 from patchlab.app import ui
 from patchlab.app.jobs import Job
+from patchlab.privacy.data import default_model, model_kwargs
+from patchlab.privacy.dpsgd import GRAD_SAMPLE_MODES
+from patchlab.privacy.pate import AGGREGATORS
 
 st.title("Privacy")
 st.caption("Can a model leak its training data, and what does differential privacy buy? DP-SGD (Abadi et al. 2016) "
@@ -41,19 +44,6 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
-def default_kind(size: int) -> str:
-    return "dpcnn" if size >= 16 else "cnn"
-
-
-def model_kwargs(kind: str, activation: str, size: int) -> dict:
-    kw = {"kind": kind, "size": size}
-    if kind in ("cnn", "dpcnn", "mlp"):
-        kw["activation"] = activation
-    if kind == "cnn" and size < 16:
-        kw.update(width=16, hidden=32)
-    if kind == "scatter" and size < 16:
-        kw.update(J=1, groups=9)
-    return kw
 
 
 def job_panel(key: str, running_text: str, show_result) -> None:
@@ -106,9 +96,10 @@ with tab_dp, ui.user_errors():
     with c3:
         dp_lr = st.number_input("Learning rate (SGD)", 0.01, 20.0, 1.0, key="dp_lr")
         dp_c = st.number_input("Clipping norm C", 0.01, 10.0, 1.0, key="dp_clip")
-        dp_mode = st.selectbox("Per-sample gradients", ["ew", "hooks", "ghost"], key="dp_mode",
-                               help="ew: torch's ExpandedWeights (fastest); hooks: Opacus's own; ghost clipping "
-                                    "clips from per-sample norms without storing per-sample gradients")
+        dp_mode = st.selectbox("Per-sample gradients", GRAD_SAMPLE_MODES.names(), key="dp_mode",
+                               format_func=GRAD_SAMPLE_MODES.title,
+                               help="ghost clipping clips from per-sample norms without storing per-sample "
+                                    "gradients")
     dp_baseline = st.checkbox("Also train the same model without privacy", value=True, key="dp_baseline")
     running = st.session_state.get("dp_job") is not None and st.session_state["dp_job"].snapshot().active
     if st.button("Train with DP-SGD", type="primary", disabled=running, key="dp_run"):
@@ -162,9 +153,7 @@ with tab_pate, ui.user_errors():
     with c1:
         pate_data = data_choice("pate_data")
         pate_teachers = int(st.number_input("Teachers", 2, 250, 10, key="pate_teachers"))
-        pate_agg = st.selectbox("Aggregator", ["confident", "gnmax", "lnmax"], key="pate_agg",
-                                format_func={"confident": "Confident-GNMax", "gnmax": "GNMax",
-                                             "lnmax": "LNMax (Laplace, 2016)"}.get)
+        pate_agg = st.selectbox("Aggregator", AGGREGATORS.names()[::-1], key="pate_agg", format_func=AGGREGATORS.title)
     with c2:
         pate_sigma = st.number_input("σ (Gaussian vote noise)", 0.1, 200.0, 2.0, key="pate_sigma")
         pate_gamma = st.number_input("γ (LNMax: Laplace scale 1/γ)", 0.001, 10.0, 0.5, key="pate_gamma")
@@ -181,7 +170,7 @@ with tab_pate, ui.user_errors():
         d = load_data(pate_data)
         cfg = PATEConfig(teachers=pate_teachers, aggregator=pate_agg, sigma=float(pate_sigma),
                          gamma=float(pate_gamma), threshold=float(pate_t), sigma1=float(pate_s1),
-                         queries=min(pate_queries, len(d.public)), model=default_kind(d.size),
+                         queries=min(pate_queries, len(d.public)), model=default_model(d.size),
                          teacher_epochs=pate_epochs, student_epochs=20, pseudo_label=0.9 if pate_pseudo else 0.0,
                          workers=1)
         cfg.validate(len(d.private), len(d.public))
