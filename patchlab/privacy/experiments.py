@@ -165,6 +165,9 @@ PATE_RUNS.register("gnmax-50", (50, dict(aggregator="gnmax", sigma=10.0), 100))
 PATE_RUNS.register("confident-50", (50, dict(aggregator="confident", sigma=5.0, threshold=35.0, sigma1=10.0), 1000))
 PATE_RUNS.register("confident-100", (100, dict(aggregator="confident", sigma=10.0, threshold=60.0, sigma1=20.0),
                                      1000))
+# fewer queries, more threshold noise: the threshold step (charged on every query) dominates epsilon here
+PATE_RUNS.register("confident-50-q100", (50, dict(aggregator="confident", sigma=10.0, threshold=35.0, sigma1=20.0),
+                                         100))
 
 
 def pate_table(data: PrivacyData, out: Path | None = None, runs=tuple(PATE_RUNS), workers: int | None = None,

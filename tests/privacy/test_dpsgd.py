@@ -66,7 +66,7 @@ def test_seeded_runs_repeat_and_resume_equals_uninterrupted(run, digits_split, t
     assert _same(run.model, again.model) and again.epsilon == run.epsilon
 
     stop = threading.Event()
-    ckpt = tmp_path / "dp.ckpt.pt"
+    ckpt = tmp_path / "dp.dpsgd.pt"
 
     def halt_in_epoch_two(step, total, metrics):
         if metrics["epoch"] == 2:
