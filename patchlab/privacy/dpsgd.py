@@ -358,43 +358,58 @@ def _train(model, trainable, x, y, cfg: DPSGDConfig, key: str, ckpt: Path | None
     return result
 
 
+def _epoch_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, lr: float,
+              mode: str) -> Callable[[], None]:
+    """One training epoch of `net` as a call: plain SGD over a shuffled loader ("nonprivate"), or DP-SGD (Poisson
+    sampling, clipping, noise multiplier 1) with the given per-sample gradient mode."""
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    crit = nn.CrossEntropyLoss()
+    if mode == "nonprivate":
+        model = net
+    else:
+        from opacus import PrivacyEngine
+
+        out = PrivacyEngine(accountant="rdp").make_private(
+            module=net, optimizer=opt, data_loader=loader, noise_multiplier=1.0, max_grad_norm=1.0,
+            poisson_sampling=True, grad_sample_mode=GRAD_SAMPLE_MODES.resolve(mode))
+        model, opt, loader = (out[0], out[1], out[3]) if mode == "ghost" else out
+        crit = out[2] if mode == "ghost" else crit
+
+    def epoch() -> None:
+        for xb, yb in loader:
+            opt.zero_grad(set_to_none=True)
+            if len(xb):  # an empty Poisson batch: nothing to time
+                crit(model(xb), yb).backward()
+                opt.step()
+
+    return epoch
+
+
 def epoch_seconds(make_model: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, batch_size: int,
                   modes: tuple[str, ...] = ("nonprivate", "hooks", "ew", "ghost"), lr: float = 0.5,
-                  repeats: int = 1, progress: ProgressFn | None = None) -> dict:
-    """Seconds per epoch of the same model, data and batch size trained without privacy (a plain SGD loop over
-    the same kind of loader) and with DP-SGD in each Opacus `grad_sample_mode`; the median of `repeats` epochs
-    (the first epoch of each mode is a warm-up and is not timed when repeats > 1). Returns
-    {"seconds": {mode: s}, "ratio": {mode: s / nonprivate}, "batch_size": ..., "n": ...}."""
-    import statistics
+                  repeats: int = 3, progress: ProgressFn | None = None) -> dict:
+    """Seconds per epoch of the same model, data and batch size trained without privacy and with DP-SGD in each
+    Opacus `grad_sample_mode`: the modes run round-robin, `repeats` epochs each after one warm-up epoch, and each
+    is judged on its best epoch (other load only ever adds time; patchlab.bench.timing). Returns
+    {"seconds": {mode: s}, "ratio": {mode: s / nonprivate}, "cpu_seconds": {...}, "cpu_ratio": {...},
+    "batch_size": ..., "n": ...}; the CPU-time ratio is the steadier one on a loaded machine."""
+    from patchlab.bench.timing import best, interleaved
 
-    seconds: dict[str, float] = {}
-    runs = repeats + (1 if repeats > 1 else 0)
-    for i, mode in enumerate(modes):
-        net = make_model()
-        fixed, trainable = split_fixed(net)
-        xs = fixed(x) if fixed is not None else x
-        if mode == "nonprivate":
-            g = torch.Generator().manual_seed(0)
-            loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, y), batch_size=batch_size,
-                                                 shuffle=True, generator=g)
-            opt = torch.optim.SGD(trainable.parameters(), lr=lr)
-            crit = nn.CrossEntropyLoss()
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                for xb, yb in loader:
-                    opt.zero_grad(set_to_none=True)
-                    crit(trainable(xb), yb).backward()
-                    opt.step()
-                times.append(time.perf_counter() - t0)
-        else:
-            res = train_dpsgd(trainable, xs, y, DPSGDConfig(target_epsilon=None, noise_multiplier=1.0, epochs=runs,
-                                                            batch_size=batch_size, physical_batch_size=batch_size,
-                                                            lr=lr, grad_sample_mode=mode))
-            times = [r["train_seconds"] for r in res.history]
-        seconds[mode] = statistics.median(times[1:] if len(times) > 1 else times)
-        if progress is not None:
-            progress(i + 1, len(modes), {"mode": mode, "seconds": seconds[mode]})
-    base = seconds.get("nonprivate")
-    return {"seconds": seconds, "ratio": {m: s / base for m, s in seconds.items()} if base else {},
-            "batch_size": batch_size, "n": len(x)}
+    require_opacus()
+    fns = {}
+    cpu: dict[str, list[float]] = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(Secure RNG|Full backward hook|Optimal order).*")
+        for mode in modes:
+            fixed, trainable = split_fixed(make_model())
+            fns[mode] = _epoch_fn(trainable, fixed(x) if fixed is not None else x, y, batch_size, lr, mode)
+        samples = interleaved(fns, rounds=repeats, warmup=1, cpu=cpu)
+    if progress is not None:
+        progress(len(modes), len(modes), {})
+    seconds, cpu_s = best(samples), best(cpu)
+    base, base_cpu = seconds.get("nonprivate"), cpu_s.get("nonprivate")
+    return {"seconds": seconds, "ratio": {m: v / base for m, v in seconds.items()} if base else {},
+            "cpu_seconds": cpu_s, "cpu_ratio": {m: v / base_cpu for m, v in cpu_s.items()} if base_cpu else {},
+            "batch_size": batch_size, "n": len(x), "repeats": repeats}

@@ -75,9 +75,10 @@ def _rate(acc: float, n: int) -> dict:
 
 
 # -- table: speed ----------------------------------------------------------------------------------------------------
-def speed_table(data: PrivacyData, out: Path | None = None, batch_size: int = 256, repeats: int = 2,
+def speed_table(data: PrivacyData, out: Path | None = None, batch_size: int = 256, repeats: int = 3,
                 progress: ProgressFn | None = None) -> list[dict]:
-    """Seconds per epoch, non-private vs Opacus per-sample hooks vs ghost clipping, same model/data/batch."""
+    """Seconds per epoch, non-private against DP-SGD with Opacus's hooks, ExpandedWeights and ghost clipping,
+    same model, data and batch; modes interleaved, best of `repeats` epochs each."""
     from patchlab.models.digits import make_digits_model
     from patchlab.privacy.dpsgd import epoch_seconds
 
@@ -88,7 +89,7 @@ def speed_table(data: PrivacyData, out: Path | None = None, batch_size: int = 25
             r = epoch_seconds(lambda: make_digits_model(**mk, size=data.size, seed=0), data.private.images,
                               data.private.labels, batch_size, repeats=repeats)
             return {"model": name, **r, "threads": torch.get_num_threads()}
-        rows.append(_cell(out, "speed", f"{mk['kind']}-b{batch_size}-v2", run))
+        rows.append(_cell(out, "speed", f"{mk['kind']}-b{batch_size}-v3", run))
         if progress is not None:
             progress(i + 1, len(models), {"model": name})
     return rows
@@ -232,12 +233,13 @@ def markdown(table: str, rows: list[dict]) -> str:
     if table == "speed":
         modes = [m for m in ("hooks", "ew", "ghost") if all(m in r["seconds"] for r in rows)]
         titles = {"hooks": "Opacus hooks", "ew": "ExpandedWeights", "ghost": "ghost clipping"}
-        lines = ["| model | batch | non-private s/epoch | " + " | ".join(f"{titles[m]} s/epoch (ratio)" for m in modes)
+        lines = ["| model | batch | non-private s/epoch | " + " | ".join(f"{titles[m]} s/epoch (ratio; CPU-time ratio)"
+                                                                       for m in modes)
                  + " |", "|---|---|---|" + "---|" * len(modes)]
         for r in rows:
-            s, q = r["seconds"], r["ratio"]
+            s, q, c = r["seconds"], r["ratio"], r.get("cpu_ratio", {})
             lines.append(f"| {r['model']} | {r['batch_size']} | {s['nonprivate']:.2f} | " + " | ".join(
-                f"{s[m]:.2f} ({q[m]:.2f}x)" for m in modes) + " |")
+                f"{s[m]:.2f} ({q[m]:.2f}x" + (f"; {c[m]:.2f}x)" if m in c else ")") for m in modes) + " |")
         return "\n".join(lines)
     if table == "dpsgd":
         variants = list(dict.fromkeys(r["variant"] for r in rows))
