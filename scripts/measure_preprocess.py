@@ -24,8 +24,12 @@ import torch.nn.functional as F
 
 
 def torch_transform(x: torch.Tensor, size: int, short: int, mode: str) -> torch.Tensor:
-    from patchlab.models.preprocess import center_crop
+    """bilinear: the transform before issue 14 exactly (long side rounded); bicubic: as patchlab.models.preprocess
+    now (long side truncated, as torchvision's Resize), at any short side."""
+    from patchlab.models.preprocess import center_crop, resize_short_side
 
+    if mode == "bicubic":
+        return center_crop(resize_short_side(x, short), size)
     h, w = x.shape[-2:]
     if min(h, w) != short:
         s = short / min(h, w)
