@@ -90,7 +90,8 @@ class WriteGuard:
 
 
 _docs_shots = os.environ.get("PATCHLAB_DOCS_SCREENSHOTS")  # `make screenshots` refreshes the README's images
-WRITES = WriteGuard(ROOT, ["test-artifacts", ".pytest_cache"] + ([_docs_shots.strip("/")] if _docs_shots else []))
+WRITES = WriteGuard(ROOT, ["test-artifacts", ".pytest_cache", ".venv"]
+                    + ([_docs_shots.strip("/")] if _docs_shots else []))
 sys.addaudithook(WRITES)
 
 
