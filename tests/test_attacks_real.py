@@ -51,10 +51,10 @@ def _pgd_fgsm_targeted(lite0, x, y):
 
 
 def _check_acceptance(pgd, fgsm, toaster, n=100):
-    assert pgd["clean_accuracy"] >= at_least(REPORTED["clean"], n), pgd                  # >= 79 of 100
+    assert pgd["clean_accuracy"] >= at_least(REPORTED["clean"], n), pgd                  # >= 80 of 100
     assert pgd["robust_accuracy"] <= min(0.02, at_most(REPORTED["pgd"], n)), pgd        # acceptance: <= 2 %
     assert pgd["max_linf"] <= 4 / 255 + 1e-6
-    assert fgsm["robust_accuracy"] <= min(0.35, at_most(REPORTED["fgsm"], n)), fgsm     # <= 21 of 100
+    assert fgsm["robust_accuracy"] <= min(0.35, at_most(REPORTED["fgsm"], n)), fgsm     # <= 20 of 100
     assert toaster["success_rate"] >= max(0.95, at_least(REPORTED["toaster"], n)), toaster   # >= 97 of 100
     assert toaster["max_linf"] <= 8 / 255 + 1e-6
 
