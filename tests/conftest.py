@@ -91,7 +91,7 @@ class WriteGuard:
 
 _docs_shots = os.environ.get("PATCHLAB_DOCS_SCREENSHOTS")  # `make screenshots` refreshes the README's images
 WRITES = WriteGuard(ROOT, ["test-artifacts", ".pytest_cache", ".venv"]
-                    + ([_docs_shots.strip("/")] if _docs_shots else []))
+                    + ([_docs_shots.rstrip("/")] if _docs_shots else []))
 sys.addaudithook(WRITES)
 
 
