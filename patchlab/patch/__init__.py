@@ -3,10 +3,10 @@
 from patchlab.patch.io import load_patch, save_patch
 from patchlab.patch.losses import default_palette, non_printability, total_variation
 from patchlab.patch.shapes import make_mask
-from patchlab.patch.train import PatchConfig, PatchResult, train_patch
+from patchlab.patch.train import PatchConfig, PatchResult, PatchTrainer, train_patch
 
-__all__ = ["PatchConfig", "PatchResult", "default_palette", "load_patch", "make_mask", "non_printability",
-           "save_patch", "total_variation", "train_patch", "evaluate_patch", "effect_breakdown", "wilson_interval"]
+__all__ = ["PatchConfig", "PatchResult", "PatchTrainer", "default_palette", "load_patch", "make_mask",
+           "non_printability", "save_patch", "total_variation", "train_patch", "evaluate_patch", "effect_breakdown", "wilson_interval"]
 
 
 def __getattr__(name):
