@@ -166,8 +166,8 @@ class EOT:
     def place(self, patch: torch.Tensor, scenes: torch.Tensor, params: EOTParams,
               whole: EOTParams | None = None) -> tuple[torch.Tensor, ...]:
         """Composite an RGBA patch (4, h, w) into scenes (B, 3, S, S): returns (frames, corners, alpha). When
-        `params` are some rows of a larger batch's draws `whole`, the texture is shrunk as for the whole batch, so
-        the rows render as they would within it."""
+        `params` are some rows of a larger batch's draws `whole`, the texture is shrunk and the warp boxes are sized
+        as for the whole batch, so the rows render exactly as they would within it."""
         from kornia.geometry.transform import get_perspective_transform, warp_perspective
 
         b, _, size, size_w = scenes.shape
@@ -200,9 +200,13 @@ class EOT:
         homography = get_perspective_transform(src[None].expand(b, -1, -1), corners.to(dev))
         # warp only into a box around each quad (the same box size for the batch, placed per sample), then paste:
         # the patch covers a small part of the frame, and outside its quad the warp is zero anyway
-        lo = (corners.min(1).values.floor() - 1).clamp(0, size).long()          # (B, 2) x, y
-        hi = (corners.max(1).values.ceil() + 2).clamp(0, size).long()
-        bw, bh = int((hi - lo)[:, 0].max()), int((hi - lo)[:, 1].max())
+        def box(quads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return ((quads.min(1).values.floor() - 1).clamp(0, size).long(),    # (B, 2) x, y
+                    (quads.max(1).values.ceil() + 2).clamp(0, size).long())
+
+        lo, _ = box(corners)
+        box_lo, box_hi = box(sizing)  # the batch's box size (the whole batch's, for rows of it)
+        bw, bh = int((box_hi - box_lo)[:, 0].max()), int((box_hi - box_lo)[:, 1].max())
         x0 = torch.minimum(lo[:, 0], torch.tensor(size - bw)).tolist()
         y0 = torch.minimum(lo[:, 1], torch.tensor(size - bh)).tolist()
         shift = torch.eye(3).repeat(b, 1, 1)

@@ -268,11 +268,13 @@ class PatchTrainer:
         self.steps_taken, self.history, self.elapsed = 0, [], 0.0
         self.stop_agreed = False  # a data-parallel run stops when any rank's stop event was set during a step
 
-    # -- prepare: config -> outputs -> transforms -> models -> scenes -> patch -> ranks -> checkpoint ----------------
+    # -- prepare: ranks -> outputs -> transforms -> models -> scenes -> patch -> shared scenes -> checkpoint --------
     def prepare(self, resume: bool = False, force: bool = False, progress: ProgressFn | None = None) -> "PatchTrainer":
         """Everything before the first step. `resume` continues from the checkpoint beside `config.out`; outputs
         there are replaced only with `force`. `progress` reports the loading of the scene images."""
         ranks = self.ranks
+        if ranks.world > 1:
+            self._prepare_ranks()
         if not self.cfg.images:
             raise PatchlabError("patch training needs an image folder (images=)")
         with ranks.all_or_none("checking the outputs"):
@@ -284,7 +286,7 @@ class PatchTrainer:
             self._prepare_scenes(progress)
             self._prepare_patch()
         if ranks.world > 1:
-            self._prepare_ranks()
+            self._share_scenes()
         state = None
         if resume:
             with ranks.all_or_none("reading the checkpoint"):
@@ -356,24 +358,31 @@ class PatchTrainer:
         self.opt = torch.optim.Adam([self.texture], lr=cfg.lr)
 
     def _prepare_ranks(self) -> None:
-        """Data parallel: the ranks must run the same settings on the same scenes (each machine reads its own copy).
-        Every rank takes the same decisions from the same gathered facts, so an error never leaves one waiting."""
+        """Data parallel, before any work: the ranks must run the same settings, and each needs a sample per step.
+        Every rank decides from the same gathered facts, so an error never leaves one rank waiting for the others."""
+        ranks = self.ranks
+        settings = json.dumps({k: v for k, v in self.cfg.to_dict().items() if k != "device"}, sort_keys=True,
+                              default=str)
+        differs = [rank for rank, theirs in enumerate(ranks.gather(settings)) if theirs != settings]
+        if differs:
+            raise PatchlabError(f"rank {differs[0]} runs other settings than rank {ranks.rank}: start every process "
+                                "with the same command")
+        if self.cfg.batch < ranks.world:
+            raise PatchlabError(f"batch={self.cfg.batch} is smaller than the {ranks.world} processes: each renders at "
+                                "least one sample per step")
+
+    def _share_scenes(self) -> None:
+        """Data parallel: the same training scenes on every rank (each machine reads its own copy of the folder)."""
         import hashlib
 
         ranks = self.ranks
         self.labels = ranks.broadcast(self.labels)  # predicted labels: rank 0's, should hardware differ at a tie
-        settings = {k: v for k, v in self.cfg.to_dict().items() if k != "device"}
         digest = hashlib.blake2b(self.bank.numpy().tobytes(), digest_size=16)
         digest.update(json.dumps([p.name for p in self.split.train]).encode())
-        mine = (json.dumps(settings, sort_keys=True, default=str), digest.hexdigest())
-        for rank, theirs in enumerate(ranks.gather(mine)):
-            what = "settings" if theirs[0] != mine[0] else "training images" if theirs[1] != mine[1] else None
-            if what:
-                raise PatchlabError(f"rank {rank} has other {what} than rank {ranks.rank}: start every process with "
-                                    "the same command and the same image folder")
-        if self.cfg.batch < ranks.world:
-            raise PatchlabError(f"batch={self.cfg.batch} is smaller than the {ranks.world} processes: each renders at "
-                                "least one sample per step")
+        differs = [rank for rank, theirs in enumerate(ranks.gather(digest.hexdigest())) if theirs != digest.hexdigest()]
+        if differs:
+            raise PatchlabError(f"rank {differs[0]} has other training images than rank {ranks.rank} in "
+                                f"{self.cfg.images}: give every machine the same folder")
 
     # -- one step ------------------------------------------------------------------------------------------------------
     def step(self, stop: threading.Event | None = None) -> dict:
