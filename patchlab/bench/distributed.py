@@ -101,7 +101,9 @@ def _launch(run: ScalingRun, images: Path, patch_size: int, steps: int, warmup: 
 def weak_scaling(images: str | Path, runs: list[ScalingRun] | None = None, patch_size: int = 256, steps: int = 5,
                  warmup: int = 1, preset: str = "print", rounds: int = 2) -> dict:
     """Each run's best round: wall and CPU seconds per step, steps/s, samples/s, all-reduce times and shares, and
-    the weak-scaling efficiency (steps/s relative to the first run)."""
+    the weak-scaling efficiency relative to the first run: in wall time (steps/s ratio) and in CPU time (a rank's CPU
+    seconds per step, which the scheduler's share of the cores does not change: contention between the ranks
+    for memory and caches does)."""
     runs = runs or [ScalingRun(1), ScalingRun(2)]
     best: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="patchlab-scaling-") as tmp:
@@ -116,7 +118,7 @@ def weak_scaling(images: str | Path, runs: list[ScalingRun] | None = None, patch
         m = best[run.name]
         rows.append({**asdict(run), "name": run.name, "global_batch": run.world * run.per_rank_batch, **m,
                      "steps_per_s": 1 / m["wall_s"], "samples_per_s": run.world * run.per_rank_batch / m["wall_s"],
-                     "efficiency": base["wall_s"] / m["wall_s"],
+                     "efficiency": base["wall_s"] / m["wall_s"], "cpu_efficiency": base["cpu_s"] / m["cpu_s"],
                      "comm_share": m["allreduce_s"] / m["wall_s"],
                      "allreduce_share": m["in_step_allreduce_s"] / m["wall_s"]})
     return {"patch_size": patch_size, "preset": preset, "steps": steps, "warmup": warmup, "rounds": rounds,
@@ -128,11 +130,17 @@ def format_scaling(result: dict) -> str:
             f"(+{result['warmup']} warm-up), best of {result['rounds']} rounds, {result['cpus']} CPUs, load average "
             f"{result['load_average']:.1f}")
     lines = [head, f"{'run':26s} {'batch/rank':>10s} {'s/step':>7s} {'steps/s':>7s} {'samples/s':>9s} "
-             f"{'efficiency':>10s} {'CPU s/step':>10s} {'all-reduce':>10s} {'comm share':>10s} {'in-step wait':>12s}"]
+             f"{'efficiency':>10s} {'CPU s/step':>10s} {'CPU eff.':>8s} {'all-reduce':>10s} {'comm share':>10s} "
+             f"{'in-step all-reduce':>18s}"]
+    base = result["rows"][0]
     for r in result["rows"]:
+        # efficiencies compare runs of the same per-rank work; other rows are there for their samples/s
+        same = (r["per_rank_batch"], r["threads"]) == (base["per_rank_batch"], base["threads"])
+        eff, cpu_eff = (f"{r['efficiency']:10.2f}", f"{r['cpu_efficiency']:8.2f}") if same else (f"{'-':>10s}",
+                                                                                                  f"{'-':>8s}")
         lines.append(f"{r['name']:26s} {r['per_rank_batch']:10d} {r['wall_s']:7.2f} {r['steps_per_s']:7.3f} "
-                     f"{r['samples_per_s']:9.2f} {r['efficiency']:10.2f} {r['cpu_s']:10.2f} "
-                     f"{r['allreduce_s'] * 1e3:8.2f}ms {r['comm_share']:10.2%} {r['allreduce_share']:12.2%}")
+                     f"{r['samples_per_s']:9.2f} {eff} {r['cpu_s']:10.2f} {cpu_eff} "
+                     f"{r['allreduce_s'] * 1e3:8.2f}ms {r['comm_share']:10.2%} {r['allreduce_share']:18.2%}")
     return "\n".join(lines)
 
 

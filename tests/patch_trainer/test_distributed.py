@@ -49,6 +49,20 @@ def _texture(path: Path) -> torch.Tensor:
     return torch.load(path, weights_only=True)["texture"]
 
 
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+                OMP_NUM_THREADS="1")
+
+
+def _two_processes(work: Path, spec: dict) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """dist_worker.py under `torchrun --standalone --nproc-per-node 2`: (the launch, each rank's report)."""
+    (work / "spec.json").write_text(json.dumps(spec))
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(WORKER), str(work)], capture_output=True, text=True, env=_env(), timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run, [json.loads((work / f"rank{r}.json").read_text()) for r in range(2)]
+
+
 def _replay(trainer, work: Path, k: int) -> tuple[dict, dict]:
     """One step on one process from the 2-process state after step k: (its metrics and state, the 2-process state
     after step k + 1)."""
@@ -77,13 +91,7 @@ def test_two_gloo_processes_follow_one_process(scenes, lite0, tmp_path, one_thre
             "cli": [{"args": _cli_args(scenes, tmp_path / "resumed.png", "--resume")},
                     {"args": _cli_args(scenes, tmp_path / "refused.png", "--batch", "1")},
                     {"args": _cli_args(scenes, tmp_path / "mismatch.png"), "rank1": ["--seed", "1"]}]}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(WORKER), str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    run, reports = _two_processes(tmp_path, spec)
     assert [(r["world"], r["backend"]) for r in reports] == [(2, "gloo")] * 2
     assert all(r["cli"] == [0, 2, 2] for r in reports), reports  # both ranks refuse together: no rank hangs
     assert "smaller than the 2 processes" in run.stderr and "runs other settings than rank" in run.stderr
@@ -119,7 +127,8 @@ def test_two_gloo_processes_follow_one_process(scenes, lite0, tmp_path, one_thre
     shutil.copyfile(tmp_path / "state1.pt", tmp_path / "back.ckpt.pt")
     back = train_patch(_config(scenes, out=str(tmp_path / "back.png")), resume=True, models=[lite0])
     assert back.step == STEPS and "distributed" not in back.meta
-    assert float((_texture(tmp_path / "back.ckpt.pt") - _texture(tmp_path / f"state{STEPS}.pt")).abs().max()) <= FREE_TOL
+    after = _texture(tmp_path / "back.ckpt.pt")
+    assert float((after - _texture(tmp_path / f"state{STEPS}.pt")).abs().max()) <= FREE_TOL
     assert not (tmp_path / "refused.png").exists() and not (tmp_path / "mismatch.png").exists()
 
 
@@ -155,12 +164,10 @@ def test_two_machine_command_with_c10d_rendezvous(scenes, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
     agent = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
              "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=patchlab-test", "-m", "patchlab",
              *_cli_args(scenes, tmp_path / "two.png")]
-    agents = [subprocess.Popen(agent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    agents = [subprocess.Popen(agent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
               for _ in range(2)]
     outputs = [a.communicate(timeout=600) for a in agents]
     assert [a.returncode for a in agents] == [0, 0], [err[-2000:] for _, err in outputs]
@@ -168,3 +175,33 @@ def test_two_machine_command_with_c10d_rendezvous(scenes, tmp_path):
     assert len(summaries) == 1  # one rank 0 across both machines
     meta = json.loads((tmp_path / "two.patch.json").read_text())
     assert meta["distributed"] == {"world_size": 2, "backend": "gloo"} and meta["steps"] == STEPS
+
+
+@pytest.mark.slow
+def test_divergence_table(scenes, lite0, tmp_path, one_thread):
+    """docs/distributed.md's table: max |patch difference| after each of 6 free-running steps, 2 processes vs 1
+    process (one thread each), beside 1 process at 1 thread vs 2 threads. Prints the table; asserts that every
+    2-process step replays on 1 process to float tolerance (so any growth comes from the free run, not the split)."""
+    from patchlab.patch import PatchConfig
+    from patchlab.patch.train import PatchTrainer
+
+    steps = 6
+    config = PatchConfig(**_config(scenes, patch_size=32, steps=steps))
+    _two_processes(tmp_path, {"config": _config(scenes, patch_size=32, steps=steps), "cli": []})
+    one, other = (PatchTrainer(config, models=[lite0]).prepare() for _ in range(2))
+    rows = {"1 vs 2 threads, one process": [], "2 processes vs 1 (one thread each)": []}
+    for k in range(1, steps + 1):
+        one.step()
+        torch.set_num_threads(2)
+        other.step()
+        torch.set_num_threads(1)
+        two = torch.load(tmp_path / f"state{k}.pt", weights_only=True)["texture"]
+        rows["1 vs 2 threads, one process"].append(float((one.texture - other.texture).detach().abs().max()))
+        rows["2 processes vs 1 (one thread each)"].append(float((one.texture.detach() - two).abs().max()))
+    print("\n| step | " + " | ".join(str(k) for k in range(1, steps + 1)) + " |")
+    for name, diffs in rows.items():
+        print(f"| {name} | " + " | ".join(f"{d:.1e}" for d in diffs) + " |")
+    replay = PatchTrainer(config, models=[lite0]).prepare()
+    for k in range(steps):
+        mine, theirs = _replay(replay, tmp_path, k)
+        assert float((mine["texture"] - theirs["texture"]).abs().max()) <= STEP_TOL, k
