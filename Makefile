@@ -24,10 +24,11 @@ $(VENV)/.dev-installed: pyproject.toml $(VENV)/.app-installed
 app: $(VENV)/.app-installed
 	$(BIN)/patchlab app
 
-# Debian's chromium for the browser tests; waits up to APT_LOCK_TIMEOUT seconds (default 600) for apt's lock when
-# another process holds it, then says what to do.
+# Debian's chromium for the browser tests and poppler's pdftoppm for the print tests (rasterising our PDFs); waits up
+# to APT_LOCK_TIMEOUT seconds (default 600) for apt's lock when another process holds it, then says what to do.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || scripts/apt-install.sh chromium
+	@command -v chromium >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || \
+	  scripts/apt-install.sh chromium poppler-utils
 
 test: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m pytest -q
