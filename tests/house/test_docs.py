@@ -1,0 +1,194 @@
+"""The docs as a contract (issue 15): every relative link and #anchor in README.md, docs/ and printables/README.md
+resolves; every `patchlab ...` command the README shows exists; the README stays an entry point (≤ 12 KB); its Python
+example runs and prints what it says."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+DOCS = sorted([README, REPO / "printables" / "README.md", *(REPO / "docs").rglob("*.md")])
+README_LIMIT = 12 * 1024
+
+FENCE = re.compile(r"^(```|~~~)")
+LINK = re.compile(r"(?<!\\)\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def _prose(text: str) -> str:
+    """The text outside fenced code blocks and inline code spans, where links are links."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if FENCE.match(line.strip()):
+            fenced = not fenced
+            continue
+        if not fenced:
+            out.append(re.sub(r"`[^`]*`", "", line))
+    return "\n".join(out)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, markup and punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"`([^`]*)`", r"\1", heading.strip())
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", text)      # a link in a heading keeps its text
+    text = re.sub(r"[*_]{1,3}([^*_]+)[*_]{1,3}", r"\1", text)
+    text = re.sub(r"[^\w\- ]", "", text.lower())                  # \w keeps letters of any script, digits, _
+    return text.replace(" ", "-")
+
+
+@cache
+def anchors(path: Path) -> frozenset[str]:
+    """Every heading's anchor in a markdown file, with GitHub's -1, -2 suffixes for repeats."""
+    seen: dict[str, int] = {}
+    out = set()
+    fenced = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line.strip()):
+            fenced = not fenced
+            continue
+        m = re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
+        if fenced or not m:
+            continue
+        base = slug(m.group(2))
+        n = seen.get(base, 0)
+        out.add(base if n == 0 else f"{base}-{n}")
+        seen[base] = n + 1
+    return frozenset(out)
+
+
+def links(path: Path) -> list[str]:
+    return LINK.findall(_prose(path.read_text(encoding="utf-8")))
+
+
+def test_slug_follows_githubs_rules():
+    assert slug("Measured: top-1 / top-5 on the shared sample") == "measured-top-1--top-5-on-the-shared-sample"
+    assert slug("Benchmark: EOT patch optimisation throughput against IBM ART 1.20") == \
+        "benchmark-eot-patch-optimisation-throughput-against-ibm-art-120"
+    assert slug("The EOT distribution (`patchlab.eot`)") == "the-eot-distribution-patchlabeot"
+    assert slug("C&W-L2: time to the success rate") == "cw-l2-time-to-the-success-rate"
+    assert slug("Evaluation (print preset, seed 1234)") == "evaluation-print-preset-seed-1234"
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_resolves(page):
+    broken = []
+    for target in links(page):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto: ... are not checked offline
+            continue
+        file_part, _, anchor = target.partition("#")
+        dest = (page.parent / file_part).resolve() if file_part else page
+        if not dest.exists():
+            broken.append(f"{target}: {dest.relative_to(REPO) if dest.is_relative_to(REPO) else dest} does not exist")
+            continue
+        if not dest.is_relative_to(REPO):
+            broken.append(f"{target}: points outside the repository")
+        elif anchor and (dest.suffix != ".md" or anchor not in anchors(dest)):
+            broken.append(f"{target}: no heading #{anchor} in {dest.relative_to(REPO)}")
+    assert not broken, f"{page.relative_to(REPO)}:\n  " + "\n  ".join(broken)
+
+
+def test_the_link_checker_sees_links_and_misses():
+    page = REPO / "docs" / "models-data.md"
+    assert "results/preprocess.md" in links(page)
+    assert "#measured-top-1--top-5-on-the-shared-sample" in links(page)
+    assert "measured-top-1--top-5-on-the-shared-sample" in anchors(page)
+    assert "no-such-heading" not in anchors(page)
+
+
+# -- the README's commands --------------------------------------------------------------------------------------------
+def readme_blocks(lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
+
+
+def readme_commands() -> list[list[str]]:
+    """The command path (`patchlab patch eval`, `patchlab camera`) of every `patchlab` invocation in the README's shell
+    blocks, including the ones after `&&` and inside `torchrun ... -m patchlab ...`."""
+    found = []
+    for block in readme_blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#", 1)[0]
+            for part in re.split(r"&&|\|\||;|\|", line):
+                words = shlex.split(part)
+                if "patchlab" not in words:
+                    continue
+                found.append(words[words.index("patchlab") + 1:])
+    return found
+
+
+@cache
+def _cli():
+    """The `patchlab` command tree (typer vendors its own click: groups are told apart by their `commands`)."""
+    from typer.main import get_command
+
+    from patchlab.cli import app
+
+    return get_command(app)
+
+
+def _is_group(command) -> bool:
+    return hasattr(command, "commands")
+
+
+def _command_path(words: list[str]) -> list[str]:
+    """The leading words that name a command (groups and subcommands), e.g. ['patch', 'eval']."""
+    path, command = [], _cli()
+    for word in words:
+        if not _is_group(command) or word.startswith("-") or word not in command.commands:
+            break
+        path.append(word)
+        command = command.commands[word]
+    return path
+
+
+def test_readme_shows_commands():
+    paths = [" ".join(_command_path(w)) for w in readme_commands()]
+    assert {"patch train", "patch eval", "print", "photo-eval", "camera"} <= set(paths), paths
+
+
+@pytest.mark.parametrize("words", readme_commands(), ids=lambda w: " ".join(w[:2]))
+def test_every_readme_command_exists(words):
+    from typer.testing import CliRunner
+
+    from patchlab.cli import app
+
+    path = _command_path(words)
+    assert path, f"not a patchlab command: patchlab {' '.join(words)}"
+    command = _cli()
+    for word in path:
+        command = command.commands[word]
+    assert not _is_group(command), f"patchlab {' '.join(words)}: no such subcommand of {path}"
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, f"patchlab {' '.join(path)} --help: {result.output}"
+    # the options shown in the README are options of that command
+    known = {opt for param in command.params if param.param_type_name == "option"
+             for opt in param.opts + param.secondary_opts}
+    shown = {w.split("=", 1)[0] for w in words[len(path):] if w.startswith("--")}
+    assert shown <= known, f"patchlab {' '.join(path)}: unknown options {sorted(shown - known)}"
+
+
+def test_an_unknown_command_would_be_caught():
+    assert _command_path(["no-such-command", "--help"]) == []
+    assert _command_path(["patch", "nope"]) == ["patch"]
+
+
+# -- size and the Python example ----------------------------------------------------------------------------------------
+def test_readme_is_an_entry_point():
+    size = README.stat().st_size
+    assert size <= README_LIMIT, f"README.md is {size} bytes; the limit is {README_LIMIT}: move detail to docs/"
+
+
+def test_readme_python_example_runs_and_prints_what_it_says():
+    [example, *_] = readme_blocks("python")
+    expected = re.search(r"^# prints: (.*)$", example, re.M)
+    assert expected, "the README's Python example should end with '# prints: ...'"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(example, "README.md", "exec"), {"__name__": "readme_example"})
+    assert out.getvalue().strip() == expected.group(1).strip()
