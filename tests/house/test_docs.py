@@ -1,6 +1,6 @@
 """The docs as a contract (issue 15): every relative link and #anchor in README.md, docs/ and printables/README.md
-resolves; every `patchlab ...` command the README shows exists; the README stays an entry point (≤ 12 KB); its Python
-example runs and prints what it says."""
+resolves; every `patchlab ...` command they show exists with the options shown; the README stays an entry point
+(≤ 12 KB); its Python example runs and prints what it says."""
 
 from __future__ import annotations
 
@@ -102,24 +102,29 @@ def test_the_link_checker_sees_links_and_misses():
     assert "no-such-heading" not in anchors(page)
 
 
-# -- the README's commands --------------------------------------------------------------------------------------------
-def readme_blocks(lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
+# -- the commands the docs show ----------------------------------------------------------------------------------------
+def code_blocks(page: Path, *langs: str) -> list[str]:
+    return [body for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)
+            if lang in langs]
 
 
-def readme_commands() -> list[list[str]]:
-    """The command path (`patchlab patch eval`, `patchlab camera`) of every `patchlab` invocation in the README's shell
-    blocks, including the ones after `&&` and inside `torchrun ... -m patchlab ...`."""
+def commands(page: Path) -> list[list[str]]:
+    """The words after `patchlab` of every invocation in a page's shell blocks, including the ones after `&&`, in
+    `.venv/bin/patchlab ...` and inside `torchrun ... -m patchlab ...`."""
     found = []
-    for block in readme_blocks("bash"):
+    for block in code_blocks(page, "bash", "sh", ""):
         for line in block.replace("\\\n", " ").splitlines():
-            line = line.split("#", 1)[0]
-            for part in re.split(r"&&|\|\||;|\|", line):
+            if line.lstrip().startswith("#"):
+                continue
+            for part in re.split(r"&&|\|\||;|\|", line.split(" #", 1)[0]):
                 words = shlex.split(part)
-                if "patchlab" not in words:
-                    continue
-                found.append(words[words.index("patchlab") + 1:])
+                at = [i for i, w in enumerate(words) if w == "patchlab" or w.endswith("/patchlab")]
+                if at:
+                    found.append(words[at[0] + 1:])
     return found
+
+
+SHOWN = [(page, words) for page in DOCS for words in commands(page)]
 
 
 @cache
@@ -148,29 +153,32 @@ def _command_path(words: list[str]) -> list[str]:
 
 
 def test_readme_shows_commands():
-    paths = [" ".join(_command_path(w)) for w in readme_commands()]
+    paths = [" ".join(_command_path(words)) for words in commands(README)]
     assert {"patch train", "patch eval", "print", "photo-eval", "camera"} <= set(paths), paths
+    assert len(SHOWN) > 50  # every page's blocks were read
 
 
-@pytest.mark.parametrize("words", readme_commands(), ids=lambda w: " ".join(w[:2]))
-def test_every_readme_command_exists(words):
+@pytest.mark.parametrize("page,words", SHOWN, ids=lambda v: str(v.relative_to(REPO)) if isinstance(v, Path)
+                         else " ".join(v[:2]))
+def test_every_command_shown_exists(page, words):
+    """`patchlab <group> <cmd> --help` exits 0, and the options shown are that command's options."""
     from typer.testing import CliRunner
 
     from patchlab.cli import app
 
+    shown_as = f"{page.relative_to(REPO)}: patchlab {' '.join(words)}"
     path = _command_path(words)
-    assert path, f"not a patchlab command: patchlab {' '.join(words)}"
+    assert path, f"{shown_as}: no such command"
     command = _cli()
     for word in path:
         command = command.commands[word]
-    assert not _is_group(command), f"patchlab {' '.join(words)}: no such subcommand of {path}"
+    assert not _is_group(command), f"{shown_as}: no such subcommand of patchlab {' '.join(path)}"
     result = CliRunner().invoke(app, [*path, "--help"])
     assert result.exit_code == 0, f"patchlab {' '.join(path)} --help: {result.output}"
-    # the options shown in the README are options of that command
     known = {opt for param in command.params if param.param_type_name == "option"
              for opt in param.opts + param.secondary_opts}
     shown = {w.split("=", 1)[0] for w in words[len(path):] if w.startswith("--")}
-    assert shown <= known, f"patchlab {' '.join(path)}: unknown options {sorted(shown - known)}"
+    assert shown <= known, f"{shown_as}: unknown options {sorted(shown - known)}"
 
 
 def test_an_unknown_command_would_be_caught():
@@ -185,7 +193,7 @@ def test_readme_is_an_entry_point():
 
 
 def test_readme_python_example_runs_and_prints_what_it_says():
-    [example, *_] = readme_blocks("python")
+    [example, *_] = code_blocks(README, "python")
     expected = re.search(r"^# prints: (.*)$", example, re.M)
     assert expected, "the README's Python example should end with '# prints: ...'"
     out = io.StringIO()
