@@ -33,7 +33,7 @@ chromium:
 test: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m pytest -q
 
-# Refresh the README's app screenshots (docs/screenshots/) from a real-browser run; tests alone never write there.
+# Refresh the app screenshots (docs/screenshots/) from a real-browser run; tests alone never write there.
 screenshots: $(VENV)/.dev-installed chromium
 	PATCHLAB_DOCS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e
 
