@@ -17,7 +17,7 @@ import yaml
 
 from patchlab.artifacts import identify
 from patchlab.errors import PatchlabError
-from tests.sweep.conftest import ROOT, result_only
+from tests.scale.conftest import ROOT, result_only
 
 
 def test_pool_sweep_writes_cells_table_and_heatmap(pool_sweep, tiny_grid):
