@@ -52,7 +52,7 @@ def attack_setup(images: str | Path, batch: int = BATCH):
     return model, ref, x, y
 
 
-def bench_pgd(setup, steps: int = 5, rounds: int = 5) -> Measured:
+def bench_pgd(setup, steps: int = 5, rounds: int = 5, calls: bool = True) -> Measured:
     """Targets (issue #14): patchlab <= 0.7x torchattacks (reference net), ART >= 2x patchlab, <= 1.15x the bare
     forward+backward, <= 1.0x torchattacks on the same patchlab net."""
     import numpy as np
@@ -90,8 +90,9 @@ def bench_pgd(setup, steps: int = 5, rounds: int = 5) -> Measured:
     for name, run in runs.items():
         contenders[f"{name}|1"] = lambda run=run: run(1)
         contenders[f"{name}|n"] = lambda run=run: run(1 + steps)
-    contenders["patchlab PGD, 10-step call|call"] = lambda: ours(10)
-    contenders["torchattacks PGD (patchlab lite0), 10-step call|call"] = lambda: ta(model)(10)
+    if calls:  # whole 10-step calls, for context (not judged)
+        contenders["patchlab PGD, 10-step call|call"] = lambda: ours(10)
+        contenders["torchattacks PGD (patchlab lite0), 10-step call|call"] = lambda: ta(model)(10)
     cpu: dict = {}
     samples = interleaved(contenders, rounds=rounds, cpu=cpu)
     low = {k: min(v) for k, v in samples.items()}
@@ -110,7 +111,7 @@ def bench_pgd(setup, steps: int = 5, rounds: int = 5) -> Measured:
     for name in runs:
         lines.append(f"| {name} | {step[name] * 1e3:.1f} | {step_med[name] * 1e3:.1f} | {step[name] / ours_s:.2f} | "
                      f"{cpu_step[name] * 1e3:.1f} | {cpu_step[name] / ours_c:.2f} |")
-    for key in ("patchlab PGD, 10-step call", "torchattacks PGD (patchlab lite0), 10-step call"):
+    for key in ("patchlab PGD, 10-step call", "torchattacks PGD (patchlab lite0), 10-step call") if calls else ():
         lines.append(f"| {key} | {low[key + '|call'] * 1e3:.1f} ms per call (best) | "
                      f"{statistics.median(samples[key + '|call']) * 1e3:.1f} | | | |")
 
@@ -191,7 +192,8 @@ COMPETITORS = ("torchattacks", "art", "efficientnet_lite_pytorch")
 
 @benchmark("pgd", "PGD-Linf step: patchlab vs torchattacks and ART, and the bare forward+backward", needs=COMPETITORS)
 def run_pgd_benchmark(quick: bool, images: Path, steps: int | None = None, rounds: int | None = None) -> Measured:
-    return bench_pgd(attack_setup(images), steps=steps or (3 if quick else 5), rounds=rounds or (3 if quick else 5))
+    return bench_pgd(attack_setup(images), steps=steps or (2 if quick else 5), rounds=rounds or (3 if quick else 5),
+                     calls=not quick)
 
 
 @benchmark("cw", "C&W-L2: time to torchattacks' success rate", needs=("torchattacks", "efficientnet_lite_pytorch"))

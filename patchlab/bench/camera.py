@@ -179,7 +179,7 @@ def run_camera_benchmark(quick: bool, images=None, frames: int | None = None, ro
     """Targets (issue #14): >= 60 FPS, p95 <= 25 ms, >= 3x the naive pipeline, within 1.2x of the bare inference
     call; judged on each pipeline's best round."""
     rounds = rounds or (3 if quick else 5)
-    r = bench_camera("efficientnet_lite0", frames=frames or (90 if quick else 300), rounds=rounds, threads=threads)
+    r = bench_camera("efficientnet_lite0", frames=frames or (60 if quick else 300), rounds=rounds, threads=threads)
     name = "patchlab onnx" if "patchlab onnx" in r["pipelines"] else "patchlab eager"
     best, bare, naive = r["pipelines"][name]["best"], r["pipelines"][BARE]["best"], r["pipelines"][NAIVE]["best"]
     targets = [Target(f"camera ({name}): FPS, best round", best["fps"], ">=", 60.0, "FPS"),

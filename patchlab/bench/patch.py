@@ -114,4 +114,4 @@ def bench_patch(images: str | Path, steps: int = 6, rounds: int = 3, bf16: bool 
            needs=("art", "efficientnet_lite_pytorch"))
 def run_patch_benchmark(quick: bool, images: Path, steps: int | None = None, rounds: int | None = None,
                         bf16: bool = False) -> Measured:
-    return bench_patch(images, steps=steps or (3 if quick else 6), rounds=rounds or 3, bf16=bf16)
+    return bench_patch(images, steps=steps or (2 if quick else 6), rounds=rounds or 3, bf16=bf16)
