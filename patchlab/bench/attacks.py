@@ -27,15 +27,11 @@ from patchlab.bench.timing import interleaved
 BATCH, EPS, ALPHA = 8, 4 / 255, 1 / 255
 
 
-class LiteInput(nn.Module):
-    """The reference net behind the same [0, 1] input contract: (x*255 - 127) / 128 first."""
+def LiteInput(net: nn.Module) -> nn.Module:  # noqa: N802 - reads as the class it stands for
+    """The reference net behind patchlab's [0, 1] input contract (the packaged weights' scaling first)."""
+    from patchlab.models.efficientnet_lite import LiteScale
 
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net.eval()
-
-    def forward(self, x):
-        return self.net(x * (255.0 / 128.0) - (127.0 / 128.0))
+    return nn.Sequential(LiteScale(), net.eval())
 
 
 def attack_setup(images: str | Path, batch: int = BATCH):

@@ -46,20 +46,17 @@ def test_pool_sweep_writes_cells_table_and_heatmap(pool_sweep, tiny_grid):
 
 
 def test_ray_sweep_equals_pool_sweep(pool_sweep, tiny_grid, tmp_path):
+    """The command's own local Ray (2 CPUs, no dashboard), shut down at the end; the cells equal the pool's."""
     pytest.importorskip("ray", reason="Ray is the optional [cluster] extra")
     import ray
 
     from patchlab.sweep import run_sweep
 
     _, reference = pool_sweep
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
-    try:  # an existing Ray (as with address=): the sweep joins it and leaves it running
-        merged = run_sweep(tiny_grid, tmp_path, executor="ray")
-        assert ray.is_initialized()
-    finally:
-        ray.shutdown()
+    merged = run_sweep(tiny_grid, tmp_path, executor="ray", workers=2)
+    assert not ray.is_initialized()  # the Ray it started is gone again
     assert merged["executor"] == "ray" and merged["cells_run"] == 4
+    assert {c["pid"] for c in merged["cells"]}.isdisjoint({os.getpid()})  # the cells ran in Ray workers
     assert [result_only(c) for c in merged["cells"]] == [result_only(c) for c in reference["cells"]]
     assert merged["pooled"] == reference["pooled"]
 
