@@ -17,6 +17,7 @@ from patchlab.bench.targets import Target
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests" / "benchmarks"
+IN_CHECKOUT = (REPO / "pyproject.toml").is_file() and TESTS.is_dir()  # not an installed wheel
 TAIL_LINES = 40
 
 
@@ -49,7 +50,7 @@ def _register_file(name: str, path: Path, title: str, needs: tuple[str, ...] = (
 
 # the browser benchmark: a real Chromium through Playwright, the page's WebRTC stream (needs chromium on PATH)
 BROWSER = TESTS / "test_bench_live_browser.py"
-if BROWSER.is_file():
+if IN_CHECKOUT and BROWSER.is_file():
     _register_file("browser-camera", BROWSER, "Live camera page in Chromium: processed FPS from a 30 fps camera",
                    needs=("playwright", "streamlit_webrtc"), quick=True, quick_env={"LIVE_BENCH_SECONDS": "8"})
 
@@ -59,7 +60,7 @@ COVERED = {"test_bench_models.py", "test_bench_attacks.py", "test_bench_patch.py
 
 
 def register_uncovered() -> None:
-    if not TESTS.is_dir():
+    if not IN_CHECKOUT:
         return
     for path in sorted(TESTS.glob("test_bench_*.py")):
         if path.name not in COVERED:

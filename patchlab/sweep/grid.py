@@ -142,6 +142,10 @@ class SweepGrid:
                                                                     self.defenses, self.seeds):
             cell = {"model": model, "area": area, "preset": preset, "defense": defense, "seed": seed}
             out.append({**cell, "id": cell_id(cell), "settings_key": key})
+        ids = [c["id"] for c in out]
+        if len(set(ids)) != len(ids):  # e.g. two model checkpoints with the same file name
+            raise PatchlabError(f"two cells would share the file name {max(ids, key=ids.count)}: areas closer than 0.1% "
+                                "or two models with the same file name")
         return out
 
 
