@@ -55,7 +55,8 @@ def inference_fps(model, frames: int = 300, batch: int = 64, warmup: int = 20) -
         for _ in range(reps):
             model(x)
         _sync(device)
-    return {"live_fps": live, "live_frames": frames, "batched_images_per_s": reps * batch / (time.perf_counter() - start),
+    batched = reps * batch / (time.perf_counter() - start)
+    return {"live_fps": live, "live_frames": frames, "batched_images_per_s": batched,
             "batch": batch, "backend": backend.describe()}
 
 
@@ -80,7 +81,8 @@ def gpu_check(images: str | Path, out: str | Path, device: str = "cuda", batch: 
     check_outputs({patch_out: "patch", sidecar_path(patch_out): "patch-sidecar"}, force=True)
     check_outputs({json_out: "gpu-check"}, force=True)
     _, shipped_meta = load_patch(SHIPPED)
-    settings = {**shipped_meta["config"], "images": str(images), "batch": batch, "device": str(dev), "init": str(SHIPPED),
+    settings = {**shipped_meta["config"], "images": str(images), "batch": batch, "device": str(dev),
+                "init": str(SHIPPED),
                 "out": None, "eval_every": 0, "seed": shipped_meta["config"]["seed"] + 1, "lr_final": 0.1,
                 "decay_start": 0, "bf16": bf16, "steps": max_steps, "checkpoint_every": 10**9}
     if smoke:
@@ -120,7 +122,8 @@ def gpu_check(images: str | Path, out: str | Path, device: str = "cuda", batch: 
                         warmup=2 if smoke else 20)
     result = {"device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
               "torch": torch.__version__, "smoke": smoke, "batch": trainer.cfg.batch, "bf16": bf16,
-              "steps": trainer.steps_taken, "steps_per_s": steps_per_s, "samples_per_s": steps_per_s * trainer.cfg.batch,
+              "steps": trainer.steps_taken, "steps_per_s": steps_per_s,
+              "samples_per_s": steps_per_s * trainer.cfg.batch,
               "train_seconds": trainer.elapsed, "area": 0.10, "preset": "print", "draws": 1 if smoke else draws,
               "success_rate": scores["fine_tuned"]["success_rate"], "ci95": scores["fine_tuned"]["ci95"],
               "n": scores["fine_tuned"]["n"], "shipped": scores["shipped"], "goal": GOAL,

@@ -68,7 +68,8 @@ def format_models(r: dict) -> str:
     rows = [f"{r['model']}, batch {r['batch']}, {r['threads']} threads, best (median) of {r['rounds']} interleaved "
             "rounds", "", "| pass | patchlab ms | reference ms | speed-up |", "|---|---|---|---|"]
     for key, title in (("fwd_bwd", f"fwd+bwd to the input, batch {r['batch']}"),
-                       ("fwd_bwd_params", f"fwd+bwd to the weights, batch {r['batch']}"), ("latency", "batch-1 latency")):
+                       ("fwd_bwd_params", f"fwd+bwd to the weights, batch {r['batch']}"),
+                       ("latency", "batch-1 latency")):
         row = r[key]
         rows.append(f"| {title} | {row['patchlab_s'] * 1e3:.1f} ({row['patchlab_median_s'] * 1e3:.1f}) | "
                     f"{row['reference_s'] * 1e3:.1f} ({row['reference_median_s'] * 1e3:.1f}) | {row['speedup']:.2f}x |")

@@ -76,7 +76,8 @@ def bench_patch(images: str | Path, steps: int = 6, rounds: int = 3, bf16: bool 
                       "ART AdversarialPatchPyTorch": art(reference), "ART on patchlab's model": art(lite0),
                       "patchlab digital fp32": ours("digital", False), "patchlab print fp32": ours("print", False)}
         if bf16:
-            contenders.update({"patchlab digital bf16": ours("digital", True), "patchlab print bf16": ours("print", True)})
+            contenders.update({"patchlab digital bf16": ours("digital", True),
+                               "patchlab print bf16": ours("print", True)})
         timed = {}
         for name, run in contenders.items():
             timed[(name, 1)] = lambda run=run: run(1)

@@ -115,7 +115,8 @@ def run_benchmarks(names: list[str] | None = None, quick: bool = False, images: 
                 row.update(table=measured.table, details=measured.details,
                            targets=[_target_dict(name, t) for t in measured.targets])
             except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' results
-                row.update(status="failed", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                row.update(status="failed", reason=f"{type(exc).__name__}: {first}",
                            traceback=traceback.format_exc(limit=8))
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)

@@ -83,7 +83,7 @@ def bench_models_cmd(model: str = typer.Option("efficientnet_lite0", "--model"),
 
 
 def bench_gpu_cmd(out: Path = typer.Option(Path("gpu-check"), "--out", "-o", help="Output folder (patch PNG, JSON)"),
-                  images: Path = typer.Option(None, "--images", help="Scene folder (default: the shared ImageNet sample)"),
+                  images: Path = typer.Option(None, "--images", help="Scene folder (default: the shared sample)"),
                   device: str = typer.Option("cuda", "--device", help="cuda (cpu only makes sense with --smoke)"),
                   batch: int = typer.Option(64, "--batch", min=1),
                   train_seconds: float = typer.Option(240.0, "--train-seconds", min=1.0, help="Training time budget"),
@@ -109,7 +109,8 @@ def bench_gpu_cmd(out: Path = typer.Option(Path("gpu-check"), "--out", "-o", hel
         print_json(r)
         return
     lo, hi = r["ci95"]
-    typer.echo(f"device {r['device']} ({r['gpu'] or 'no GPU'}), torch {r['torch']}{', SMOKE run' if r['smoke'] else ''}")
+    smoke = ", SMOKE run" if r["smoke"] else ""
+    typer.echo(f"device {r['device']} ({r['gpu'] or 'no GPU'}), torch {r['torch']}{smoke}")
     typer.echo(f"training: {r['steps']} steps at batch {r['batch']}: {r['steps_per_s']:.2f} steps/s "
                f"({r['samples_per_s']:.0f} samples/s), {r['train_seconds']:.0f} s")
     typer.echo(f"held-out success at 10% area, print preset: {r['success_rate']:.1%} [{lo:.1%}, {hi:.1%}] "

@@ -73,8 +73,8 @@ def run_ray(cells: list[dict], grid: dict, out: str, address: str | None = None,
         try:
             ray.init(**kwargs)
         except ConnectionError as exc:
-            raise PatchlabError(f"cannot reach the Ray cluster at address={address} ({exc}; a cluster with token "
-                                "authentication also needs its token: RAY_AUTH_TOKEN, see `ray get-auth-token`)") from None
+            hint = "a cluster with token authentication also needs its token: RAY_AUTH_TOKEN, see `ray get-auth-token`"
+            raise PatchlabError(f"cannot reach the Ray cluster at address={address} ({exc}; {hint})") from None
         started = True
     try:
         task = ray.remote(run_cell).options(num_cpus=float(grid.get("cpus_per_cell", 1)),

@@ -144,16 +144,17 @@ class SweepGrid:
             out.append({**cell, "id": cell_id(cell), "settings_key": key})
         ids = [c["id"] for c in out]
         if len(set(ids)) != len(ids):  # e.g. two model checkpoints with the same file name
-            raise PatchlabError(f"two cells would share the file name {max(ids, key=ids.count)}: areas closer than 0.1% "
-                                "or two models with the same file name")
+            raise PatchlabError(f"two cells would share the file name {max(ids, key=ids.count)}: areas closer than "
+                                "0.1% or two models with the same file name")
         return out
 
 
 def cell_id(cell: dict) -> str:
-    """A file-name-safe id: model, area (in per-mille), preset, defense and seed, e.g. `efficientnet_lite0_a100_print_none_s0`."""
+    """A file-name-safe id: model, area (per mille), preset, defense, seed: `efficientnet_lite0_a100_print_none_s0`."""
     import re
 
     def safe(s) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(s)).stem if "/" in str(s) else str(s)).strip("-.")
 
-    return f"{safe(cell['model'])}_a{round(cell['area'] * 1000):03d}_{safe(cell['preset'])}_{safe(cell['defense'])}_s{cell['seed']}"
+    area = round(cell["area"] * 1000)
+    return f"{safe(cell['model'])}_a{area:03d}_{safe(cell['preset'])}_{safe(cell['defense'])}_s{cell['seed']}"

@@ -27,7 +27,8 @@ def merge(grid, results: list[dict]) -> dict:
     for p in pooled.values():
         p["success_rate"] = p["k"] / p["n"] if p["n"] else 0.0
         p["ci95"] = list(wilson_interval(p["k"], p["n"]))
-    order = {axis: {str(v): i for i, v in enumerate(grid.to_dict()[axis + "s"])} for axis in ("model", "preset", "defense")}
+    order = {axis: {str(v): i for i, v in enumerate(grid.to_dict()[axis + "s"])}
+             for axis in ("model", "preset", "defense")}
     rows = sorted(pooled.values(), key=lambda p: (order["model"][str(p["model"])], order["preset"][str(p["preset"])],
                                                   order["defense"][str(p["defense"])], p["area"]))
     first = results[0] if results else {}

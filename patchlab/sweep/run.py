@@ -3,7 +3,8 @@
     out/
       grid.sweep.json     the grid, the merged results and where they ran   (kind sweep-results)
       cells/<id>.cell.json one per cell, written by the cell itself           (kind sweep-cell)
-      table.sweep.csv, table.sweep.md, heatmap.sweep.png                      (kinds sweep-csv, sweep-markdown, sweep-heatmap)
+      table.sweep.csv, table.sweep.md     (kinds sweep-csv, sweep-markdown)
+      heatmap.sweep.png                   (kind sweep-heatmap)
 
 A finished cell is never run again: rerunning the same grid into the same folder (after a kill, or with more seeds)
 runs only the missing cells. A folder holding a sweep of other settings is refused unless `force`.
@@ -100,7 +101,8 @@ def run_sweep(grid: SweepGrid | dict | str | Path, out: str | Path, executor: st
             if progress:
                 progress(len(finished), len(cells), {"cell": result["id"], "success": result["success_rate"]})
     merged = merge(grid, [finished[c["id"]] for c in cells])
-    merged.update({"status": "complete", "executor": kind, "address": address, "cells_run": len(todo), "cells_reused": reused,
+    merged.update({"status": "complete", "executor": kind, "address": address, "cells_run": len(todo),
+                   "cells_reused": reused,
                    "seconds": time.perf_counter() - start})
     write_reports(merged, out, output_paths(out))
     return merged

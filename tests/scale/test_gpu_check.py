@@ -24,6 +24,7 @@ def test_gpu_check_script_smoke_on_cpu(imagenet_dir, tmp_path):
     assert r["smoke"] and r["device"] == "cpu" and r["steps"] == 2 and r["batch"] == 4
     assert r["steps_per_s"] > 0 and r["live_fps"] > 0 and r["batched_images_per_s"] > 0
     assert r["n"] == 8 and 0 <= r["success_rate"] <= 1 and r["shipped"]["n"] == 8
-    assert identify(out / "gpu_check.gpu.json").kind == "gpu-check" and identify(out / "toaster_gpu.png").kind == "patch"
+    assert identify(out / "gpu_check.gpu.json").kind == "gpu-check"
+    assert identify(out / "toaster_gpu.png").kind == "patch"
     saved = json.loads((out / "gpu_check.gpu.json").read_text())
     assert saved["success_rate"] == r["success_rate"] and saved["goal"] == 0.9

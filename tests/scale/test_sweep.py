@@ -119,6 +119,6 @@ def test_bad_grids_fail_with_one_line(tiny_grid, tmp_path):
     grid = tmp_path / "bad.yaml"
     grid.write_text(yaml.safe_dump({**tiny_grid, "models": ["efficientnet_lite9"]}))
     proc = _cli(str(grid), "--out", str(tmp_path / "cli"))
-    _, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2 and stderr.strip().count("\n") == 0
     assert stderr.startswith("patchlab: error: unknown model 'efficientnet_lite9'")
