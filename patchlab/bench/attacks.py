@@ -188,7 +188,7 @@ COMPETITORS = ("torchattacks", "art", "efficientnet_lite_pytorch")
 
 @benchmark("pgd", "PGD-Linf step: patchlab vs torchattacks and ART, and the bare forward+backward", needs=COMPETITORS)
 def run_pgd_benchmark(quick: bool, images: Path, steps: int | None = None, rounds: int | None = None) -> Measured:
-    return bench_pgd(attack_setup(images), steps=steps or (2 if quick else 5), rounds=rounds or (3 if quick else 5),
+    return bench_pgd(attack_setup(images), steps=steps or (3 if quick else 5), rounds=rounds or (3 if quick else 5),
                      calls=not quick)
 
 
