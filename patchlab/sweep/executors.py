@@ -65,8 +65,8 @@ def run_ray(cells: list[dict], grid: dict, out: str, address: str | None = None,
         kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
         if address:
             kwargs["address"] = address
-        else:
-            kwargs["num_cpus"] = workers or os.cpu_count() or 1
+        else:  # "local": a new instance even when another Ray runs on this machine (ray.init() would join it)
+            kwargs.update(address="local", num_cpus=workers or os.cpu_count() or 1)
             # local workers import this checkout's patchlab even when it is not installed
             path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), _package_root()) if p)
             kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path, "OMP_WAIT_POLICY": "PASSIVE"}}
