@@ -148,6 +148,8 @@ for _k in (
     Kind("video", ".avi", "video", "patchlab camera-scene", "none"),
     Kind("eot-preview", ".png", "EOT preview grid", "patchlab eot preview", "png"),
     Kind("figure", ".png", "figure", "patchlab attack-demo", "png"),
+    Kind("bench-results", ".bench.json", "benchmark results (every target)", "patchlab bench"),
+    Kind("gpu-check", ".gpu.json", "GPU check results", "patchlab bench gpu"),
     # privacy (patchlab privacy dpsgd|pate|mia|bench): fixed names inside the --out folder, plus models and state
     Kind("digits-model", ".safetensors", "digits model (safetensors)", "patchlab", "safetensors"),
     Kind("trained-model-job", ".job.json", "trained model's job and key (reused by reruns)", "patchlab privacy"),
@@ -162,7 +164,7 @@ for _k in (
     Kind("pate-plot", "pate.png", "PATE privacy plot", "patchlab privacy pate", "png"),
     Kind("mia-results", "mia.json", "membership inference results", "patchlab privacy mia"),
     Kind("mia-roc-plot", "roc.png", "membership inference ROC plot", "patchlab privacy mia", "png"),
-    Kind("privacy-bench-cell", ".cell.json", "privacy benchmark cell (reused by reruns)", "patchlab privacy bench"),
+    Kind("privacy-bench-cell", ".privacy-cell.json", "privacy benchmark cell (reused by reruns)", "patchlab privacy bench"),
     Kind("scatter-features", ".features.pt", "cached ScatterNet features", "patchlab privacy bench", "none"),
 ):
     register_kind(_k)

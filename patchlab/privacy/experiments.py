@@ -1,6 +1,6 @@
 """The full-size privacy experiments behind docs/privacy.md: four tables, each a list of cells.
 
-Every cell's result is written to `<out>/<table>/<cell>.cell.json` as soon as it is done, and a rerun skips the cells
+Every cell's result is written to `<out>/<table>/<cell>.privacy-cell.json` as soon as it is done, and a rerun skips the cells
 already there, so a long table survives interruptions (and a loaded machine) and can be extended cell by cell.
 
     tables = {"speed": speed_table, "dpsgd": dpsgd_table, "pate": pate_table, "mia": mia_table}
@@ -54,10 +54,11 @@ SCATTER = dict(batch_size=512, lr=1.0, epochs=30, max_grad_norm=1.0)  # best of 
 
 
 def _cell(out: Path | None, table: str, name: str, fn: Callable[[], dict]) -> dict:
-    """A finished cell's row from `<out>/<table>/<name>.cell.json`, or run `fn` and save its row there."""
-    path = out / table / f"{name}.cell.json" if out else None
+    """A finished cell's row from `<out>/<table>/<name>.privacy-cell.json`, or run `fn` and save its row there."""
+    path = out / table / f"{name}.privacy-cell.json" if out else None
     if path is not None:
-        for done in (path, path.with_name(f"{name}.json")):  # .json: cells saved before they had their own suffix
+        # .cell.json, .json: the names of cells saved by earlier versions
+        for done in (path, path.with_name(f"{name}.cell.json"), path.with_name(f"{name}.json")):
             row = read_json(done) if done.is_file() else None
             if isinstance(row, dict) and row.get("cell") == name:
                 return {k: v for k, v in row.items() if k not in ("artifact", "written_by")}

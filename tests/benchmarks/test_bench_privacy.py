@@ -1,6 +1,6 @@
 """The full-size privacy tables of docs/privacy.md (marker `benchmark`: `make bench`, never the default run).
 
-Each cell's result is saved under test-artifacts/privacy-bench/ (`<table>/<cell>.cell.json`) and reused by a
+Each cell's result is saved under test-artifacts/privacy-bench/ (`<table>/<cell>.privacy-cell.json`) and reused by a
 rerun, so the tables can be built over several sessions; delete that folder to measure everything afresh. Each
 table prints as markdown; targets print as a table and fail when missed.
 The same tables: `patchlab privacy bench speed|dpsgd|pate|mia --out DIR`.
