@@ -8,6 +8,7 @@ import typer
 
 from patchlab.cli._common import ArchOpt, DeviceOpt, JsonOpt, ModelOpt, print_json, rich_progress
 
+PATCH_DEFENSES_DEFAULT = ("none", "patchcleanser", "lgs", "jpeg", "median", "bitdepth", "resize_pad")
 ImagesOpt = typer.Option(..., "--images", help="Labelled image folder (<wnid>_<name>.jpg); the shared split is used")
 
 
@@ -78,3 +79,51 @@ def register(app: typer.Typer) -> None:
         if "speedup" in result:
             line += f"; plain all-pairs {result['baseline']['seconds_per_image']:.2f} s/image ({result['speedup']:.1f}x)"
         typer.echo(line)
+
+    evaluate = typer.Typer(help="Defenses against patches and adaptive attacks.", no_args_is_help=True)
+    group.add_typer(evaluate, name="evaluate")
+
+    @evaluate.command("patch")
+    def evaluate_patch_cmd(
+        patch: Path = typer.Argument(..., help="Patch PNG with its JSON sidecar (e.g. printables/...)"),
+        images: Path = ImagesOpt,
+        model: str = ModelOpt,
+        arch: str = ArchOpt,
+        areas: str = typer.Option("0.02,0.05,0.1", "--areas", help="Patch areas (fractions of the image)"),
+        defenses: str = typer.Option(",".join(PATCH_DEFENSES_DEFAULT), "--defenses", help="Comma-separated"),
+        limit: int = typer.Option(80, "--limit", min=1, help="First N held-out images"),
+        preset: str = typer.Option("print", "--preset", help="EOT preset for the patch"),
+        masks: int = typer.Option(6, "--masks", min=1, help="PatchCleanser masks per side"),
+        seed: int = typer.Option(1234, "--seed"),
+        checkpoint: Path = typer.Option(None, "--checkpoint", help="Save progress here; a rerun continues"),
+        plot: Path = typer.Option(None, "--plot", help="Write the bar chart PNG here"),
+        device: str = DeviceOpt,
+        json_out: bool = JsonOpt,
+    ) -> None:
+        """A patch against each defense: attack success, accuracy and PatchCleanser's certified fraction."""
+        from patchlab.cli.patch import _areas
+        from patchlab.defenses.patch_eval import evaluate_defenses
+        from patchlab.defenses.plots import patch_defense_figure
+
+        names = [d.strip() for d in defenses.split(",") if d.strip()]
+        net = _model(model, arch, device)
+        with rich_progress("defenses", enabled=not json_out) as cb:
+            result = evaluate_defenses(patch, images, net, _areas(areas), names, limit, preset, seed, masks,
+                                       checkpoint=checkpoint, progress=cb)
+        if plot:
+            patch_defense_figure(result).savefig(plot)
+            result["plot"] = str(plot)
+        if json_out:
+            print_json(result)
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{patch.name} vs defenses ({result['n']} held-out images, {preset})")
+        for col in ("area", "defense", "success", "accuracy", "clean acc", "certified"):
+            table.add_column(col)
+        for r in result["rows"]:
+            cert = f"{100 * r['certified_fraction']:.1f}%" if "certified_fraction" in r else ""
+            table.add_row(f"{100 * r['area']:g}%", r["defense"], f"{100 * r['success_rate']:.1f}%",
+                          f"{100 * r['accuracy']:.1f}%", f"{100 * r['clean_accuracy']:.1f}%", cert)
+        Console().print(table)

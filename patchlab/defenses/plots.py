@@ -33,4 +33,33 @@ def certify_figure(result: dict) -> Figure:
     return fig
 
 
-__all__ = ["certify_figure"]
+def patch_defense_figure(result: dict) -> Figure:
+    """Attack success (top) and correct-class accuracy (bottom) per defense, one bar group per patch area."""
+    rows = result["rows"]
+    areas = sorted({r["area"] for r in rows})
+    defenses = list(dict.fromkeys(r["defense"] for r in rows))
+    fig = Figure(figsize=(7.2, 5.4), dpi=120)
+    width = 0.8 / len(areas)
+    for p, (key, label) in enumerate((("success_rate", f"top-1 = {result.get('target_name')} (%)"),
+                                      ("accuracy", "top-1 = true class (%)"))):
+        ax = fig.add_subplot(2, 1, p + 1)
+        for a, area in enumerate(areas):
+            got = {r["defense"]: r for r in rows if r["area"] == area}
+            xs = [i + (a - (len(areas) - 1) / 2) * width for i in range(len(defenses))]
+            vals = [100 * got[d][key] for d in defenses]
+            ci = [got[d]["ci95" if key == "success_rate" else "accuracy_ci95"] for d in defenses]
+            err = [[v - 100 * c[0] for v, c in zip(vals, ci)], [100 * c[1] - v for v, c in zip(vals, ci)]]
+            ax.bar(xs, vals, width, yerr=err, capsize=2, label=f"{100 * area:g}% area")
+        ax.set_xticks(range(len(defenses)), defenses, fontsize=8)
+        ax.set_ylabel(label, fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+        if p == 0:
+            ax.legend(fontsize=7)
+            ax.set_title(f"{result['patch']} vs defenses, {result['model']}: {result['n']} held-out images, "
+                         f"preset {result['preset']}, Wilson 95%", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["certify_figure", "patch_defense_figure"]
