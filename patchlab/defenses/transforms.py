@@ -40,7 +40,8 @@ class InputTransform(nn.Module):
 
 
 class JPEG(InputTransform):
-    """Real JPEG at `quality` (Das et al. 2017; Guo et al. 2018 use 75). Not differentiable."""
+    """Real JPEG at `quality` (libjpeg through Pillow, 4:2:0 chroma subsampling; Das et al. 2017 and Guo et al.
+    2018 use 75). Not differentiable."""
 
     name = "jpeg"
 
@@ -54,11 +55,20 @@ class JPEG(InputTransform):
         return {"defense": self.name, "quality": self.quality}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from torchvision.io import decode_jpeg, encode_jpeg
+        import io
 
-        codes = encode_jpeg(list(x.detach().mul(255).round().clamp(0, 255).byte().cpu()), quality=self.quality)
-        out = torch.stack(decode_jpeg(codes)).to(x.device, x.dtype).div_(255)
-        return out
+        import numpy as np
+        from PIL import Image
+
+        pixels = x.detach().mul(255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+        out = []
+        for img in pixels:
+            buf = io.BytesIO()
+            Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(buf, format="JPEG",
+                                                                                    quality=self.quality)
+            buf.seek(0)
+            out.append(np.asarray(Image.open(buf)).reshape(img.shape))
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype).div_(255)
 
 
 class BitDepth(InputTransform):
