@@ -9,7 +9,20 @@ import typer
 from patchlab.cli._common import ArchOpt, DeviceOpt, JsonOpt, ModelOpt, print_json, rich_progress
 
 PATCH_DEFENSES_DEFAULT = ("none", "patchcleanser", "lgs", "jpeg", "median", "bitdepth", "resize_pad")
+MnistOpt = typer.Option(None, "--mnist", help="MNIST IDX folder (default: the shared data's mnist/)")
 ImagesOpt = typer.Option(..., "--images", help="Labelled image folder (<wnid>_<name>.jpg); the shared split is used")
+
+
+def _mnist(folder: Path | None) -> Path:
+    from patchlab.data import shared_data_dir
+    from patchlab.errors import PatchlabError
+
+    if folder is not None:
+        return folder
+    root = shared_data_dir()
+    if root is None or not (root / "mnist").is_dir():
+        raise PatchlabError("no MNIST folder found; give --mnist DIR (the official IDX files)")
+    return root / "mnist"
 
 
 def _model(model: str, arch: str | None, device: str):
@@ -127,3 +140,218 @@ def register(app: typer.Typer) -> None:
             table.add_row(f"{100 * r['area']:g}%", r["defense"], f"{100 * r['success_rate']:.1f}%",
                           f"{100 * r['accuracy']:.1f}%", f"{100 * r['clean_accuracy']:.1f}%", cert)
         Console().print(table)
+
+    train = typer.Typer(help="Train robust models.", no_args_is_help=True)
+    group.add_typer(train, name="train")
+
+    @train.command("masking")
+    def train_masking(
+        images: Path = ImagesOpt,
+        arch: str = typer.Option("efficientnet_lite0", "--arch", help="EfficientNet-Lite to fine-tune"),
+        layers: str = typer.Option("all", "--layers", help="all, or late (last stages, head, classifier)"),
+        loss: str = typer.Option("distill", "--loss", help="distill (match the original model's clean prediction) "
+                                 "or ce (true labels, the paper's recipe)"),
+        masks: str = typer.Option("cutout", "--masks", help="cutout (2 x 128 px holes) or pairs (PatchCleanser's)"),
+        holes: int = typer.Option(2, "--holes", min=0),
+        hole_size: int = typer.Option(128, "--hole-size", min=1),
+        epochs: int = typer.Option(10, "--epochs", min=1),
+        batch: int = typer.Option(32, "--batch", min=1),
+        lr: float = typer.Option(1e-3, "--lr"),
+        schedule: str = typer.Option("cosine", "--schedule", help="cosine or constant"),
+        seed: int = typer.Option(0, "--seed"),
+        limit: int = typer.Option(None, "--limit", min=1, help="First N training images"),
+        out: Path = typer.Option(Path("runs/efficientnet_lite0-masked.safetensors"), "--out", "-o"),
+        checkpoint: Path = typer.Option(None, "--checkpoint", help="Per-epoch checkpoint (default: beside --out); "
+                                        "a rerun resumes"),
+        device: str = DeviceOpt,
+        json_out: bool = JsonOpt,
+    ) -> None:
+        """Mask-robust fine-tuning for PatchCleanser on the training side of the shared split."""
+        from patchlab.defenses.finetune import FinetuneConfig, finetune
+
+        cfg = FinetuneConfig(images=str(images), arch=arch, layers=layers, loss=loss, masks=masks, holes=holes,
+                             hole_size=hole_size, epochs=epochs, batch_size=batch, lr=lr, lr_schedule=schedule,
+                             seed=seed, limit=limit)
+        ckpt = checkpoint or out.with_suffix(".ckpt.pt")
+        with rich_progress("fine-tune", enabled=not json_out) as cb:
+            result = finetune(cfg, out, ckpt, device, progress=cb)
+        if json_out:
+            print_json(result)
+            return
+        typer.echo(f"wrote {result['out']} after {result['epochs']} epochs ({result['seconds']:.0f}s); load it with "
+                   f"--model {result['out']} --arch {arch}")
+
+    @train.command("adversarial")
+    def train_adversarial_cmd(
+        mnist: Path = MnistOpt,
+        method: str = typer.Option("pgd", "--method", help="pgd (Madry), fgsm_rs (Wong) or standard"),
+        eps: str = typer.Option("0.3", "--eps", help="Linf radius, e.g. 0.3 or 76/255"),
+        steps: int = typer.Option(10, "--steps", min=1, help="PGD steps during training"),
+        alpha: float = typer.Option(None, "--alpha", help="Step size (default: PGD 2.5 eps/steps, FGSM-RS 1.25 eps)"),
+        epochs: int = typer.Option(10, "--epochs", min=1),
+        batch: int = typer.Option(100, "--batch", min=1),
+        lr: float = typer.Option(1e-3, "--lr"),
+        train_n: int = typer.Option(8000, "--train", min=100, help="Training share of the MNIST set"),
+        seed: int = typer.Option(0, "--seed"),
+        out: Path = typer.Option(Path("runs/mnist-pgd.safetensors"), "--out", "-o"),
+        checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: beside --out; a rerun resumes"),
+        json_out: bool = JsonOpt,
+    ) -> None:
+        """Adversarial training of the MNIST CNN (early stopping against catastrophic overfitting)."""
+        from patchlab.defenses.adversarial import AdvTrainConfig, train_adversarial
+        from patchlab.errors import parse_fraction
+
+        cfg = AdvTrainConfig(method=method, eps=parse_fraction(eps, "--eps"), steps=steps, alpha=alpha,
+                             epochs=epochs, batch_size=batch, lr=lr, train=train_n, seed=seed)
+        with rich_progress("train", enabled=not json_out) as cb:
+            result = train_adversarial(cfg, _mnist(mnist), out, checkpoint or out.with_suffix(".ckpt.pt"), cb)
+        if json_out:
+            print_json(result)
+            return
+        typer.echo(f"wrote {result['out']}: {result['epochs_run']} epochs, best {result['best_epoch']}"
+                   f"{' (early-stopped)' if result['early_stopped'] else ''}, {result['cpu_seconds'] / 60:.1f} CPU-min, "
+                   f"{result['seconds'] / 60:.1f} min wall")
+
+    @train.command("smoothing")
+    def train_smoothing_cmd(
+        mnist: Path = MnistOpt,
+        sigma: float = typer.Option(0.5, "--sigma", help="Gaussian noise level during training"),
+        epochs: int = typer.Option(10, "--epochs", min=1),
+        train_n: int = typer.Option(8000, "--train", min=100),
+        seed: int = typer.Option(0, "--seed"),
+        out: Path = typer.Option(Path("runs/mnist-noise.safetensors"), "--out", "-o"),
+        checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: beside --out; a rerun resumes"),
+        json_out: bool = JsonOpt,
+    ) -> None:
+        """Noise-augmented training of the MNIST CNN for randomized smoothing (Cohen 2019)."""
+        from patchlab.defenses.smoothing import train_noisy_digits
+
+        with rich_progress("train", enabled=not json_out) as cb:
+            result = train_noisy_digits(_mnist(mnist), sigma, out, epochs, train_n, seed=seed,
+                                        checkpoint=checkpoint or out.with_suffix(".ckpt.pt"), progress=cb)
+        if json_out:
+            print_json(result)
+            return
+        typer.echo(f"wrote {result['out']} (sigma {sigma}, {result['epochs']} epochs, {result['seconds']:.0f}s)")
+
+    @certify.command("smoothing")
+    def certify_smoothing(
+        model: str = typer.Option(..., "--model", "-m", help="A digits model (.safetensors from defend train) or a "
+                                  "zoo name / checkpoint for ImageNet"),
+        arch: str = ArchOpt,
+        mnist: Path = MnistOpt,
+        images: Path = typer.Option(None, "--images", help="ImageNet folder (zoo models): held-out images"),
+        sigma: list[float] = typer.Option([0.25], "--sigma", help="Noise level; repeat for a curve per sigma"),
+        n0: int = typer.Option(100, "--n0", min=1),
+        n: int = typer.Option(1000, "--n", min=1, help="Samples for the estimate"),
+        alpha: float = typer.Option(0.001, "--alpha"),
+        limit: int = typer.Option(200, "--limit", min=1),
+        train_n: int = typer.Option(8000, "--train", help="MNIST: size of the training side (skipped)"),
+        seed: int = typer.Option(0, "--seed"),
+        batch: int = typer.Option(500, "--batch", min=1),
+        plot: Path = typer.Option(None, "--plot", help="Write the certified-accuracy curves PNG here"),
+        device: str = DeviceOpt,
+        json_out: bool = JsonOpt,
+    ) -> None:
+        """Certified accuracy against l2 radius of the smoothed classifier (Cohen 2019)."""
+        from patchlab.defenses.plots import smoothing_figure
+        from patchlab.defenses.smoothing import certified_curve
+        from patchlab.errors import check_unit_interval
+
+        check_unit_interval("--alpha", alpha, allow_zero=False)
+        if model.endswith(".safetensors") and images is None and arch is None:
+            from patchlab.data import load_mnist, split_digits
+            from patchlab.models.digits import load_digits_model
+
+            net = load_digits_model(model)
+            test = split_digits(load_mnist(_mnist(mnist)), {"train": train_n, "test": -1}, seed=0)["test"]
+            x, y, source = test.images[:limit], test.labels[:limit], "mnist test side"
+        else:
+            from patchlab.defenses.data import load_images, shared_split
+            from patchlab.errors import PatchlabError
+
+            if images is None:
+                raise PatchlabError("a zoo model needs --images (an ImageNet folder)")
+            net = _model(model, arch, device)
+            data = shared_split(images, "heldout", limit)
+            x, y, source = load_images(data.paths, net.input_size), data.labels, "imagenet held-out"
+        curves = []
+        with rich_progress("certify", enabled=not json_out) as cb:
+            for s in sigma:
+                curves.append(certified_curve(net, x, y, s, n0, n, alpha, seed=seed, batch_size=batch, progress=cb))
+        result = {"model": getattr(net, "name", model), "data": source, "n": len(x), "n0": n0, "samples": n,
+                  "alpha": alpha, "seed": seed, "curves": curves}
+        if plot:
+            smoothing_figure(result).savefig(plot)
+            result["plot"] = str(plot)
+        if json_out:
+            print_json(result)
+            return
+        for c in curves:
+            pts = ", ".join(f"r={r['radius']:g}: {100 * r['certified_accuracy']:.1f}%" for r in c["curve"][::2])
+            typer.echo(f"sigma {c['sigma']}: {pts} (abstain {100 * c['abstain_rate']:.1f}%, {c['seconds']:.0f}s)")
+
+    @evaluate.command("transforms")
+    def evaluate_transforms_cmd(
+        images: Path = ImagesOpt,
+        model: str = ModelOpt,
+        arch: str = ArchOpt,
+        defenses: str = typer.Option("none,jpeg,bitdepth,median,resize_pad,lgs", "--defenses"),
+        eps: str = typer.Option("4/255", "--eps"),
+        steps: int = typer.Option(10, "--steps", min=1),
+        eot: int = typer.Option(8, "--eot", min=1, help="EOT draws per step for randomized defenses (>= 2)"),
+        limit: int = typer.Option(32, "--limit", min=1),
+        seed: int = typer.Option(0, "--seed"),
+        plot: Path = typer.Option(None, "--plot"),
+        device: str = DeviceOpt,
+        json_out: bool = JsonOpt,
+    ) -> None:
+        """Input transformations under naive, transfer and BPDA(+EOT) PGD, side by side."""
+        from patchlab.defenses.adaptive import evaluate_transforms
+        from patchlab.defenses.plots import transforms_figure
+        from patchlab.errors import parse_fraction
+
+        net = _model(model, arch, device)
+        names = [d.strip() for d in defenses.split(",") if d.strip()]
+        with rich_progress("transforms", enabled=not json_out) as cb:
+            result = evaluate_transforms(net, images, names, parse_fraction(eps, "--eps"), steps, eot, limit, seed,
+                                         progress=cb)
+        if plot:
+            transforms_figure(result).savefig(plot)
+            result["plot"] = str(plot)
+        if json_out:
+            print_json(result)
+            return
+        for r in result["rows"]:
+            typer.echo(f"{r['defense']:>10}: clean {100 * r['clean_accuracy']:5.1f}%  naive PGD "
+                       f"{100 * r['naive_accuracy']:5.1f}%  transfer PGD {100 * r['transfer_accuracy']:5.1f}%  "
+                       f"BPDA{'+EOT' if r['randomized'] else ''} {100 * r['bpda_accuracy']:5.1f}%")
+
+    @evaluate.command("adversarial")
+    def evaluate_adversarial_cmd(
+        model: Path = typer.Argument(..., help="A digits model .safetensors (from defend train)"),
+        mnist: Path = MnistOpt,
+        eps: str = typer.Option("0.3", "--eps"),
+        restarts: int = typer.Option(10, "--restarts", min=1),
+        limit: int = typer.Option(1000, "--limit", min=1, help="Test-side images"),
+        train_n: int = typer.Option(8000, "--train", help="Size of the training side (skipped)"),
+        seed: int = typer.Option(0, "--seed"),
+        json_out: bool = JsonOpt,
+    ) -> None:
+        """Accuracy of an MNIST model under FGSM, PGD-40/100 with restarts, MI-FGSM and all together."""
+        from patchlab.data import load_mnist, split_digits
+        from patchlab.defenses.adversarial import evaluate_robustness
+        from patchlab.errors import parse_fraction
+        from patchlab.models.digits import load_digits_model
+
+        net = load_digits_model(model).requires_grad_(False)
+        test = split_digits(load_mnist(_mnist(mnist)), {"train": train_n, "test": -1}, seed=0)["test"]
+        with rich_progress("attacks", enabled=not json_out) as cb:
+            result = evaluate_robustness(net, test.images[:limit], test.labels[:limit], parse_fraction(eps, "--eps"),
+                                         restarts, seed=seed, progress=cb)
+        result["model"] = str(model)
+        if json_out:
+            print_json(result)
+            return
+        for r in result["rows"]:
+            typer.echo(f"{r['attack']:>30}: {100 * r['accuracy']:5.1f}%")

@@ -140,4 +140,48 @@ def evaluate_defenses(patch: str | Path, images: str | Path, model="efficientnet
             "rows": rows, "seconds": time.perf_counter() - start}
 
 
-__all__ = ["PATCH_DEFENSES", "evaluate_defenses"]
+def paste_square(image: torch.Tensor, rgba: torch.Tensor, side: int, top: int, left: int) -> torch.Tensor:
+    """`image` (3, S, S) with the RGBA patch resized to `side` px pasted axis-aligned at (top, left)."""
+    import torch.nn.functional as F
+
+    tex = F.interpolate(rgba[None].float(), size=(side, side), mode="bilinear", align_corners=False,
+                        antialias=True)[0].clamp(0, 1)
+    out = image.clone()
+    region = out[:, top:top + side, left:left + side]
+    alpha = tex[3:4]
+    out[:, top:top + side, left:left + side] = region * (1 - alpha) + tex[:3] * alpha
+    return out
+
+
+def check_certificates(model, images: torch.Tensor, labels: torch.Tensor, patch: str | Path, area: float = 0.02,
+                       masks: int = 6, stride: int = 16, progress: ProgressFn | None = None) -> dict:
+    """The certificate's promise on real images: for every image PatchCleanser certifies, paste `patch` (axis-
+    aligned, at the side the masks cover) at every position on a `stride` grid (plus the far edges) and count
+    defended predictions that leave the label. Any violation is a bug; `undefended_flips` shows the patch bites."""
+    from patchlab.defenses.patchcleanser import PatchCleanser
+    from patchlab.patch.io import load_patch
+
+    start = time.perf_counter()
+    rgba, _ = load_patch(patch)
+    pc = PatchCleanser(model, area, masks)
+    side, size = pc.masks.patch, pc.image_size
+    spots = sorted(set(range(0, size - side + 1, stride)) | {size - side})
+    certified = checked = violations = flips = 0
+    for i, (image, label) in enumerate(zip(images, labels.tolist())):
+        if not pc.verdict(image, label).certified:
+            continue
+        certified += 1
+        patched = torch.stack([paste_square(image, rgba, side, t, left) for t in spots for left in spots])
+        with torch.inference_mode():
+            flips += int((model(patched).argmax(1).cpu() != label).sum())
+        for x in patched:
+            violations += pc.verdict(x, certify=False).prediction != label
+            checked += 1
+        if progress:
+            progress(i + 1, len(images), {"certified": certified, "violations": violations})
+    return {"n": len(images), "certified": certified, "placements": len(spots) ** 2, "checked": checked,
+            "violations": violations, "undefended_flips": flips, "patch_side": side, "stride": stride,
+            "seconds": time.perf_counter() - start}
+
+
+__all__ = ["PATCH_DEFENSES", "check_certificates", "evaluate_defenses", "paste_square"]

@@ -127,4 +127,21 @@ def certified_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: f
             "seconds": time.perf_counter() - start}
 
 
-__all__ = ["ABSTAIN", "Smooth", "certified_curve", "lower_confidence_bound", "noise_loss", "radius"]
+def train_noisy_digits(mnist, sigma: float, out, epochs: int = 10, train: int = 8000, split_seed: int = 0,
+                       seed: int = 0, checkpoint=None, progress: ProgressFn | None = None, **fit_options) -> dict:
+    """Cohen's noise-augmented training of the digits CNN on the training side of the shared MNIST split."""
+    from patchlab.data import load_mnist, split_digits
+    from patchlab.models.digits import fit, make_digits_model, save_digits_model
+
+    tr = split_digits(load_mnist(mnist), {"train": train, "test": -1}, seed=split_seed)["train"]
+    model = make_digits_model("cnn", size=28, seed=seed)
+    cpu0 = time.process_time()
+    result = fit(model, tr.images, tr.labels, epochs=epochs, seed=seed, loss_fn=noise_loss(sigma),
+                 checkpoint=checkpoint, progress=progress, **fit_options)
+    save_digits_model(model, out)
+    return {"out": str(out), "sigma": sigma, "n": len(tr), "epochs": len(result.history), "history": result.history,
+            "seconds": result.seconds, "cpu_seconds": time.process_time() - cpu0}
+
+
+__all__ = ["ABSTAIN", "Smooth", "certified_curve", "lower_confidence_bound", "noise_loss", "radius",
+           "train_noisy_digits"]

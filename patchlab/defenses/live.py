@@ -1,0 +1,78 @@
+"""Defenses for the live classifier: `LiveDefense(name, model)(rgb)` -> the defended prediction of one model input.
+
+  none          - the plain model;
+  patchcleanser - double masking, certified for the defended prediction itself (no ground truth live): certified
+                  means no patch of up to `patch_area` of the input, anywhere, could change this answer;
+  lgs, jpeg, median - the input transformation, then the model.
+
+The capture pipeline calls it with the RGB uint8 model input it already built (`LiveState(defense=...)`), so every
+source (camera, video, browser) gets the same defense; the recording stores the defense's name and answer per frame.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from patchlab.errors import PatchlabError
+
+LIVE_DEFENSES = ("none", "patchcleanser", "lgs", "jpeg", "median")
+
+
+@dataclass
+class DefendedPrediction:
+    index: int
+    label: str
+    certified: bool | None  # None: the defense gives no certificate
+    passes: int = 1         # forward passes it took
+
+
+class LiveDefense:
+    """A defense around a zoo Classifier for single RGB uint8 (S, S, 3) inputs; thread-safe."""
+
+    def __init__(self, name: str, model, patch_area: float = 0.1, masks: int = 6, certify: bool = True):
+        if name not in LIVE_DEFENSES:
+            raise PatchlabError(f"unknown defense '{name}' (choose from {', '.join(LIVE_DEFENSES)})")
+        self.name, self.model, self.certify = name, model, bool(certify)
+        self.labels = list(getattr(model, "labels", []))
+        self._lock = getattr(model, "lock", None) or threading.Lock()
+        self.cleanser = self.transform = None
+        if name == "patchcleanser":
+            from patchlab.defenses.patchcleanser import PatchCleanser
+
+            self.cleanser = PatchCleanser(model, patch_area, masks)
+        elif name != "none":
+            from patchlab.defenses.transforms import make_transform
+
+            self.transform = make_transform(name)
+        self.settings = {"defense": name, **({"patch_area": patch_area, "masks": masks} if self.cleanser else {})}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __call__(self, rgb: np.ndarray) -> DefendedPrediction:
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255).to(self.device)
+        with self._lock:
+            if self.cleanser is not None:
+                v = self.cleanser.verdict(x, certify=self.certify)
+                return DefendedPrediction(v.prediction, self.labels[v.prediction], v.certified if self.certify
+                                          else None, v.passes)
+            with torch.inference_mode():
+                y = x[None] if self.transform is None else self.transform(x[None])
+                index = int(self.model(y).argmax(1))
+        return DefendedPrediction(index, self.labels[index], None)
+
+
+def live_model(backend):
+    """The torch Classifier behind a capture backend (eager: itself; ONNX: the checked reference)."""
+    model = getattr(backend, "model", None) or getattr(backend, "reference", None)
+    if model is None:
+        raise PatchlabError("this inference backend has no torch model to defend; use the eager backend")
+    return model
+
+
+__all__ = ["DefendedPrediction", "LIVE_DEFENSES", "LiveDefense", "live_model"]
