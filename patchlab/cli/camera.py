@@ -145,6 +145,10 @@ def register(app: typer.Typer) -> None:
         err = Console(stderr=True)
         if onnx and eager:
             raise PatchlabError("--onnx and --eager exclude each other")
+        from patchlab.defenses.live import LIVE_DEFENSES
+
+        if defense not in LIVE_DEFENSES:
+            raise PatchlabError(f"unknown defense '{defense}' (choose from {', '.join(LIVE_DEFENSES)})")
         if record_format not in ("jsonl", "csv"):
             raise PatchlabError(f"--record-format must be jsonl or csv, got {record_format}")
         if baseline is not None and record is None:

@@ -8,7 +8,6 @@ import typer
 
 from patchlab.cli._common import ArchOpt, DeviceOpt, JsonOpt, ModelOpt, print_json, rich_progress
 
-PATCH_DEFENSES_DEFAULT = ("none", "patchcleanser", "lgs", "jpeg", "median", "bitdepth", "resize_pad")
 MnistOpt = typer.Option(None, "--mnist", help="MNIST IDX folder (default: the shared data's mnist/)")
 ImagesOpt = typer.Option(..., "--images", help="Labelled image folder (<wnid>_<name>.jpg); the shared split is used")
 
@@ -72,9 +71,12 @@ def register(app: typer.Typer) -> None:
         from patchlab.defenses.plots import certify_figure
         from patchlab.errors import PatchlabError, check_unit_interval
 
+        from patchlab.defenses.data import shared_split
+
         check_unit_interval("--patch-area", patch_area, allow_zero=False)
         if part not in ("heldout", "train"):
             raise PatchlabError(f"--part must be heldout or train, got {part!r}")
+        shared_split(images, part, limit)  # a bad folder fails before the model loads
         net = _model(model, arch, device)
         with rich_progress("certify", enabled=not json_out) as cb:
             result = certify_images(net, images, part, limit, patch_area, masks, fill, batch, baseline,
@@ -103,7 +105,8 @@ def register(app: typer.Typer) -> None:
         model: str = ModelOpt,
         arch: str = ArchOpt,
         areas: str = typer.Option("0.02,0.05,0.1", "--areas", help="Patch areas (fractions of the image)"),
-        defenses: str = typer.Option(",".join(PATCH_DEFENSES_DEFAULT), "--defenses", help="Comma-separated"),
+        defenses: str = typer.Option("none,patchcleanser,lgs,jpeg,median,bitdepth,resize_pad", "--defenses",
+                                     help="Comma-separated"),
         limit: int = typer.Option(80, "--limit", min=1, help="First N held-out images"),
         preset: str = typer.Option("print", "--preset", help="EOT preset for the patch"),
         masks: int = typer.Option(6, "--masks", min=1, help="PatchCleanser masks per side"),
@@ -118,7 +121,13 @@ def register(app: typer.Typer) -> None:
         from patchlab.defenses.patch_eval import evaluate_defenses
         from patchlab.defenses.plots import patch_defense_figure
 
+        from patchlab.defenses.patch_eval import PATCH_DEFENSES
+        from patchlab.errors import PatchlabError
+
         names = [d.strip() for d in defenses.split(",") if d.strip()]
+        unknown = [d for d in names if d not in PATCH_DEFENSES]
+        if unknown:
+            raise PatchlabError(f"unknown defense '{unknown[0]}' (choose from {', '.join(PATCH_DEFENSES)})")
         net = _model(model, arch, device)
         with rich_progress("defenses", enabled=not json_out) as cb:
             result = evaluate_defenses(patch, images, net, _areas(areas), names, limit, preset, seed, masks,
@@ -311,8 +320,14 @@ def register(app: typer.Typer) -> None:
         from patchlab.defenses.plots import transforms_figure
         from patchlab.errors import parse_fraction
 
-        net = _model(model, arch, device)
+        from patchlab.defenses.adaptive import INPUT_DEFENSES
+        from patchlab.errors import PatchlabError
+
         names = [d.strip() for d in defenses.split(",") if d.strip()]
+        unknown = [d for d in names if d not in INPUT_DEFENSES]
+        if unknown:
+            raise PatchlabError(f"unknown input defense '{unknown[0]}' (choose from {', '.join(INPUT_DEFENSES)})")
+        net = _model(model, arch, device)
         with rich_progress("transforms", enabled=not json_out) as cb:
             result = evaluate_transforms(net, images, names, parse_fraction(eps, "--eps"), steps, eot, limit, seed,
                                          progress=cb)

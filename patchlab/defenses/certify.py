@@ -44,8 +44,8 @@ def certify_images(model, images: str | Path, part: str = "heldout", limit: int 
     from patchlab.models import load_model
 
     start = time.perf_counter()
+    data = shared_split(images, part, limit)  # bad folders fail before the model loads
     net = load_model(model, device) if isinstance(model, (str, Path)) else model
-    data = shared_split(images, part, limit)
     x = load_images(data.paths, net.input_size)
     ours = PatchCleanser(net, patch, k, fill, batch_size)
     plain = PatchCleanser(net, patch, k, fill, batch_size, reuse=False) if baseline else None
