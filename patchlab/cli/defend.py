@@ -201,6 +201,7 @@ def register(app: typer.Typer) -> None:
         batch: int = typer.Option(100, "--batch", min=1),
         lr: float = typer.Option(1e-3, "--lr"),
         train_n: int = typer.Option(8000, "--train", min=100, help="Training share of the MNIST set"),
+        ramp: int = typer.Option(0, "--ramp", min=0, help="Grow eps linearly over the first N epochs"),
         seed: int = typer.Option(0, "--seed"),
         out: Path = typer.Option(Path("runs/mnist-pgd.safetensors"), "--out", "-o"),
         checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: beside --out; a rerun resumes"),
@@ -211,7 +212,7 @@ def register(app: typer.Typer) -> None:
         from patchlab.errors import parse_fraction
 
         cfg = AdvTrainConfig(method=method, eps=parse_fraction(eps, "--eps"), steps=steps, alpha=alpha,
-                             epochs=epochs, batch_size=batch, lr=lr, train=train_n, seed=seed)
+                             epochs=epochs, batch_size=batch, lr=lr, train=train_n, seed=seed, ramp_epochs=ramp)
         with rich_progress("train", enabled=not json_out) as cb:
             result = train_adversarial(cfg, _mnist(mnist), out, checkpoint or out.with_suffix(".ckpt.pt"), cb)
         if json_out:

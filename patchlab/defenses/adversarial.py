@@ -47,6 +47,7 @@ class AdvTrainConfig:
     hidden: int = 128
     monitor: int = 500           # training images the early-stopping PGD check runs on
     overfit_drop: float = 0.2
+    ramp_epochs: int = 0         # grow eps linearly over the first N epochs (eps * (epoch + 1) / N)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -69,14 +70,25 @@ def training_attack(model, cfg: AdvTrainConfig, seed: int | None):
     return make_attack("pgd", model, eps=cfg.eps, steps=steps, alpha=cfg.step_size, random_start=True, seed=seed)
 
 
-def adversarial_loss(cfg: AdvTrainConfig):
-    """A `fit` loss: cross-entropy at the training attack's point (plain cross-entropy for "standard")."""
+def eps_at(cfg: AdvTrainConfig, epoch: int) -> float:
+    """The training eps in (0-based) `epoch` under the linear ramp."""
+    if cfg.ramp_epochs <= 0:
+        return cfg.eps
+    return cfg.eps * min(1.0, (epoch + 1) / cfg.ramp_epochs)
+
+
+def adversarial_loss(cfg: AdvTrainConfig, epoch: list[int] | None = None):
+    """A `fit` loss: cross-entropy at the training attack's point (plain cross-entropy for "standard").
+    `epoch` is a one-element list holding the current epoch (for the eps ramp), kept up to date by the caller."""
+    from dataclasses import replace
 
     def adversarial_cross_entropy(model, x, y, gen):
         if cfg.method == "standard":
             return F.cross_entropy(model(x), y)
         seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen))
-        adv = training_attack(model, cfg, seed)(x, y).adv
+        # a ramped eps keeps a given alpha; without one, Madry's / Wong's step rule follows the ramped eps
+        now = cfg if not cfg.ramp_epochs or epoch is None else replace(cfg, eps=eps_at(cfg, epoch[0]))
+        adv = training_attack(model, now, seed)(x, y).adv
         return F.cross_entropy(model(adv), y)
 
     adversarial_cross_entropy.__name__ = f"adv_{cfg.method}_{cfg.eps}_{cfg.steps}_{cfg.step_size}"
@@ -118,13 +130,16 @@ def train_adversarial(cfg: AdvTrainConfig, mnist: str | Path, out: str | Path, c
     best_state = None
     if record_path is not None and record_path.is_file():
         saved = json.loads(record_path.read_text())
-        if saved.get("config") != asdict(cfg):
+        if {**saved.get("config", {}), "epochs": None} != {**asdict(cfg), "epochs": None}:  # more epochs may follow
             raise PatchlabError(f"{record_path}: was written with other settings; delete it to start over")
         record = saved
         best_file = Path(str(checkpoint) + ".best.pt")
         if best_file.is_file():
             best_state = torch.load(best_file, map_location="cpu", weights_only=True)
     steps_per_epoch = -(-len(tr) // cfg.batch_size)
+    epoch_now = [0]  # the eps ramp's clock: the epoch fit is in (it resumes after its last saved epoch)
+    if checkpoint and Path(checkpoint).is_file():
+        epoch_now[0] = len(json.loads(torch.load(checkpoint, map_location="cpu", weights_only=True)["history"]))
     stop = threading.Event()
     cpu0, wall0 = time.process_time(), time.perf_counter()
 
@@ -135,6 +150,7 @@ def train_adversarial(cfg: AdvTrainConfig, mnist: str | Path, out: str | Path, c
         if step % steps_per_epoch:
             return
         epoch = step // steps_per_epoch
+        epoch_now[0] = epoch
         robust = pgd_accuracy(model, mon_x, mon_y, cfg.eps, steps=10, seed=epoch)  # early-stopping monitor
         model.train()
         # an epoch redone after an interruption (fit resumes from its last saved epoch) replaces its old record
@@ -147,7 +163,7 @@ def train_adversarial(cfg: AdvTrainConfig, mnist: str | Path, out: str | Path, c
                 from patchlab.artifacts import save_torch
 
                 save_torch(best_state, Path(str(checkpoint) + ".best.pt"))
-        elif cfg.method != "standard" and robust < record["best"] - cfg.overfit_drop:
+        elif cfg.method != "standard" and epoch > cfg.ramp_epochs and robust < record["best"] - cfg.overfit_drop:
             record["stopped"] = True  # catastrophic overfitting: keep the best epoch's weights
             stop.set()
         record["cpu_seconds"] += time.process_time() - on_step.cpu
@@ -158,7 +174,7 @@ def train_adversarial(cfg: AdvTrainConfig, mnist: str | Path, out: str | Path, c
     on_step.cpu = cpu0
     fit_cfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="adam", seed=cfg.seed)
     if not record["stopped"]:
-        fit(model, tr.images, tr.labels, fit_cfg, loss_fn=adversarial_loss(cfg), progress=on_step,
+        fit(model, tr.images, tr.labels, fit_cfg, loss_fn=adversarial_loss(cfg, epoch_now), progress=on_step,
             checkpoint=checkpoint, stop=stop)
     if best_state is not None and cfg.method != "standard":
         model.load_state_dict(best_state)
@@ -214,5 +230,6 @@ def evaluate_robustness(model, x: torch.Tensor, y: torch.Tensor, eps: float = 0.
             "seconds": time.perf_counter() - start, "seed": seed}
 
 
-__all__ = ["AdvTrainConfig", "METHODS", "adversarial_loss", "evaluate_robustness", "mnist_split", "pgd_accuracy",
+__all__ = ["AdvTrainConfig", "METHODS", "adversarial_loss", "eps_at", "evaluate_robustness", "mnist_split",
+           "pgd_accuracy",
            "train_adversarial", "training_attack"]
