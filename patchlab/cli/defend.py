@@ -371,3 +371,34 @@ def register(app: typer.Typer) -> None:
             return
         for r in result["rows"]:
             typer.echo(f"{r['attack']:>30}: {100 * r['accuracy']:5.1f}%")
+
+    @train.command("patch")
+    def train_patch_cmd(
+        against: str = typer.Option(..., "--against", help="patchcleanser (EOT over its masks), lgs, jpeg or median "
+                                    "(BPDA)"),
+        images: Path = ImagesOpt,
+        init: Path = typer.Option(None, "--init", help="Start from this patch (e.g. the shipped one)"),
+        area: float = typer.Option(0.1, "--area"),
+        steps: int = typer.Option(200, "--steps", min=1),
+        batch: int = typer.Option(8, "--batch", min=1),
+        lr: float = typer.Option(0.003, "--lr"),
+        masks: int = typer.Option(6, "--masks", min=1, help="PatchCleanser masks per side"),
+        seed: int = typer.Option(0, "--seed"),
+        out: Path = typer.Option(Path("runs/adaptive.png"), "--out", "-o"),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint beside --out"),
+        device: str = DeviceOpt,
+        json_out: bool = JsonOpt,
+    ) -> None:
+        """An adaptive toaster patch trained against a defended efficientnet_lite0 (print EOT)."""
+        from patchlab.defenses.adaptive_patch import train_adaptive_patch
+
+        with rich_progress("adaptive patch", enabled=not json_out) as cb:
+            result = train_adaptive_patch(against, images, out, init, area, steps, batch, lr, masks, seed, device,
+                                          resume, progress=cb)
+        summary = {"out": str(result.path), "against": against, "steps": result.step,
+                   "seconds": result.meta["train_seconds"], "model": result.meta["models"][0]}
+        if json_out:
+            print_json(summary)
+        else:
+            typer.echo(f"wrote {result.path} after {result.step} steps ({summary['seconds']:.0f}s); evaluate it with "
+                       f"patchlab defend evaluate patch {result.path} --images {images}")

@@ -181,7 +181,8 @@ def train_adversarial(cfg: AdvTrainConfig, mnist: str | Path, out: str | Path, c
     model.eval()
     save_digits_model(model, out)
     return {"out": str(out), "method": cfg.method, "eps": cfg.eps, "n": len(tr), "settings": asdict(cfg),
-            "epochs_run": len(record["epochs"]), "best_epoch": record["best_epoch"],
+            "epochs_run": len(record["epochs"]),
+            "best_epoch": record["best_epoch"] if cfg.method != "standard" else len(record["epochs"]),
             "early_stopped": record["stopped"], "monitor": record["epochs"],
             "cpu_seconds": record["cpu_seconds"], "seconds": time.perf_counter() - wall0}
 

@@ -103,3 +103,21 @@ def test_transforms_keep_images_in_range_and_do_their_job():
         assert y.shape == scene.shape and float(y.min()) >= 0 and float(y.max()) <= 1
     with pytest.raises(PatchlabError):
         make_transform("blur")
+
+
+def test_random_mask_eot_passes_gradient_only_outside_the_mask():
+    from patchlab.defenses.adaptive_patch import RandomMask, defended_target
+    from patchlab.defenses.masks import mask_set
+
+    ms = mask_set(32, 6, 2)
+    t = RandomMask(ms)
+    t.generator = torch.Generator().manual_seed(0)
+    net = TinyNet()
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    out = t(x)
+    masked = (out == 0.5).all(1)
+    assert all(int(m.sum()) == ms.size ** 2 for m in masked)  # one mask per image
+    (grad,) = torch.autograd.grad(net(out).sum(), x)
+    assert float(grad.abs().sum(1)[masked].max()) == 0 and float(grad.abs().sum()) > 0
+    with pytest.raises(PatchlabError):
+        defended_target(net, "blur")
