@@ -166,6 +166,7 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(10, "--epochs", min=1),
         batch: int = typer.Option(32, "--batch", min=1),
         lr: float = typer.Option(1e-3, "--lr"),
+        optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (momentum 0.9, the paper's) or adam"),
         schedule: str = typer.Option("cosine", "--schedule", help="cosine or constant"),
         seed: int = typer.Option(0, "--seed"),
         limit: int = typer.Option(None, "--limit", min=1, help="First N training images"),
@@ -179,7 +180,8 @@ def register(app: typer.Typer) -> None:
         from patchlab.defenses.finetune import FinetuneConfig, finetune
 
         cfg = FinetuneConfig(images=str(images), arch=arch, layers=layers, loss=loss, masks=masks, holes=holes,
-                             hole_size=hole_size, epochs=epochs, batch_size=batch, lr=lr, lr_schedule=schedule,
+                             hole_size=hole_size, epochs=epochs, batch_size=batch, lr=lr, optimizer=optimizer,
+                             lr_schedule=schedule,
                              seed=seed, limit=limit)
         ckpt = checkpoint or out.with_suffix(".ckpt.pt")
         with rich_progress("fine-tune", enabled=not json_out) as cb:
@@ -348,8 +350,12 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="A digits model .safetensors (from defend train)"),
         mnist: Path = MnistOpt,
         eps: str = typer.Option("0.3", "--eps"),
-        restarts: int = typer.Option(10, "--restarts", min=1),
-        limit: int = typer.Option(1000, "--limit", min=1, help="Test-side images"),
+        restarts: int = typer.Option(5, "--restarts", min=1, help="Restarts of PGD-40"),
+        long_restarts: int = typer.Option(2, "--long-restarts", min=1, help="Restarts of PGD-100"),
+        training: str = typer.Option(None, "--training-attack", help="Also run the model's training attack: pgd "
+                                     "or fgsm_rs (with --training-steps)"),
+        training_steps: int = typer.Option(7, "--training-steps", min=1),
+        limit: int = typer.Option(500, "--limit", min=1, help="Test-side images"),
         train_n: int = typer.Option(8000, "--train", help="Size of the training side (skipped)"),
         seed: int = typer.Option(0, "--seed"),
         json_out: bool = JsonOpt,
@@ -362,9 +368,13 @@ def register(app: typer.Typer) -> None:
 
         net = load_digits_model(model).requires_grad_(False)
         test = split_digits(load_mnist(_mnist(mnist)), {"train": train_n, "test": -1}, seed=0)["test"]
+        from patchlab.defenses.adversarial import AdvTrainConfig
+
+        e = parse_fraction(eps, "--eps")
+        train_cfg = AdvTrainConfig(method=training, eps=e, steps=training_steps) if training else None
         with rich_progress("attacks", enabled=not json_out) as cb:
-            result = evaluate_robustness(net, test.images[:limit], test.labels[:limit], parse_fraction(eps, "--eps"),
-                                         restarts, seed=seed, progress=cb)
+            result = evaluate_robustness(net, test.images[:limit], test.labels[:limit], e, restarts, train_cfg,
+                                         seed=seed, long_restarts=long_restarts, progress=cb)
         result["model"] = str(model)
         if json_out:
             print_json(result)

@@ -189,8 +189,9 @@ def train_adversarial(cfg: AdvTrainConfig, mnist: str | Path, out: str | Path, c
 
 def evaluate_robustness(model, x: torch.Tensor, y: torch.Tensor, eps: float = 0.3, restarts: int = 10,
                         train_cfg: AdvTrainConfig | None = None, seed: int = 0, batch: int = 500,
-                        progress: ProgressFn | None = None) -> dict:
-    """Accuracy under each attack at `eps` and under all of them together ("strongest"), with Wilson intervals.
+                        long_restarts: int = 2, progress: ProgressFn | None = None) -> dict:
+    """Accuracy under each attack at `eps` and under all of them together ("strongest"), with Wilson intervals:
+    FGSM, PGD-40 (alpha 0.01, Madry's), PGD-40 with `restarts`, PGD-100 with `long_restarts`, MI-FGSM-100.
     `train_cfg` adds the training attack, to show that it is the weaker one."""
     from patchlab.attacks import make_attack
     from patchlab.stats import wilson_interval
@@ -201,8 +202,8 @@ def evaluate_robustness(model, x: torch.Tensor, y: torch.Tensor, eps: float = 0.
                                     restarts=1, seed=seed, batch_size=batch),
                f"pgd40x{restarts}": make_attack("pgd", model, eps=eps, steps=40, alpha=0.01 if eps >= 0.1 else None,
                                                  restarts=restarts, seed=seed + 1, batch_size=batch),
-               f"pgd100x{restarts}": make_attack("pgd", model, eps=eps, steps=100, restarts=restarts, seed=seed + 2,
-                                                  batch_size=batch),
+               f"pgd100x{long_restarts}": make_attack("pgd", model, eps=eps, steps=100, restarts=long_restarts,
+                                                       seed=seed + 2, batch_size=batch),
                "mifgsm100": make_attack("mifgsm", model, eps=eps, steps=100, batch_size=batch)}
     if train_cfg is not None and train_cfg.method != "standard":
         attacks = {f"training attack ({train_cfg.method})": training_attack(model, train_cfg, seed + 3), **attacks}

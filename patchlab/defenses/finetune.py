@@ -52,6 +52,7 @@ class FinetuneConfig:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
+    optimizer: str = "sgd"    # "sgd" (momentum 0.9, the paper) or "adam"
     lr_schedule: str = "cosine"
     weight_decay: float = 0.0
     crop_scale: float = 0.35  # smallest random-resized-crop area, as a share of the stored image
@@ -190,7 +191,7 @@ def finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | N
     x, y = load_training_images(config.images, config.limit)
     model = FinetuneNet(config.arch, config.layers).to(dev)
     teacher = load_model(config.arch, dev) if config.loss == "distill" else None
-    fit_cfg = FitConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer="sgd",
+    fit_cfg = FitConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
                         weight_decay=config.weight_decay, seed=config.seed, lr_schedule=config.lr_schedule)
     loss_fn = masking_loss(config, model.input_size, teacher)
     result = fit(model, x, y, fit_cfg, loss_fn=loss_fn, progress=progress, checkpoint=checkpoint, stop=stop)

@@ -113,8 +113,8 @@ def test_adversarial_training(mnist_dir):
         train = train_adversarial(cfg, mnist_dir, out, out.with_suffix(".ckpt.pt"))
         test = mnist_split(mnist_dir, cfg)["test"]
         net = load_digits_model(out).requires_grad_(False)
-        ev = evaluate_robustness(net, test.images[:_n(1000)], test.labels[:_n(1000)], 0.3, restarts=5,
-                                 train_cfg=cfg)
+        ev = evaluate_robustness(net, test.images[:_n(500)], test.labels[:_n(500)], 0.3, restarts=5,
+                                 train_cfg=cfg, long_restarts=2)
         runs.append((train, ev))
     _show("adversarial_training", "MNIST CNN, eps = 0.3: accuracy under attack, training time",
           report.adversarial_rows(runs), {"runs": [{"train": t, "eval": e} for t, e in runs]})
@@ -135,7 +135,7 @@ def test_smoothing_curves(mnist_dir, imagenet_dir, lite0):
         out = ROOT / "runs" / f"mnist-noise-{sigma}.safetensors"
         train_noisy_digits(mnist_dir, sigma, out, epochs=10, checkpoint=out.with_suffix(".ckpt.pt"))
         curves.append(certified_curve(load_digits_model(out), test.images[:_n(500)], test.labels[:_n(500)], sigma,
-                                      n0=100, n=_n(10000), alpha=0.001))
+                                      n0=100, n=_n(1000), alpha=0.001))
     r = {"model": "digits-cnn (noise-trained per sigma)", "n": curves[0]["n"], "samples": curves[0]["samples"],
          "alpha": 0.001, "curves": curves}
     _show("smoothing_mnist", "Randomized smoothing on MNIST: certified accuracy vs l2 radius",

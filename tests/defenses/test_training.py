@@ -3,6 +3,8 @@ loadable through the zoo), the Cutout augmentation."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -68,7 +70,10 @@ def test_masking_finetune_resumes_exactly_and_loads_through_the_zoo(imagenet_dir
 
     cfg = FinetuneConfig(images=str(imagenet_dir), layers="late", masks="pairs", epochs=2, batch_size=2, limit=4)
     finetune(cfg, tmp_path / "a.safetensors", tmp_path / "a.ckpt.pt")
-    finetune(FinetuneConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "b.safetensors", tmp_path / "b.ckpt.pt")
+    stop = threading.Event()  # interrupt the second run inside its second epoch (step 3 of 4)
+    cut = finetune(cfg, tmp_path / "b.safetensors", tmp_path / "b.ckpt.pt",
+                   progress=lambda step, total, m: stop.set() if step == 3 else None, stop=stop)
+    assert cut["stopped"] and not (tmp_path / "b.safetensors").exists()
     result = finetune(cfg, tmp_path / "b.safetensors", tmp_path / "b.ckpt.pt")
     assert result["resumed_from"] == 1 and result["epochs"] == 2
     a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
