@@ -11,7 +11,8 @@ import torch
 from patchlab.errors import PatchlabError
 from patchlab.patch import (PatchConfig, default_palette, load_patch, make_mask, non_printability, save_patch,
                             total_variation, train_patch)
-from patchlab.patch.evaluate import evaluate_patch, wilson_interval
+from patchlab.patch.score import evaluate_patch
+from patchlab.stats import wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,9 @@ def eight_images(tmp_path_factory, imagenet_dir):
     for f in files:
         (folder / f.name).symlink_to(f)
     return folder
+
+
+ENSEMBLE_STEPS = 30
 
 
 def _tiny(folder, out, **kw):
@@ -274,7 +278,7 @@ def test_forty_steps_raise_target_probability(eight_images, imagenet_dir, lite0,
 
 
 def test_evaluate_skips_training_images_and_writes_plot(eight_images, lite0, tmp_path):
-    from patchlab.patch.evaluate import plot_curve
+    from patchlab.patch.score import plot_curve
 
     rgb = torch.rand(3, 32, 32)
     save_patch(tmp_path / "e.png", rgb, torch.ones(1, 32, 32),
@@ -293,7 +297,7 @@ def test_evaluate_skips_training_images_and_writes_plot(eight_images, lite0, tmp
 
 def test_effect_breakdown_pairs_its_draws_with_evaluate(eight_images, lite0, tmp_path):
     """Its first row is evaluate_patch at the same area, seed and draws; other rows switch effects off."""
-    from patchlab.patch.evaluate import BREAKDOWN_GROUPS, effect_breakdown
+    from patchlab.patch.score import BREAKDOWN_GROUPS, effect_breakdown
 
     save_patch(tmp_path / "b.png", torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(4)),
                torch.ones(1, 32, 32), {"target": 859, "models": ["efficientnet_lite0"], "eot": "print", "area": 0.2})
@@ -320,12 +324,12 @@ def test_cli_train_then_eval(eight_images, tmp_path, capsys):
             "--holdout", "0.5", "--shape", "circle", "--out", str(out), "--json", "--device", "cpu"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["steps"] == 2 and out.is_file() and out.with_suffix(".json").is_file()
+    assert summary["steps"] == 2 and out.is_file() and out.with_suffix(".patch.json").is_file()
     fine = tmp_path / "fine.png"  # fine-tune it with the success loss
     assert main([*args[:-5], "--init", str(out), "--loss", "success", "--loss-temperature", "3", "--lr", "0.05",
                  "--out", str(fine), "--json", "--device", "cpu"]) == 0
     capsys.readouterr()
-    config = json.loads(fine.with_suffix(".json").read_text())["config"]
+    config = json.loads(fine.with_suffix(".patch.json").read_text())["config"]
     assert config["loss"] == "success" and config["loss_temperature"] == 3.0
     assert (load_patch(fine)[0][:3] - load_patch(out)[0][:3]).abs().max() > 0.01
     assert main([*args[:-5], "--loss", "hinge", "--out", str(fine)]) == 2
@@ -333,7 +337,7 @@ def test_cli_train_then_eval(eight_images, tmp_path, capsys):
                  "--no-baselines", "--save", "--device", "cpu"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["images"] == 4 and ev["skipped_training_images"] == 4 and "success_rate" in ev
-    assert "evaluation" in json.loads(out.with_suffix(".json").read_text())
+    assert "evaluation" in json.loads(out.with_suffix(".patch.json").read_text())
     assert main(["patch", "breakdown", str(out), "--images", str(eight_images), "--draws", "1", "--limit", "2",
                  "--json", "--device", "cpu"]) == 0
     br = json.loads(capsys.readouterr().out)
@@ -343,15 +347,25 @@ def test_cli_train_then_eval(eight_images, tmp_path, capsys):
     assert main(["patch", "eval", str(out), "--images", str(eight_images), "--areas", "2"]) == 2
 
 
-def test_ensemble_of_models_with_different_input_sizes(eight_images, lite0, tmp_path):
-    """Two models, one at another input size: frames are rendered once at the largest size and resized."""
+def test_ensemble_of_models_with_different_input_sizes(eight_images, imagenet_dir, lite0, tmp_path):
+    """Two models, one at another input size: frames are rendered once at the largest size and resized. The patch
+    trained on both must work on both: on 8 unseen images its target probability is far above the noise patch's for
+    each model (measured: 0.0060 vs 0.00024 at 224 px, 0.0089 vs 0.00016 at 192 px; a training run that breaks
+    stays at the noise level)."""
     from patchlab.models import Classifier
 
     small = Classifier(lite0.net, lite0.normalize, "lite0_at_192", 192, lite0.labels)
-    cfg = _tiny(eight_images, tmp_path / "ens.png", steps=2, models=["efficientnet_lite0", "lite0_at_192"])
+    cfg = _tiny(eight_images, tmp_path / "ens.png", steps=ENSEMBLE_STEPS, batch=4, patch_size=48, area=0.2, lr=0.05,
+                eot="digital", checkpoint_every=100, models=["efficientnet_lite0", "lite0_at_192"])
     res = train_patch(cfg, models=[lite0, small])
-    assert res.meta["models"] == ["efficientnet_lite0", "lite0_at_192"] and res.step == 2
-    assert torch.isfinite(res.rgba).all()
+    assert res.meta["models"] == ["efficientnet_lite0", "lite0_at_192"] and res.step == ENSEMBLE_STEPS
+    unseen = [p for p in sorted(imagenet_dir.iterdir())[40::87][:8]]
+    ev = evaluate_patch(tmp_path / "ens.png", unseen, models=[lite0, small], areas=[0.2], draws=2, seed=5)
+    for name in ("efficientnet_lite0", "lite0_at_192"):
+        row = ev["models"][name]["curve"][0]
+        print(f"\n{name}: p(toaster) {row['mean_target_prob']:.4f}, noise "
+              f"{row['baselines']['random_noise']['mean_target_prob']:.5f}")
+        assert row["mean_target_prob"] > 10 * row["baselines"]["random_noise"]["mean_target_prob"], (name, row)
 
 
 def test_init_starts_from_an_existing_patch(eight_images, lite0, tmp_path):

@@ -24,6 +24,24 @@ def _mnist(folder: Path | None) -> Path:
     return root / "mnist"
 
 
+ForceOpt = typer.Option(False, "--force", help="Replace this command's own earlier output (never another's)")
+
+
+def _check(writer: str, force: bool, **outputs) -> None:
+    """Issue 21: every output path checked before any work, by kind: plot=PNG path, model=.safetensors path."""
+    from patchlab.artifacts import check_outputs
+
+    kinds = {"plot": "defense-plot", "model": "defense-model"}
+    check_outputs({path: kinds[k] for k, path in outputs.items() if path is not None}, writer, force)
+
+
+def _save_plot(fig, plot: Path, writer: str) -> str:
+    from patchlab.artifacts import save_figure
+
+    save_figure(fig, plot, "defense-plot", writer)
+    return str(plot)
+
+
 def _model(model: str, arch: str | None, device: str):
     from patchlab.models import load_model
 
@@ -63,6 +81,7 @@ def register(app: typer.Typer) -> None:
                                      "images, for the speed-up"),
         checkpoint: Path = typer.Option(None, "--checkpoint", help="Save each verdict here; a rerun continues"),
         plot: Path = typer.Option(None, "--plot", help="Write a bar chart PNG here"),
+        force: bool = ForceOpt,
         device: str = DeviceOpt,
         json_out: bool = JsonOpt,
     ) -> None:
@@ -77,13 +96,13 @@ def register(app: typer.Typer) -> None:
         if part not in ("heldout", "train"):
             raise PatchlabError(f"--part must be heldout or train, got {part!r}")
         shared_split(images, part, limit)  # a bad folder fails before the model loads
+        _check("patchlab defend certify patchcleanser", force, plot=plot)
         net = _model(model, arch, device)
         with rich_progress("certify", enabled=not json_out) as cb:
             result = certify_images(net, images, part, limit, patch_area, masks, fill, batch, baseline,
                                     checkpoint=checkpoint, progress=cb)
         if plot:
-            certify_figure(result).savefig(plot)
-            result["plot"] = str(plot)
+            result["plot"] = _save_plot(certify_figure(result), plot, "patchlab defend certify patchcleanser")
         if json_out:
             print_json(result)
             return
@@ -113,6 +132,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(1234, "--seed"),
         checkpoint: Path = typer.Option(None, "--checkpoint", help="Save progress here; a rerun continues"),
         plot: Path = typer.Option(None, "--plot", help="Write the bar chart PNG here"),
+        force: bool = ForceOpt,
         device: str = DeviceOpt,
         json_out: bool = JsonOpt,
     ) -> None:
@@ -121,20 +141,16 @@ def register(app: typer.Typer) -> None:
         from patchlab.defenses.patch_eval import evaluate_defenses
         from patchlab.defenses.plots import patch_defense_figure
 
-        from patchlab.defenses.patch_eval import PATCH_DEFENSES
-        from patchlab.errors import PatchlabError
+        from patchlab.defenses.registry import check_defenses
 
-        names = [d.strip() for d in defenses.split(",") if d.strip()]
-        unknown = [d for d in names if d not in PATCH_DEFENSES]
-        if unknown:
-            raise PatchlabError(f"unknown defense '{unknown[0]}' (choose from {', '.join(PATCH_DEFENSES)})")
+        names = check_defenses([d.strip() for d in defenses.split(",") if d.strip()], "patch")
+        _check("patchlab defend evaluate patch", force, plot=plot)
         net = _model(model, arch, device)
         with rich_progress("defenses", enabled=not json_out) as cb:
             result = evaluate_defenses(patch, images, net, _areas(areas), names, limit, preset, seed, masks,
                                        checkpoint=checkpoint, progress=cb)
         if plot:
-            patch_defense_figure(result).savefig(plot)
-            result["plot"] = str(plot)
+            result["plot"] = _save_plot(patch_defense_figure(result), plot, "patchlab defend evaluate patch")
         if json_out:
             print_json(result)
             return
@@ -173,6 +189,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/efficientnet_lite0-masked.safetensors"), "--out", "-o"),
         checkpoint: Path = typer.Option(None, "--checkpoint", help="Per-epoch checkpoint (default: beside --out); "
                                         "a rerun resumes"),
+        force: bool = ForceOpt,
         device: str = DeviceOpt,
         json_out: bool = JsonOpt,
     ) -> None:
@@ -183,6 +200,7 @@ def register(app: typer.Typer) -> None:
                              hole_size=hole_size, epochs=epochs, batch_size=batch, lr=lr, optimizer=optimizer,
                              lr_schedule=schedule,
                              seed=seed, limit=limit)
+        _check("patchlab defend train masking", force, model=out)
         ckpt = checkpoint or out.with_suffix(".ckpt.pt")
         with rich_progress("fine-tune", enabled=not json_out) as cb:
             result = finetune(cfg, out, ckpt, device, progress=cb)
@@ -207,6 +225,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         out: Path = typer.Option(Path("runs/mnist-pgd.safetensors"), "--out", "-o"),
         checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: beside --out; a rerun resumes"),
+        force: bool = ForceOpt,
         json_out: bool = JsonOpt,
     ) -> None:
         """Adversarial training of the MNIST CNN (early stopping against catastrophic overfitting)."""
@@ -215,6 +234,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = AdvTrainConfig(method=method, eps=parse_fraction(eps, "--eps"), steps=steps, alpha=alpha,
                              epochs=epochs, batch_size=batch, lr=lr, train=train_n, seed=seed, ramp_epochs=ramp)
+        _check("patchlab defend train adversarial", force, model=out)
         with rich_progress("train", enabled=not json_out) as cb:
             result = train_adversarial(cfg, _mnist(mnist), out, checkpoint or out.with_suffix(".ckpt.pt"), cb)
         if json_out:
@@ -233,11 +253,13 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         out: Path = typer.Option(Path("runs/mnist-noise.safetensors"), "--out", "-o"),
         checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: beside --out; a rerun resumes"),
+        force: bool = ForceOpt,
         json_out: bool = JsonOpt,
     ) -> None:
         """Noise-augmented training of the MNIST CNN for randomized smoothing (Cohen 2019)."""
         from patchlab.defenses.smoothing import train_noisy_digits
 
+        _check("patchlab defend train smoothing", force, model=out)
         with rich_progress("train", enabled=not json_out) as cb:
             result = train_noisy_digits(_mnist(mnist), sigma, out, epochs, train_n, seed=seed,
                                         checkpoint=checkpoint or out.with_suffix(".ckpt.pt"), progress=cb)
@@ -262,6 +284,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         batch: int = typer.Option(500, "--batch", min=1),
         plot: Path = typer.Option(None, "--plot", help="Write the certified-accuracy curves PNG here"),
+        force: bool = ForceOpt,
         device: str = DeviceOpt,
         json_out: bool = JsonOpt,
     ) -> None:
@@ -271,6 +294,7 @@ def register(app: typer.Typer) -> None:
         from patchlab.errors import check_unit_interval
 
         check_unit_interval("--alpha", alpha, allow_zero=False)
+        _check("patchlab defend certify smoothing", force, plot=plot)
         if model.endswith(".safetensors") and images is None and arch is None:
             from patchlab.data import load_mnist, split_digits
             from patchlab.models.digits import load_digits_model
@@ -294,8 +318,7 @@ def register(app: typer.Typer) -> None:
         result = {"model": getattr(net, "name", model), "data": source, "n": len(x), "n0": n0, "samples": n,
                   "alpha": alpha, "seed": seed, "curves": curves}
         if plot:
-            smoothing_figure(result).savefig(plot)
-            result["plot"] = str(plot)
+            result["plot"] = _save_plot(smoothing_figure(result), plot, "patchlab defend certify smoothing")
         if json_out:
             print_json(result)
             return
@@ -314,7 +337,8 @@ def register(app: typer.Typer) -> None:
         eot: int = typer.Option(8, "--eot", min=1, help="EOT draws per step for randomized defenses (>= 2)"),
         limit: int = typer.Option(32, "--limit", min=1),
         seed: int = typer.Option(0, "--seed"),
-        plot: Path = typer.Option(None, "--plot"),
+        plot: Path = typer.Option(None, "--plot", help="Write the side-by-side bar chart PNG here"),
+        force: bool = ForceOpt,
         device: str = DeviceOpt,
         json_out: bool = JsonOpt,
     ) -> None:
@@ -323,20 +347,16 @@ def register(app: typer.Typer) -> None:
         from patchlab.defenses.plots import transforms_figure
         from patchlab.errors import parse_fraction
 
-        from patchlab.defenses.adaptive import INPUT_DEFENSES
-        from patchlab.errors import PatchlabError
+        from patchlab.defenses.registry import check_defenses
 
-        names = [d.strip() for d in defenses.split(",") if d.strip()]
-        unknown = [d for d in names if d not in INPUT_DEFENSES]
-        if unknown:
-            raise PatchlabError(f"unknown input defense '{unknown[0]}' (choose from {', '.join(INPUT_DEFENSES)})")
+        names = check_defenses([d.strip() for d in defenses.split(",") if d.strip()], "transforms")
+        _check("patchlab defend evaluate transforms", force, plot=plot)
         net = _model(model, arch, device)
         with rich_progress("transforms", enabled=not json_out) as cb:
             result = evaluate_transforms(net, images, names, parse_fraction(eps, "--eps"), steps, eot, limit, seed,
                                          progress=cb)
         if plot:
-            transforms_figure(result).savefig(plot)
-            result["plot"] = str(plot)
+            result["plot"] = _save_plot(transforms_figure(result), plot, "patchlab defend evaluate transforms")
         if json_out:
             print_json(result)
             return
@@ -396,15 +416,18 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         out: Path = typer.Option(Path("runs/adaptive.png"), "--out", "-o"),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint beside --out"),
+        force: bool = ForceOpt,
         device: str = DeviceOpt,
         json_out: bool = JsonOpt,
     ) -> None:
         """An adaptive toaster patch trained against a defended efficientnet_lite0 (print EOT)."""
         from patchlab.defenses.adaptive_patch import train_adaptive_patch
+        from patchlab.defenses.registry import check_defenses
 
+        against, = check_defenses([against], "adaptive")
         with rich_progress("adaptive patch", enabled=not json_out) as cb:
             result = train_adaptive_patch(against, images, out, init, area, steps, batch, lr, masks, seed, device,
-                                          resume, progress=cb)
+                                          resume, progress=cb, force=force)
         summary = {"out": str(result.path), "against": against, "steps": result.step,
                    "seconds": result.meta["train_seconds"], "model": result.meta["models"][0]}
         if json_out:

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
+from patchlab.defenses.registry import check_defenses, defense_names, make_transform
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 from patchlab.stats import wilson_interval
 
-ProgressFn = Callable[[int, int, dict], None]
-INPUT_DEFENSES = ("none", "jpeg", "bitdepth", "median", "resize_pad", "lgs")
+INPUT_DEFENSES = defense_names("transforms")
 
 
 def adaptive_target(model, transform, eot: int = 1):
@@ -48,12 +48,10 @@ def evaluate_transforms(model, images: str | Path, defenses=INPUT_DEFENSES, eps:
     """Rows per defense: clean_accuracy and robust_accuracy under the naive, transfer and BPDA(+EOT) attacks."""
     from patchlab.attacks import make_attack
     from patchlab.defenses.data import load_images, shared_split
-    from patchlab.defenses.transforms import Defended, make_transform
+    from patchlab.defenses.transforms import Defended
 
     start = time.perf_counter()
-    unknown = [d for d in defenses if d not in INPUT_DEFENSES]
-    if unknown:
-        raise PatchlabError(f"unknown input defense '{unknown[0]}' (choose from {', '.join(INPUT_DEFENSES)})")
+    defenses = check_defenses(defenses, "transforms")
     if eot < 2 and any(make_transform(d).randomized for d in defenses if d != "none"):
         raise PatchlabError("a randomized defense is in the list: eot must be at least 2")
     data = shared_split(images, "heldout", limit)

@@ -18,9 +18,10 @@ import torch
 
 from patchlab.defenses.masks import MaskSet
 from patchlab.defenses.transforms import Defended, InputTransform
+from patchlab.defenses.registry import check_defenses, defense_names, make_transform
 from patchlab.errors import PatchlabError
 
-ADAPTIVE_DEFENSES = ("patchcleanser", "lgs", "jpeg", "median")
+ADAPTIVE_DEFENSES = defense_names("adaptive")
 
 
 class RandomMask(InputTransform):
@@ -43,10 +44,8 @@ class RandomMask(InputTransform):
 def defended_target(model, defense: str, area: float = 0.1, masks: int = 6, seed: int = 0) -> Defended:
     """The model the adaptive patch is trained against."""
     from patchlab.defenses.masks import mask_set
-    from patchlab.defenses.transforms import make_transform
 
-    if defense not in ADAPTIVE_DEFENSES:
-        raise PatchlabError(f"unknown defense '{defense}' (choose from {', '.join(ADAPTIVE_DEFENSES)})")
+    defense, = check_defenses([defense], "adaptive")
     if defense == "patchcleanser":
         t = RandomMask(mask_set(model.input_size, area, masks))
         t.generator = torch.Generator().manual_seed(seed)
@@ -59,9 +58,9 @@ def defended_target(model, defense: str, area: float = 0.1, masks: int = 6, seed
 def train_adaptive_patch(defense: str, images: str | Path, out: str | Path, init: str | Path | None = None,
                          area: float = 0.1, steps: int = 200, batch: int = 8, lr: float = 0.003,
                          masks: int = 6, seed: int = 0, device="auto", resume: bool = False, progress=None,
-                         **patch_options):
+                         force: bool = False, **patch_options):
     """Train (or fine-tune from `init`, e.g. the shipped patch) a toaster patch against `defense`; returns the
-    patch trainer's PatchResult (the PNG and sidecar are written to `out`)."""
+    patch trainer's PatchResult (the PNG and sidecar are written to `out`; existing ones only with `force`)."""
     from patchlab.models import load_model
     from patchlab.patch import PatchConfig, train_patch
 
@@ -71,7 +70,8 @@ def train_adaptive_patch(defense: str, images: str | Path, out: str | Path, init
                **patch_options}
     cfg = PatchConfig(images=str(images), models=[model.name], area=area, steps=steps, batch=batch, lr=lr,
                       seed=seed, out=str(out), init=str(init) if init else None, device=str(device), **options)
-    return train_patch(cfg, progress=progress, resume=resume, models=[target])
+    # the patch trainer checks its outputs (patch, sidecar, checkpoint) before any work; `force` replaces its own
+    return train_patch(cfg, progress=progress, resume=resume, models=[target], force=force)
 
 
 __all__ = ["ADAPTIVE_DEFENSES", "RandomMask", "defended_target", "train_adaptive_patch"]

@@ -20,14 +20,13 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 
-ProgressFn = Callable[[int, int, dict], None]
 METHODS = ("standard", "fgsm_rs", "pgd")
 
 
@@ -179,7 +178,7 @@ def train_adversarial(cfg: AdvTrainConfig, mnist: str | Path, out: str | Path, c
     if best_state is not None and cfg.method != "standard":
         model.load_state_dict(best_state)
     model.eval()
-    save_digits_model(model, out)
+    save_digits_model(model, out, "defense-model", "patchlab defend train adversarial")
     return {"out": str(out), "method": cfg.method, "eps": cfg.eps, "n": len(tr), "settings": asdict(cfg),
             "epochs_run": len(record["epochs"]),
             "best_epoch": record["best_epoch"] if cfg.method != "standard" else len(record["epochs"]),

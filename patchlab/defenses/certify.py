@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from patchlab.artifacts import write_text
 from patchlab.defenses.patchcleanser import PatchCleanser, Verdict, summarize
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 
-ProgressFn = Callable[[int, int, dict], None]
 
 
 def _resume(checkpoint: str | Path | None, key: str) -> tuple[list[Verdict], list[float]]:

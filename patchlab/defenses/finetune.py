@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -29,8 +28,8 @@ import torch.nn.functional as F
 
 from patchlab.defenses.masking import cutout
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 
-ProgressFn = Callable[[int, int, dict], None]
 STORE_SIZE = 256  # training images are kept as 256 px centre crops; random crops are resized to the model's 224
 LAYERS = ("all", "late")
 LOSSES = ("distill", "ce")
@@ -168,14 +167,15 @@ def save_folded(model: FinetuneNet, path: str | Path, meta: dict) -> Path:
 
     from safetensors.torch import save_file
 
-    from patchlab.artifacts import atomic_path
+    from patchlab.artifacts import atomic_path, safetensors_tag
     from patchlab.models.fold import fold_batchnorm
 
     net = copy.deepcopy(model.net).eval()
     fold_batchnorm(net)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"patchlab": json.dumps(meta, default=str)})
+        save_file(state, str(tmp), metadata={"patchlab": json.dumps(meta, default=str),
+                                               **safetensors_tag("defense-model", "patchlab defend train masking")})
     return Path(path)
 
 

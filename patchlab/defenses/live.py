@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from patchlab.defenses.registry import check_defenses, defense_names, make_transform
 from patchlab.errors import PatchlabError
 
-LIVE_DEFENSES = ("none", "patchcleanser", "lgs", "jpeg", "median")
+LIVE_DEFENSES = defense_names("live")
 
 
 @dataclass
@@ -34,8 +35,7 @@ class LiveDefense:
     """A defense around a zoo Classifier for single RGB uint8 (S, S, 3) inputs; thread-safe."""
 
     def __init__(self, name: str, model, patch_area: float = 0.1, masks: int = 6, certify: bool = True):
-        if name not in LIVE_DEFENSES:
-            raise PatchlabError(f"unknown defense '{name}' (choose from {', '.join(LIVE_DEFENSES)})")
+        name, = check_defenses([name], "live")
         self.name, self.model, self.certify = name, model, bool(certify)
         self.labels = list(getattr(model, "labels", []))
         self._lock = getattr(model, "lock", None) or threading.Lock()
@@ -45,8 +45,6 @@ class LiveDefense:
 
             self.cleanser = PatchCleanser(model, patch_area, masks)
         elif name != "none":
-            from patchlab.defenses.transforms import make_transform
-
             self.transform = make_transform(name)
         self.settings = {"defense": name, **({"patch_area": patch_area, "masks": masks} if self.cleanser else {})}
 
@@ -82,8 +80,9 @@ def live_fps(model, defenses=LIVE_DEFENSES, frames: int = 20, patch: str | None 
     same frames for every defense. Also the share of frames whose verdict is the patch's target, and certified."""
     import time
 
-    from patchlab.capture import EagerBackend, LiveState, SyntheticScene, process_frame
+    from patchlab.capture import EagerBackend, LiveState, process_frame
     from patchlab.capture.virtual_patch import Patch
+    from patchlab.simulate import SyntheticScene
 
     the_patch = None
     if patch is not None:

@@ -13,16 +13,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from patchlab.artifacts import write_text
+from patchlab.defenses.registry import check_defenses, defense_names, make_transform
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 from patchlab.stats import wilson_interval
 
-ProgressFn = Callable[[int, int, dict], None]
-PATCH_DEFENSES = ("none", "patchcleanser", "lgs", "jpeg", "median", "bitdepth", "resize_pad")
+PATCH_DEFENSES = defense_names("patch")
 
 
 def _rate(k: int, n: int) -> tuple[float, list[float]]:
@@ -44,15 +44,12 @@ def evaluate_defenses(patch: str | Path, images: str | Path, model="efficientnet
     from patchlab.defenses.data import load_images, shared_split
     from patchlab.defenses.masks import patch_side
     from patchlab.defenses.patchcleanser import PatchCleanser
-    from patchlab.defenses.transforms import make_transform
     from patchlab.eot import EOT, load_config
     from patchlab.models import load_model
     from patchlab.patch.io import load_patch
 
     start = time.perf_counter()
-    unknown = [d for d in defenses if d not in PATCH_DEFENSES]
-    if unknown:
-        raise PatchlabError(f"unknown defense '{unknown[0]}' (choose from {', '.join(PATCH_DEFENSES)})")
+    defenses = check_defenses(defenses, "patch")
     rgba, meta = load_patch(patch)
     target = meta.get("target")
     if target is None:

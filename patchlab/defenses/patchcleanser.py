@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -28,8 +27,8 @@ import torch.nn as nn
 from patchlab.defenses.local import MaskedForward
 from patchlab.defenses.masks import MaskSet, mask_set
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 
-ProgressFn = Callable[[int, int, dict], None]
 
 
 @dataclass

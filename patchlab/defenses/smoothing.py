@@ -11,15 +11,14 @@ All noise comes from a seeded generator, so runs repeat exactly.
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 
-ProgressFn = Callable[[int, int, dict], None]
 ABSTAIN = -1
 
 
@@ -138,7 +137,7 @@ def train_noisy_digits(mnist, sigma: float, out, epochs: int = 10, train: int = 
     cpu0 = time.process_time()
     result = fit(model, tr.images, tr.labels, epochs=epochs, seed=seed, loss_fn=noise_loss(sigma),
                  checkpoint=checkpoint, progress=progress, **fit_options)
-    save_digits_model(model, out)
+    save_digits_model(model, out, "defense-model", "patchlab defend train smoothing")
     return {"out": str(out), "sigma": sigma, "n": len(tr), "epochs": len(result.history), "history": result.history,
             "seconds": result.seconds, "cpu_seconds": time.process_time() - cpu0}
 

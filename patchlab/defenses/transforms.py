@@ -187,19 +187,4 @@ class Defended(nn.Module):
         return probs.clamp_min(1e-12).log()
 
 
-TRANSFORMS = {"jpeg": JPEG, "bitdepth": BitDepth, "median": Median, "resize_pad": ResizePad}
-
-
-def make_transform(name: str, **kwargs) -> nn.Module:
-    """An input defense by name: jpeg, bitdepth, median, resize_pad, lgs."""
-    from patchlab.defenses.lgs import LocalGradientSmoothing
-
-    table = {**TRANSFORMS, "lgs": LocalGradientSmoothing}
-    key = name.strip().lower().replace("-", "_")
-    if key not in table:
-        raise PatchlabError(f"unknown input defense '{name}' (choose from {', '.join(table)})")
-    return table[key](**kwargs)
-
-
-__all__ = ["BitDepth", "Defended", "InputTransform", "JPEG", "Median", "ResizePad", "TRANSFORMS", "bpda",
-           "make_transform"]
+__all__ = ["BitDepth", "Defended", "InputTransform", "JPEG", "Median", "ResizePad", "bpda"]

@@ -11,7 +11,7 @@ from patchlab.errors import PatchlabError
 
 @pytest.fixture(scope="module")
 def frames():
-    from patchlab.capture import SyntheticScene
+    from patchlab.simulate import SyntheticScene
 
     scene = SyntheticScene(size=(320, 240))
     return [scene.frame(i).image for i in range(3)]

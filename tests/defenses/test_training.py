@@ -45,7 +45,7 @@ def test_adversarial_training_resumes_exactly(mnist_dir, tmp_path):
     assert straight["cpu_seconds"] > 0 and resumed["epochs_run"] >= 1
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark  # 35 CPU-s: run with -m benchmark
 def test_fgsm_rs_training_buys_robustness(mnist_parts):
     """35 CPU-s: measured 17.0% vs 5.7% PGD-10 accuracy at eps 0.2 (n = 300); asserts half that gain, about
     2.5 standard errors of the difference below the observation."""

@@ -8,7 +8,8 @@ import torch.nn as nn
 
 from patchlab.defenses.adaptive import adaptive_target, evaluate_transforms
 from patchlab.defenses.lgs import LocalGradientSmoothing
-from patchlab.defenses.transforms import JPEG, BitDepth, Defended, Median, ResizePad, make_transform
+from patchlab.defenses.registry import make_transform
+from patchlab.defenses.transforms import JPEG, BitDepth, Defended, Median, ResizePad
 from patchlab.errors import PatchlabError
 
 
