@@ -2,7 +2,6 @@
 and the measured benchmark tables. The work is `patchlab.defenses`; this page only wires widgets to it."""
 
 import json
-from pathlib import Path
 
 import streamlit as st
 
@@ -14,7 +13,8 @@ st.caption("Which defenses stop a patch, which only seem to, and what a certific
            "al. 2022) certifies that no patch of a given size, anywhere, can change its answer; input "
            "transformations only blur the patch and fall to adaptive (BPDA + EOT) attacks.")
 
-RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "defenses"
+from patchlab.defenses.registry import DEFENSES, defense_names  # noqa: E402
+from patchlab.defenses.report import RESULTS_DIR as RESULTS  # noqa: E402 - the benchmarks' tables (a source checkout)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -128,8 +128,8 @@ with transform_tab, ui.user_errors():
         image_t = pick_photo("tr")
         models = ui.available_models()
         model_t = st.selectbox("Model", models, index=models.index("efficientnet_lite0"), key="tr_model")
-        transform_name = st.selectbox("Defense", ["lgs", "jpeg", "median", "bitdepth", "resize_pad"],
-                                      key="tr_name")
+        transform_name = st.selectbox("Defense", [d for d in defense_names("transforms") if d != "none"],
+                                      format_func=DEFENSES.title, key="tr_name")
         patch_t = ui.choose_patch("tr_patch", allow_none=True, label="Patch to paste")
         area_t = st.slider("Patch area", 0.02, 0.25, 0.10, 0.01, key="tr_area", disabled=patch_t is None)
     if image_t is not None:
@@ -150,7 +150,7 @@ with transform_tab, ui.user_errors():
                 st.image(ui.to_display(x), caption="Input", width="stretch")
                 ui.show_topk(probs, labels, key="tr_top_in")
             with c2:
-                st.image(ui.to_display(y), caption=f"After {transform_name}", width="stretch")
+                st.image(ui.to_display(y), caption=f"After {DEFENSES.title(transform_name).lower()}", width="stretch")
                 ui.show_topk(probs_t, labels, key="tr_top_out")
             st.caption("A transformation that removes the patch here may still fail: an attacker who knows it "
                        "differentiates through it with BPDA (and EOT for random ones). See the measured results.")
