@@ -77,8 +77,8 @@ def _print_summary(console, result, summary: dict) -> None:
 def _json_summary(result, summary: dict, model: str, backend: str) -> dict:
     attack = summary.get("attack", {})
     t = attack.get("target") or {}
-    out = {"model": model, "backend": backend, "defense": attack.get("defense", "none"), "n": result.frames, "seconds": result.seconds, "fps": result.fps,
-           "certified": attack.get("certified"),
+    out = {"model": model, "backend": backend, "defense": attack.get("defense", "none"), "n": result.frames,
+           "seconds": result.seconds, "fps": result.fps, "certified": attack.get("certified"),
            "stopped": result.stopped, "error": result.error, "latency_ms": attack.get("latency_ms"),
            "success_rate": t.get("share"), "success_rate_ci95": t.get("ci95"), "target": attack.get("target_label"),
            "by_size": attack.get("by_size"), "top1_counts": attack.get("top1_counts"),

@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 
 from patchlab.defenses.masks import MaskSet
-from patchlab.defenses.transforms import Defended, InputTransform
 from patchlab.defenses.registry import check_defenses, defense_names, make_transform
-from patchlab.errors import PatchlabError
+from patchlab.defenses.transforms import Defended, InputTransform
 
 ADAPTIVE_DEFENSES = defense_names("adaptive")
 

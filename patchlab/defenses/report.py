@@ -29,7 +29,7 @@ def save_result(name: str, title: str, table: list[dict], result: dict, note: st
 def markdown(table: list[dict]) -> str:
     if not table:
         return ""
-    cols = list(table[0])
+    cols = list(dict.fromkeys(c for row in table for c in row))  # every row's columns, first-seen order
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(row.get(c, "")) for c in cols) + " |" for row in table]
     return "\n".join(lines)

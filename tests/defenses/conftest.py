@@ -4,7 +4,6 @@ ImageNet images."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(scope="session")
