@@ -64,7 +64,7 @@ def transform_rows(result: dict) -> list[dict]:
     return [{"defense": r["defense"], "clean": pct(r["clean_accuracy"], r["clean_ci95"]),
              "PGD on plain model (transfer)": pct(r["transfer_accuracy"], r["transfer_ci95"]),
              "PGD through defense (naive)": pct(r["naive_accuracy"], r["naive_ci95"]),
-             "BPDA" + ("+EOT" if r["randomized"] else ""): pct(r["bpda_accuracy"], r["bpda_ci95"])}
+             "BPDA (+EOT if randomized)": pct(r["bpda_accuracy"], r["bpda_ci95"])}
             for r in result["rows"]]
 
 
