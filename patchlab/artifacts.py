@@ -147,6 +147,8 @@ for _k in (
     Kind("video", ".avi", "video", "patchlab camera-scene", "none"),
     Kind("eot-preview", ".png", "EOT preview grid", "patchlab eot preview", "png"),
     Kind("figure", ".png", "figure", "patchlab attack-demo", "png"),
+    Kind("bench-results", ".bench.json", "benchmark results (every target)", "patchlab bench"),
+    Kind("gpu-check", ".gpu.json", "GPU check results", "patchlab bench gpu"),
     Kind("defense-model", ".safetensors", "model trained by a defense (safetensors)", "patchlab defend train",
          "safetensors"),
     Kind("defense-plot", ".png", "defense evaluation plot", "patchlab defend", "png"),
