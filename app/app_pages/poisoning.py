@@ -49,6 +49,18 @@ def prob_bars(before, after, names: list[str]) -> None:
     st.bar_chart(frame, stack=False, height=220)
 
 
+def show_poison(original, poison, original_caption: str, poison_caption: str, key: str) -> None:
+    """Original | poison (with its PNG) | amplified difference."""
+    from patchlab.poisoning.figures import amplified
+
+    view, amp = amplified(poison - original)
+    c1, c2, c3 = st.columns(3)
+    c1.image(ui.to_display(original), caption=original_caption, width="stretch")
+    c2.image(ui.to_display(poison), caption=poison_caption, width="stretch")
+    c3.image(ui.to_display(view), caption=f"difference ×{amp:.0f}", width="stretch")
+    c2.download_button("Poison PNG", ui.png_bytes(poison), file_name=f"{key}.png", mime="image/png", key=key)
+
+
 def figure_png(fig) -> bytes:
     import io
 
@@ -183,22 +195,14 @@ with kl_tab, ui.user_errors():
         st.rerun()
     out = st.session_state.get("pz_kl")
     if out is not None:
-        from patchlab.poisoning.figures import amplified
-
         r = out.result
         verdict = (f"target #{r.target} ({r.true_label}, p = {r.before_true_prob:.0%}) → **{r.after_pred}** "
                    f"({r.after_confidence:.0%}) after {r.iterations} step(s); {r.others_moved} other test "
                    f"prediction(s) moved")
         (st.success if r.flipped else st.warning)(("Flipped: " if r.flipped else "Not flipped: ") + verdict)
         for j in range(len(r.poisons)):
-            view, amp = amplified(out.poisons[j] - out.originals[j])
-            c1, c2, c3 = st.columns(3)
-            c1.image(ui.to_display(out.originals[j]), caption=f"training image {r.poison_views[j]}", width="stretch")
-            c2.image(ui.to_display(out.poisons[j]), caption=f"poison (L∞ {r.poison_linf[j] * 255:.0f}/255)",
-                     width="stretch")
-            c3.image(ui.to_display(view), caption=f"difference ×{amp:.0f}", width="stretch")
-            c2.download_button("Poison PNG", ui.png_bytes(out.poisons[j]), file_name=f"poison_{j}.png",
-                               mime="image/png", key=f"pz_kl_dl_{j}")
+            show_poison(out.originals[j], out.poisons[j], f"training image {r.poison_views[j]}",
+                        f"poison (L∞ {r.poison_linf[j] * 255:.0f}/255)", f"poison_{j}")
         c1, c2 = st.columns([1, 2])
         c1.image(ui.to_display(out.target_image), caption=f"target {r.target_view}", width="stretch")
         with c2:
@@ -237,23 +241,17 @@ with fc_tab, ui.user_errors():
         st.rerun()
     po = st.session_state.get("pz_fc")
     if po is not None:
-        from patchlab.poisoning.figures import amplified
-
         r = po.result
         text = (f"target #{r.target} ({r.target_label}) → **{r.after_pred}** ({r.after_confidence:.0%}); feature "
                 f"distance {r.start_distance:.1f} → {r.feature_distance:.1f}; {r.others_moved} other test "
                 f"prediction(s) moved")
         (st.success if r.success else st.warning)(("Misclassified as the base class: " if r.success
                                                     else "Not misclassified: ") + text)
-        view, amp = amplified(po.poison - po.base)
-        c1, c2, c3, c4 = st.columns(4)
+        show_poison(po.base, po.poison, f"base ({r.base_label})",
+                    f"poison, labelled {r.base_label} (L∞ {r.poison_linf * 255:.0f}/255)", "poison_collision")
+        c1, c2 = st.columns([1, 2])
         c1.image(ui.to_display(po.target), caption=f"target ({r.target_label})", width="stretch")
-        c2.image(ui.to_display(po.base), caption=f"base ({r.base_label})", width="stretch")
-        c3.image(ui.to_display(po.poison), caption=f"poison, labelled {r.base_label} (L∞ {r.poison_linf * 255:.0f}/255)",
-                 width="stretch")
-        c4.image(ui.to_display(view), caption=f"difference ×{amp:.0f}", width="stretch")
-        c3.download_button("Poison PNG", ui.png_bytes(po.poison), file_name="poison.png", mime="image/png",
-                           key="pz_fc_dl")
-        prob_bars(po.before, po.after, names)
+        with c2:
+            prob_bars(po.before, po.after, names)
         if r.defense:
             defense_table(r.defense)

@@ -17,6 +17,15 @@ SplitOpt = typer.Option(0, "--split-seed", help="Seed of the photo-level train/t
 SourcesOpt = typer.Option(None, "--max-sources", min=2, help="Use at most N photos per class (quick runs)")
 CacheOpt = typer.Option(None, "--cache-dir", help="Feature cache (default $PATCHLAB_CACHE/poison-features)")
 L2Opt = typer.Option(1e-3, "--l2", help="Weight decay of the retrained head")
+OutOpt = typer.Option(None, "--out", help="Folder: results JSONL (a rerun resumes), poison PNGs, figures")
+FiguresOpt = typer.Option(3, "--figures", min=0, help="With --out: figures for the first N results")
+SeedOpt = typer.Option(0, "--seed")
+
+
+def _defense_line(row: dict) -> str:
+    d = row["defense"]
+    return "        poisons in the top 1% by " + ", ".join(
+        f"{name} {d[name]['top1pct_rate']:.0%}" for name in ("loss", "influence", "knn", "spectral"))
 
 
 def _build(data, classes, train_pc, test_pc, split_seed, max_sources, cache_dir, model, device, json_out):
@@ -84,7 +93,7 @@ def register(app: typer.Typer) -> None:
         digits_epochs: int = typer.Option(5, "--digits-epochs", min=1),
         figure: Path = typer.Option(None, "--figure", help="PNG: the test image with its helpful/harmful images"),
         loo_figure: Path = typer.Option(None, "--loo-figure", help="PNG: predicted vs actual leave-one-out change"),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = SeedOpt,
         data: Path = DataOpt, classes: str = ClassesOpt, train_per_class: int = TrainOpt, test_per_class: int = TestOpt,
         split_seed: int = SplitOpt, max_sources: int = SourcesOpt, cache_dir: Path = CacheOpt,
         model: str = ModelOpt, device: str = DeviceOpt, json_out: bool = JsonOpt,
@@ -155,9 +164,7 @@ def register(app: typer.Typer) -> None:
         candidates: str = typer.Option("other-class", "--candidates", help="Poison training images of the "
                                        "other class than the target's (other-class) or of any class (any)"),
         l2: float = L2Opt,
-        out: Path = typer.Option(None, "--out", help="Folder: results JSONL (resumes), poison PNGs, figures"),
-        figures_n: int = typer.Option(3, "--figures", min=0, help="With --out: figures for the first N targets"),
-        seed: int = typer.Option(0, "--seed"),
+        out: Path = OutOpt, figures_n: int = FiguresOpt, seed: int = SeedOpt,
         data: Path = DataOpt, classes: str = ClassesOpt, train_per_class: int = TrainOpt, test_per_class: int = TestOpt,
         split_seed: int = SplitOpt, max_sources: int = SourcesOpt, cache_dir: Path = CacheOpt,
         model: str = ModelOpt, device: str = DeviceOpt, json_out: bool = JsonOpt,
@@ -228,9 +235,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  k = {r['num_poisons']}: flipped {r['flipped']}/{r['n']} = {r['flip_rate']:.0%} "
                        f"[{lo:.0%}, {hi:.0%}]{extra}  ({r['seconds']:.0f}s)")
             if r.get("defense"):
-                d = r["defense"]
-                typer.echo("        poisons in the top 1% by " + ", ".join(
-                    f"{name} {d[name]['top1pct_rate']:.0%}" for name in ("loss", "influence", "knn", "spectral")))
+                typer.echo(_defense_line(r))
         if out:
             typer.echo(f"wrote {out}")
 
@@ -244,9 +249,7 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(0.01, "--lr"),
         batch: int = typer.Option(8, "--batch", min=1, help="Poisons crafted together"),
         l2: float = L2Opt,
-        out: Path = typer.Option(None, "--out", help="Folder: results JSONL (resumes), poison PNGs, figures"),
-        figures_n: int = typer.Option(3, "--figures", min=0, help="With --out: figures for the first N pairs"),
-        seed: int = typer.Option(0, "--seed"),
+        out: Path = OutOpt, figures_n: int = FiguresOpt, seed: int = SeedOpt,
         data: Path = DataOpt, classes: str = ClassesOpt, train_per_class: int = TrainOpt, test_per_class: int = TestOpt,
         split_seed: int = SplitOpt, max_sources: int = SourcesOpt, cache_dir: Path = CacheOpt,
         model: str = ModelOpt, device: str = DeviceOpt, json_out: bool = JsonOpt,
@@ -310,8 +313,6 @@ def register(app: typer.Typer) -> None:
                        f"feature distance {r['median_start_distance']:.1f} -> {r['median_feature_distance']:.1f}  "
                        f"({r['seconds']:.0f}s)")
             if r.get("defense"):
-                d = r["defense"]
-                typer.echo("        poisons in the top 1% by " + ", ".join(
-                    f"{name} {d[name]['top1pct_rate']:.0%}" for name in ("loss", "influence", "knn", "spectral")))
+                typer.echo(_defense_line(r))
         if out:
             typer.echo(f"wrote {out}")
