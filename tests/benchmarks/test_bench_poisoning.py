@@ -118,7 +118,7 @@ def test_feature_collision_success(task, lite0, out_dir, opacity):
 
 def test_defense_view_table(out_dir):
     """Reads the attack results above (run them first) and prints the share of poisons in the top 1% by score."""
-    files = sorted(out_dir.glob("koh_liang_k*.json")) + sorted(out_dir.glob("feature_collision_opacity*.json"))
+    files = sorted(out_dir.glob("koh_liang_*.json")) + sorted(out_dir.glob("feature_collision_opacity*.json"))
     if not files:
         pytest.fail("no attack results in test-artifacts/poisoning-bench; run the attack benchmarks first")
     table = {}
