@@ -162,15 +162,17 @@ def attack_target(task: TransferTask, model, clean: CleanModel, target: int, con
     res.poisons = poisons
     res.poison_views = [task.train[i].name for i in poisons]
     originals = torch.stack([task.image(task.train[i]) for i in poisons])
-    lo, hi = (originals - config.eps).clamp(0, 1), (originals + config.eps).clamp(0, 1)
+    # the box on the 8-bit grid, in grey levels: a pixel moves by whole levels only
+    levels = float(int(config.eps * 255 + 1e-6))
+    o255 = (originals * 255).round()
+    lo, hi = (o255 - levels).clamp(0, 255), (o255 + levels).clamp(0, 255)
     x_cont = originals.clone()
     y_p = clean.prob.y[poisons]
     theta, factor = clean.theta, clean.factor
     prob = clean.prob
     steps = 0
     for it in range(config.max_iters + 1):
-        x_q = (x_cont * 255).round() / 255
-        x_q = torch.minimum(torch.maximum(x_q, lo), hi).requires_grad_(True)
+        x_q = (torch.minimum(torch.maximum((x_cont * 255).round(), lo), hi) / 255).requires_grad_(True)
         phi = penultimate(model, x_q).double().cpu()
         xs = prob.x.clone()
         xs[poisons, :d] = phi.detach().cpu()
@@ -188,7 +190,7 @@ def attack_target(task: TransferTask, model, clean: CleanModel, target: int, con
         g = H.example_gradient(theta, xb, y_p)
         objective = -(g * s).sum() / prob.n  # predicted rise of the target loss (I_pert,loss . delta)
         grad, = torch.autograd.grad(objective, x_q)
-        x_cont = torch.minimum(torch.maximum(x_cont + config.step * grad.sign(), lo), hi)
+        x_cont = torch.minimum(torch.maximum(x_cont + config.step * grad.sign(), lo / 255), hi / 255)
     poisoned = x_q.detach()
     after = H.probabilities(theta, task.test_features)
     pred_after = after.argmax(1)
