@@ -1,5 +1,6 @@
 """AppTest: the Poisoning page prepares the quick task in a background job, explains a prediction with influence
-checked against leave-one-out, and runs Koh & Liang's attack to a flipped target."""
+checked against leave-one-out, runs Koh & Liang's attack to a flipped target and crafts a feature-collision
+poison that makes its target the base class."""
 
 from __future__ import annotations
 
@@ -47,6 +48,14 @@ def test_poisoning_page_end_to_end(small_task, poison_cache):
     out = at.session_state["pz_kl"]
     assert out.result.flipped and any(s.value.startswith("Flipped:") for s in at.success)
     assert [b.proto.label for b in at.get("download_button")] == ["Poison PNG"]
+
+    at.number_input(key="pz_fc_iters").set_value(40)
+    at.button(key="pz_fc_run").click().run()
+    at = wait(at)
+    assert not at.exception, at.exception
+    po = at.session_state["pz_fc"]
+    assert po.result.success and po.result.base_label != po.result.target_label
+    assert any(s.value.startswith("Misclassified as the base class") for s in at.success)
 
     other = AppTest.from_file(ENTRY, default_timeout=300).run()  # another browser session sees none of it
     other.switch_page("app_pages/poisoning.py").run()
