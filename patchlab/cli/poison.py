@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from patchlab.cli._common import DeviceOpt, JsonOpt, ModelOpt, print_json, rich_progress
+from patchlab.cli._common import DeviceOpt, ForceOpt, JsonOpt, ModelOpt, print_json, rich_progress
 
 DataOpt = typer.Option(None, "--data", help="ImageNet-style labelled folder (default: the shared imagenet-sample)")
 ClassesOpt = typer.Option("dog,fish", "--classes", help="Two superclasses: dog, fish, bird, cat, snake, primate, "
@@ -17,9 +17,12 @@ SplitOpt = typer.Option(0, "--split-seed", help="Seed of the photo-level train/t
 SourcesOpt = typer.Option(None, "--max-sources", min=2, help="Use at most N photos per class (quick runs)")
 CacheOpt = typer.Option(None, "--cache-dir", help="Feature cache (default $PATCHLAB_CACHE/poison-features)")
 L2Opt = typer.Option(1e-3, "--l2", help="Weight decay of the retrained head")
-OutOpt = typer.Option(None, "--out", help="Folder: results JSONL (a rerun resumes), poison PNGs, figures")
+OutOpt = typer.Option(None, "--out", help="Folder: run.json, results JSONL (a rerun with the same settings "
+                      "resumes), poison PNGs, figures")
 FiguresOpt = typer.Option(3, "--figures", min=0, help="With --out: figures for the first N results")
 SeedOpt = typer.Option(0, "--seed")
+INFLUENCE, KOH_LIANG, COLLISION = ("patchlab poison influence", "patchlab poison koh-liang",
+                                   "patchlab poison feature-collision")
 
 
 def _defense_line(row: dict) -> str:
@@ -47,6 +50,11 @@ def _build(data, classes, train_pc, test_pc, split_seed, max_sources, cache_dir,
     with rich_progress("features", enabled=not json_out) as cb:
         task = build_task(data, net, cfg, cache_dir, progress=cb)
     return net, task
+
+
+def _task_settings(classes, train_per_class, test_per_class, split_seed, max_sources, model) -> dict:
+    return {"classes": classes, "train_per_class": train_per_class, "test_per_class": test_per_class,
+            "split_seed": split_seed, "max_sources": max_sources, "model": model}
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -91,9 +99,11 @@ def register(app: typer.Typer) -> None:
         lissa_repeats: int = typer.Option(4, "--lissa-repeats", min=1),
         digits_train: int = typer.Option(1000, "--digits-train", min=10, help="digits: images for the CNN and head"),
         digits_epochs: int = typer.Option(5, "--digits-epochs", min=1),
-        figure: Path = typer.Option(None, "--figure", help="PNG: the test image with its helpful/harmful images"),
-        loo_figure: Path = typer.Option(None, "--loo-figure", help="PNG: predicted vs actual leave-one-out change"),
-        seed: int = SeedOpt,
+        figure: Path = typer.Option(None, "--figure", help="PNG: the test image with its helpful/harmful images "
+                                    "(e.g. dog.influence.png)"),
+        loo_figure: Path = typer.Option(None, "--loo-figure", help="PNG: predicted vs actual leave-one-out change "
+                                        "(e.g. dog.loo.png)"),
+        force: bool = ForceOpt, seed: int = SeedOpt,
         data: Path = DataOpt, classes: str = ClassesOpt, train_per_class: int = TrainOpt, test_per_class: int = TestOpt,
         split_seed: int = SplitOpt, max_sources: int = SourcesOpt, cache_dir: Path = CacheOpt,
         model: str = ModelOpt, device: str = DeviceOpt, json_out: bool = JsonOpt,
@@ -104,13 +114,15 @@ def register(app: typer.Typer) -> None:
         from patchlab.poisoning import figures
         from patchlab.poisoning.influence import SOLVERS, LissaConfig
         from patchlab.poisoning.problems import PROBLEMS, digits_setup, dogfish_setup, explain
+        from patchlab.poisoning.runs import save_fig
 
-        if problem not in PROBLEMS:
-            raise PatchlabError(f"--problem must be one of {', '.join(PROBLEMS)}, got {problem!r}")
-        others = tuple(s.strip() for s in compare.split(",") if s.strip())
-        for s in (solver,) + others:
-            if s not in SOLVERS:
-                raise PatchlabError(f"unknown solver '{s}' (choose from {', '.join(SOLVERS)})")
+        from patchlab.artifacts import check_outputs
+
+        problem = PROBLEMS.resolve(problem)
+        outputs = {p: k for p, k in ((figure, "influence-figure"), (loo_figure, "influence-loo-figure")) if p}
+        check_outputs(outputs, INFLUENCE, force)  # before any work
+        others = tuple(SOLVERS.resolve(s.strip()) for s in compare.split(",") if s.strip())
+        solver = SOLVERS.resolve(solver)
         n_loo = _count(loo, "--loo")
         if problem == "dogfish":
             _, task = _build(data, classes, train_per_class, test_per_class, split_seed, max_sources, cache_dir,
@@ -129,10 +141,10 @@ def register(app: typer.Typer) -> None:
                          progress=cb)
         result = {**ex.to_dict(), "seed": seed}
         if figure is not None:
-            figures.save_figure(figures.influence_figure(ex, top), figure)
+            save_fig(figures.influence_figure(ex, top), figure, "influence-figure", INFLUENCE)
             result["figure"] = str(figure)
         if loo_figure is not None and ex.checks:
-            figures.save_figure(figures.loo_figure(ex.checks), loo_figure)
+            save_fig(figures.loo_figure(ex.checks), loo_figure, "influence-loo-figure", INFLUENCE)
             result["loo_figure"] = str(loo_figure)
         if json_out:
             print_json(result)
@@ -164,7 +176,7 @@ def register(app: typer.Typer) -> None:
         candidates: str = typer.Option("other-class", "--candidates", help="Poison training images of the "
                                        "other class than the target's (other-class) or of any class (any)"),
         l2: float = L2Opt,
-        out: Path = OutOpt, figures_n: int = FiguresOpt, seed: int = SeedOpt,
+        out: Path = OutOpt, figures_n: int = FiguresOpt, force: bool = ForceOpt, seed: int = SeedOpt,
         data: Path = DataOpt, classes: str = ClassesOpt, train_per_class: int = TrainOpt, test_per_class: int = TestOpt,
         split_seed: int = SplitOpt, max_sources: int = SourcesOpt, cache_dir: Path = CacheOpt,
         model: str = ModelOpt, device: str = DeviceOpt, json_out: bool = JsonOpt,
@@ -183,6 +195,14 @@ def register(app: typer.Typer) -> None:
         for c in configs:
             c.check()
         count = _count(targets, "--targets")
+        if out is not None:  # before any work: settings that change a poison; k and targets only add files
+            from dataclasses import asdict
+
+            from patchlab.poisoning.runs import prepare_run_folder
+
+            prepare_run_folder(out, KOH_LIANG, {**{k: v for k, v in asdict(configs[0]).items() if k != "num_poisons"},
+                                                **_task_settings(classes, train_per_class, test_per_class, split_seed,
+                                                                 max_sources, model)}, force)
         net, task = _build(data, classes, train_per_class, test_per_class, split_seed, max_sources, cache_dir,
                            model, device, json_out)
         clean = train_clean(task, l2)
@@ -201,18 +221,19 @@ def register(app: typer.Typer) -> None:
             def keep(outcome, cfg=cfg, saved=saved):
                 if out is None or outcome.poisons is None:
                     return
-                from patchlab.data import save_image
+                from patchlab.poisoning.runs import safe_name, save_fig, save_png
 
                 r = outcome.result
-                stem = out / f"k{cfg.num_poisons}" / f"target{r.target:04d}"
+                folder = out / f"k{cfg.num_poisons}"
                 for j, img in enumerate(outcome.poisons):
-                    save_image(img, stem.parent / f"{stem.name}_poison{j}_{r.poison_views[j].replace('#', '-')}.png")
+                    save_png(img, folder / f"target{r.target:04d}_{j}_{safe_name(r.poison_views[j])}.poison.png",
+                             "poison", KOH_LIANG)
                 if len(saved) < figures_n:
-                    figures.save_figure(figures.poison_figure(outcome, list(task.class_names)),
-                                        stem.parent / f"{stem.name}_figure.png")
+                    save_fig(figures.poison_figure(outcome, list(task.class_names)),
+                             folder / f"target{r.target:04d}.figure.png", "poison-figure", KOH_LIANG)
                     saved.append(r.target)
 
-            log = out / f"koh-liang-k{cfg.num_poisons}-eps{eps_v * 255:g}.jsonl" if out else None
+            log = out / f"koh-liang-k{cfg.num_poisons}.jsonl" if out else None
             with rich_progress(f"k = {cfg.num_poisons}", enabled=not json_out) as cb:
                 results = run_targets(task, net, cfg, chosen, log=log, progress=cb, on_outcome=keep, clean=clean)
             summary = summarize(results)
@@ -249,7 +270,7 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(0.01, "--lr"),
         batch: int = typer.Option(8, "--batch", min=1, help="Poisons crafted together"),
         l2: float = L2Opt,
-        out: Path = OutOpt, figures_n: int = FiguresOpt, seed: int = SeedOpt,
+        out: Path = OutOpt, figures_n: int = FiguresOpt, force: bool = ForceOpt, seed: int = SeedOpt,
         data: Path = DataOpt, classes: str = ClassesOpt, train_per_class: int = TrainOpt, test_per_class: int = TestOpt,
         split_seed: int = SplitOpt, max_sources: int = SourcesOpt, cache_dir: Path = CacheOpt,
         model: str = ModelOpt, device: str = DeviceOpt, json_out: bool = JsonOpt,
@@ -270,6 +291,14 @@ def register(app: typer.Typer) -> None:
             raise PatchlabError("--opacity is empty")
         for c in configs:
             c.check()
+        if out is not None:  # before any work: settings that change a poison; opacities and pairs only add files
+            from dataclasses import asdict
+
+            from patchlab.poisoning.runs import prepare_run_folder
+
+            prepare_run_folder(out, COLLISION, {**{k: v for k, v in asdict(configs[0]).items() if k != "opacity"},
+                                                **_task_settings(classes, train_per_class, test_per_class, split_seed,
+                                                                 max_sources, model)}, force)
         net, task = _build(data, classes, train_per_class, test_per_class, split_seed, max_sources, cache_dir,
                            model, device, json_out)
         clean = train_clean(task, l2)
@@ -281,15 +310,16 @@ def register(app: typer.Typer) -> None:
             def keep(po, cfg=cfg, saved=saved):
                 if out is None:
                     return
-                from patchlab.data import save_image
+                from patchlab.poisoning.runs import save_fig, save_png
 
                 r = po.result
-                stem = out / f"opacity{cfg.opacity:g}" / f"target{r.target:04d}_base{r.base:04d}"
-                save_image(po.poison, stem.parent / f"{stem.name}_poison.png")
+                stem = f"target{r.target:04d}_base{r.base:04d}"
+                folder = out / f"opacity{cfg.opacity:g}"
+                save_png(po.poison, folder / f"{stem}.poison.png", "poison", COLLISION)
                 if len(saved) < figures_n:
-                    figures.save_figure(figures.collision_figure(po.target, po.base, po.poison, r,
-                                                                 list(task.class_names), po.before, po.after),
-                                        stem.parent / f"{stem.name}_figure.png")
+                    save_fig(figures.collision_figure(po.target, po.base, po.poison, r, list(task.class_names),
+                                                      po.before, po.after),
+                             folder / f"{stem}.figure.png", "poison-figure", COLLISION)
                     saved.append(r.target)
 
             log = out / f"feature-collision-opacity{cfg.opacity:g}.jsonl" if out else None

@@ -16,7 +16,6 @@ The final poison is rounded to 8 bits and every success check uses that rounded 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,10 +27,11 @@ from patchlab.errors import PatchlabError, check_unit_interval
 from patchlab.poisoning import head as H
 from patchlab.poisoning.defense_view import defense_view
 from patchlab.poisoning.features import penultimate
-from patchlab.poisoning.koh_liang import CleanModel, _append_line, train_clean
+from patchlab.poisoning.koh_liang import CleanModel, train_clean
+from patchlab.poisoning.runs import append_journal, read_journal
 from patchlab.poisoning.task import TransferTask
+from patchlab.progress import ProgressFn
 
-ProgressFn = Callable[[int, int, dict], None]
 
 
 @dataclass
@@ -209,15 +209,9 @@ def run_pairs(task: TransferTask, model, config: FeatureCollisionConfig, pairs: 
     key = {"config": asdict(config), "task": task.config.to_dict(), "model": task.model_name}
     done: dict[tuple[int, int], PairResult] = {}
     log = Path(log) if log else None
-    if log is not None and log.is_file():
-        for line in log.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if rec.get("key") == key:
-                r = PairResult(**rec["result"])
-                done[(r.target, r.base)] = r
+    for row in read_journal(log, key):
+        r = PairResult(**row)
+        done[(r.target, r.base)] = r
     results: dict[int, PairResult] = {}
     todo = [j for j, p in enumerate(pairs) if p not in done]
     for j, p in enumerate(pairs):
@@ -253,8 +247,7 @@ def run_pairs(task: TransferTask, model, config: FeatureCollisionConfig, pairs: 
             if on_outcome is not None:
                 on_outcome(PairOutcome(results[j], tgt[k], bas[k], crafted.poisons[k], clean.test_probs[t_i],
                                        after[t_i]))
-            if log is not None:
-                _append_line(log, json.dumps({"key": key, "result": results[j].to_dict()}))
+            append_journal(log, key, results[j].to_dict())
     return [results[j] for j in sorted(results)]
 
 

@@ -17,7 +17,7 @@ import math
 import os
 import weakref
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from patchlab.artifacts import save_torch
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 
-ProgressFn = Callable[[int, int, dict], None]
 
 AUGMENT_VERSION = "rrc-0.3-flip-bc0.15-v1"  # bump when the augmentation changes: cached features are keyed by it
 CROP_SCALE = (0.3, 1.0)

@@ -97,14 +97,3 @@ def loo_figure(checks):
         ax.set_ylabel("predicted by influence", fontsize=8)
         ax.set_title(f"{c.solver}: Pearson {c.pearson:.3f} (n = {c.n})", fontsize=9)
     return fig
-
-
-def save_figure(fig, path, dpi: int = 100):
-    from pathlib import Path
-
-    from patchlab.artifacts import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    return path

@@ -21,15 +21,19 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
 
 from patchlab.errors import PatchlabError
 from patchlab.poisoning import head as H
+from patchlab.progress import ProgressFn
+from patchlab.registry import Registry
 
-ProgressFn = Callable[[int, int, dict], None]
-SOLVERS = ("auto", "exact", "cg", "lissa")
+SOLVERS: Registry[str] = Registry("influence solver")
+for _name, _title in (("auto", "exact when the Hessian fits, else conjugate gradients"),
+                      ("exact", "dense Hessian, Cholesky"), ("cg", "conjugate gradients on Hessian-vector products"),
+                      ("lissa", "LiSSA (Agarwal et al. 2017) stochastic series")):
+    SOLVERS.register(_name, _title, title=_title)
 
 
 @dataclass
@@ -57,8 +61,7 @@ class SolverInfo:
 
 
 def choose_solver(prob: H.Problem, solver: str = "auto") -> tuple[str, str]:
-    if solver not in SOLVERS:
-        raise PatchlabError(f"unknown solver '{solver}' (choose from {', '.join(SOLVERS)})")
+    solver = SOLVERS.resolve(solver)
     if solver != "auto":
         return solver, "asked for"
     if prob.num_params <= H.EXACT_LIMIT:

@@ -23,7 +23,6 @@ for the k chosen poisons.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,9 +34,10 @@ from patchlab.errors import PatchlabError
 from patchlab.poisoning import head as H
 from patchlab.poisoning.defense_view import defense_view
 from patchlab.poisoning.features import penultimate
+from patchlab.poisoning.runs import append_journal, read_journal
 from patchlab.poisoning.task import TransferTask
+from patchlab.progress import ProgressFn
 
-ProgressFn = Callable[[int, int, dict], None]
 
 
 @dataclass
@@ -270,16 +270,8 @@ def run_targets(task: TransferTask, model, config: KohLiangConfig, targets: list
     done: dict[int, TargetResult] = {}
     key = {"config": asdict(config), "task": task.config.to_dict(), "model": task.model_name}
     log = Path(log) if log else None
-    if log is not None and log.is_file():
-        for line in log.read_text().splitlines():
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a partial line from a killed run
-            if rec.get("key") == key:
-                done[int(rec["result"]["target"])] = TargetResult(**rec["result"])
+    for row in read_journal(log, key):
+        done[int(row["target"])] = TargetResult(**row)
     results = []
     for j, t in enumerate(targets):
         if t in done:
@@ -289,25 +281,13 @@ def run_targets(task: TransferTask, model, config: KohLiangConfig, targets: list
             results.append(out.result)
             if on_outcome is not None:
                 on_outcome(out)
-            if log is not None:
-                _append_line(log, json.dumps({"key": key, "result": out.result.to_dict()}))
+            append_journal(log, key, out.result.to_dict())
         if progress is not None:
             flips = sum(r.flipped for r in results if r.attacked)
             progress(j + 1, len(targets), {"flip_rate": flips / max(1, sum(r.attacked for r in results))})
         if stop is not None and stop.is_set():
             break
     return results
-
-
-def _append_line(path: Path, line: str) -> None:
-    """Append one whole line (a killed run leaves at most a partial last line, which a resume skips)."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 __all__ = ["CleanModel", "KohLiangConfig", "PoisonOutcome", "TargetResult", "attack_target", "choose_targets",

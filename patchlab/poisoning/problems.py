@@ -20,9 +20,14 @@ import torch
 from patchlab.errors import PatchlabError
 from patchlab.poisoning import head as H
 from patchlab.poisoning import influence as I
+from patchlab.progress import ProgressFn
+from patchlab.registry import Registry
 
-ProgressFn = Callable[[int, int, dict], None]
-PROBLEMS = ("dogfish", "digits")
+PROBLEMS: Registry[str] = Registry("influence problem")
+PROBLEMS.register("dogfish", "dog vs fish: a logistic-regression head on efficientnet_lite0 features",
+                  title="Dog vs fish (Lite0 features)")
+PROBLEMS.register("digits", "MNIST: the digits CNN's last layer retrained on its frozen body",
+                  title="MNIST CNN's last layer")
 
 
 @dataclass
@@ -115,6 +120,7 @@ def explain(setup: InfluenceSetup, test_index: int, l2: float = 1e-3, solver: st
     or None for all points) check it against leave-one-out retraining for the chosen solver and the `compare`
     solvers."""
     t0 = time.perf_counter()
+    solver, compare = I.SOLVERS.resolve(solver), tuple(I.SOLVERS.resolve(c) for c in compare)
     if not 0 <= test_index < len(setup.test_labels):
         raise PatchlabError(f"test_index must lie in 0..{len(setup.test_labels) - 1}, got {test_index}")
     prob = H.Problem.from_features(setup.train_features, setup.train_labels, len(setup.class_names), l2=l2)

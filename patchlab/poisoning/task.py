@@ -17,23 +17,26 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
+from patchlab.registry import Registry
 
-ProgressFn = Callable[[int, int, dict], None]
 
-SUPERCLASSES: dict[str, tuple[int, ...]] = {
-    "dog": tuple(range(151, 269)),
-    "fish": tuple(range(0, 7)) + tuple(range(389, 398)),
-    "bird": tuple(range(7, 25)) + tuple(range(80, 101)) + tuple(range(127, 147)),
-    "cat": tuple(range(281, 294)),
-    "snake": tuple(range(52, 69)),
-    "primate": tuple(range(365, 385)),
-    "insect": tuple(range(300, 320)),
-}
+# ImageNet index ranges of each superclass (the standard WordNet subtrees)
+SUPERCLASSES: Registry[tuple[int, ...]] = Registry("superclass")
+for _name, _members, _title in (
+    ("dog", tuple(range(151, 269)), "dogs (ImageNet 151-268)"),
+    ("fish", tuple(range(0, 7)) + tuple(range(389, 398)), "fish (ImageNet 0-6, 389-397)"),
+    ("bird", tuple(range(7, 25)) + tuple(range(80, 101)) + tuple(range(127, 147)), "birds"),
+    ("cat", tuple(range(281, 294)), "cats (ImageNet 281-293)"),
+    ("snake", tuple(range(52, 69)), "snakes (ImageNet 52-68)"),
+    ("primate", tuple(range(365, 385)), "primates (ImageNet 365-384)"),
+    ("insect", tuple(range(300, 320)), "insects (ImageNet 300-319)"),
+):
+    SUPERCLASSES.register(_name, _members, title=_title)
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,7 @@ def superclass_photos(folder: str | Path, name: str) -> list[Path]:
     """The photos of the folder whose ImageNet label lies in superclass `name`."""
     from patchlab.data import labelled_folder
 
-    if name not in SUPERCLASSES:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(SUPERCLASSES), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise PatchlabError(f"unknown superclass '{name}'{hint} (choose from {', '.join(SUPERCLASSES)})")
-    members = set(SUPERCLASSES[name])
+    members = set(SUPERCLASSES.get(name))  # unknown names: one line with a suggestion
     return sorted(it.path for it in labelled_folder(folder) if it.label in members)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
+ENTRY = str(Path(__file__).resolve().parents[2] / "patchlab" / "app" / "streamlit_app.py")
 
 
 def wait(at: AppTest, timeout: float = 300):

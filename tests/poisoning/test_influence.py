@@ -63,7 +63,7 @@ def test_auto_solver_uses_cg_above_the_limit_and_all_solvers_agree(monkeypatch):
     # stochastic (minibatch Hessians): close in direction, within 20% in norm
     cosine = float((s_lissa * s_exact).sum() / (s_lissa.norm() * s_exact.norm()))
     assert cosine > 0.98 and float((s_lissa - s_exact).norm() / s_exact.norm()) < 0.2
-    with pytest.raises(PatchlabError, match="unknown solver"):
+    with pytest.raises(PatchlabError, match="unknown influence solver"):
         I.inverse_hvp(theta, prob, v, "newton")
 
 
