@@ -52,9 +52,20 @@ def _build(data, classes, train_pc, test_pc, split_seed, max_sources, cache_dir,
     return net, task
 
 
-def _task_settings(classes, train_per_class, test_per_class, split_seed, max_sources, model) -> dict:
-    return {"classes": classes, "train_per_class": train_per_class, "test_per_class": test_per_class,
-            "split_seed": split_seed, "max_sources": max_sources, "model": model}
+def _prepare(out, writer, config, varied: str, force, data, classes, train_pc, test_pc, split_seed, max_sources,
+             cache_dir, model, device, json_out):
+    """Check the --out folder before any work (its settings: all that shapes a poison; `varied`, like the targets,
+    only adds files), then build the task."""
+    if out is not None:
+        from dataclasses import asdict
+
+        from patchlab.poisoning.runs import prepare_run_folder
+
+        settings = {k: v for k, v in asdict(config).items() if k != varied}
+        settings.update(classes=classes, train_per_class=train_pc, test_per_class=test_pc, split_seed=split_seed,
+                        max_sources=max_sources, model=model)
+        prepare_run_folder(out, writer, settings, force)
+    return _build(data, classes, train_pc, test_pc, split_seed, max_sources, cache_dir, model, device, json_out)
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -195,16 +206,8 @@ def register(app: typer.Typer) -> None:
         for c in configs:
             c.check()
         count = _count(targets, "--targets")
-        if out is not None:  # before any work: settings that change a poison; k and targets only add files
-            from dataclasses import asdict
-
-            from patchlab.poisoning.runs import prepare_run_folder
-
-            prepare_run_folder(out, KOH_LIANG, {**{k: v for k, v in asdict(configs[0]).items() if k != "num_poisons"},
-                                                **_task_settings(classes, train_per_class, test_per_class, split_seed,
-                                                                 max_sources, model)}, force)
-        net, task = _build(data, classes, train_per_class, test_per_class, split_seed, max_sources, cache_dir,
-                           model, device, json_out)
+        net, task = _prepare(out, KOH_LIANG, configs[0], "num_poisons", force, data, classes, train_per_class,
+                             test_per_class, split_seed, max_sources, cache_dir, model, device, json_out)
         clean = train_clean(task, l2)
         if target is not None:
             if target >= len(task.test):
@@ -291,16 +294,8 @@ def register(app: typer.Typer) -> None:
             raise PatchlabError("--opacity is empty")
         for c in configs:
             c.check()
-        if out is not None:  # before any work: settings that change a poison; opacities and pairs only add files
-            from dataclasses import asdict
-
-            from patchlab.poisoning.runs import prepare_run_folder
-
-            prepare_run_folder(out, COLLISION, {**{k: v for k, v in asdict(configs[0]).items() if k != "opacity"},
-                                                **_task_settings(classes, train_per_class, test_per_class, split_seed,
-                                                                 max_sources, model)}, force)
-        net, task = _build(data, classes, train_per_class, test_per_class, split_seed, max_sources, cache_dir,
-                           model, device, json_out)
+        net, task = _prepare(out, COLLISION, configs[0], "opacity", force, data, classes, train_per_class,
+                             test_per_class, split_seed, max_sources, cache_dir, model, device, json_out)
         clean = train_clean(task, l2)
         chosen = choose_pairs(task, clean, pairs, seed)
         rows = []
