@@ -156,6 +156,8 @@ for _k in (
     Kind("poison", ".poison.png", "poisoned training image", "patchlab poison koh-liang", "png"),
     Kind("poison-figure", ".figure.png", "poisoning figure (original, poison, difference, predictions)",
          "patchlab poison koh-liang", "png"),
+    Kind("bench-results", ".bench.json", "benchmark results (every target)", "patchlab bench"),
+    Kind("gpu-check", ".gpu.json", "GPU check results", "patchlab bench gpu"),
 ):
     register_kind(_k)
 
