@@ -19,6 +19,8 @@ import os
 
 import pytest
 
+from patchlab.bench.targets import Target, check_targets, format_targets
+
 pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(0)]  # hours on a CPU; every attack resumes from its log
 
 TARGETS = int(os.environ.get("POISON_BENCH_TARGETS", 100))
@@ -63,7 +65,11 @@ def test_influence_against_leave_one_out(task, mnist_dir, out_dir):
     for r in rows:
         print(f"{r['problem']:8} {r['test_index']:5} {r['num_params']:6}  {r['solver']:6} {r['pearson']:.4f}   "
               f"{r['spearman']:.4f}   ({r['loo_points']})")
-    assert all(r["pearson"] >= 0.95 for r in rows if r["solver"] == "exact")
+    targets = [Target(f"influence vs leave-one-out, exact solver, {name} (lowest Pearson of 3 test points)",
+                      min(r["pearson"] for r in rows if r["solver"] == "exact" and r["problem"] == name), ">=", 0.95,
+                      note="issue 19 goal") for name in ("dogfish", "digits")]
+    print(format_targets(targets))
+    check_targets(targets)
 
 
 def _koh_liang(task, lite0, out_dir, k: int, eps255: float, name: str) -> dict:
@@ -80,14 +86,15 @@ def _koh_liang(task, lite0, out_dir, k: int, eps255: float, name: str) -> dict:
 
 @pytest.mark.parametrize("k", [1, 2, 5])
 def test_koh_liang_flip_rate(task, lite0, out_dir, k):
-    from patchlab.stats import wilson_interval
-
     s = _koh_liang(task, lite0, out_dir, k, 2, f"koh-liang-k{k}")
     print(f"\nk = {k}: flipped {s['flipped']}/{s['n']} = {s['flip_rate']:.1%} {s['ci95']}, per class "
           f"{ {c: round(v['flip_rate'], 3) for c, v in s['per_class'].items()} }, median confidence "
           f"{s.get('median_confidence_after')}, mean other predictions moved {s.get('mean_others_moved')}")
-    if k in PAPER_KL:  # not significantly below the paper's rate
-        assert wilson_interval(s["flipped"], s["n"])[1] >= PAPER_KL[k]
+    if k in PAPER_KL:  # at least the paper's rate (issue 19's goal is k = 1)
+        targets = [Target(f"Koh & Liang flip rate, k = {k}, n = {s['n']}", s["flip_rate"], ">=", PAPER_KL[k],
+                          note="Koh & Liang 2017 §5.2")]
+        print(format_targets(targets))
+        check_targets(targets)
 
 
 @pytest.mark.parametrize("k", [1, 2, 5])
@@ -101,8 +108,6 @@ def test_koh_liang_one_grey_level(task, lite0, out_dir, k):
 def test_feature_collision_success(task, lite0, out_dir, opacity):
     from patchlab.poisoning.feature_collision import FeatureCollisionConfig, choose_pairs, run_pairs, summarize
     from patchlab.poisoning.koh_liang import train_clean
-    from patchlab.stats import wilson_interval
-
     cfg = FeatureCollisionConfig(opacity=opacity)
     clean = train_clean(task, cfg.l2)
     pairs = choose_pairs(task, clean, PAIRS, seed=0)
@@ -113,7 +118,10 @@ def test_feature_collision_success(task, lite0, out_dir, opacity):
     print(f"\nopacity {opacity:.0%}: success {s['successes']}/{s['n']} = {s['success_rate']:.1%} {s['ci95']}, "
           f"{s['per_direction']}, median poison L-inf {s['median_poison_linf'] * 255:.1f}/255")
     if opacity == 0.0:
-        assert wilson_interval(s["successes"], s["n"])[1] >= 0.9
+        targets = [Target(f"feature collision success, one poison, n = {s['n']} pairs", s["success_rate"], ">=", 0.9,
+                          note="issue 19 goal; Shafahi et al. 2018: 100%")]
+        print(format_targets(targets))
+        check_targets(targets)
 
 
 def test_defense_view_table(out_dir):
