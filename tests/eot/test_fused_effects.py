@@ -1,0 +1,80 @@
+"""The fused photometric step and the Gaussian blur equal their step-by-step definitions (forward and gradient)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from patchlab.eot import EOT, EOTConfig, preset
+from patchlab.eot.transforms import _YIQ
+
+
+def _photometric_reference(x: torch.Tensor, p, c: EOTConfig) -> torch.Tensor:
+    """gamma, contrast about the mean, brightness, saturation and hue in YIQ, one after another; then clamp."""
+    v = lambda t: t[:, None, None, None]  # noqa: E731
+    if c.gamma != (1.0, 1.0):
+        x = x.clamp(1e-4, 1).pow(v(p.gamma))
+    if c.contrast == (1.0, 1.0) and not c.brightness and c.saturation == (1.0, 1.0) and not c.hue:
+        return x
+    if c.contrast != (1.0, 1.0):
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = (x - mean) * v(p.contrast) + mean
+    if c.brightness:
+        x = x + v(p.brightness)
+    if c.saturation != (1.0, 1.0) or c.hue:
+        ang, s = p.hue * 2 * math.pi, p.saturation
+        zero, one = torch.zeros_like(s), torch.ones_like(s)
+        chroma = torch.stack([torch.stack([one, zero, zero], -1),
+                              torch.stack([zero, s * torch.cos(ang), -s * torch.sin(ang)], -1),
+                              torch.stack([zero, s * torch.sin(ang), s * torch.cos(ang)], -1)], -2)
+        x = torch.einsum("bij,bjhw->bihw", torch.linalg.inv(_YIQ) @ chroma @ _YIQ, x)
+    return x.clamp(0, 1)
+
+
+CONFIGS = {
+    "print": preset("print"),
+    "webcam": preset("webcam"),
+    "gamma only": EOTConfig(name="g", gamma=(0.6, 1.5)),
+    "contrast only": EOTConfig(name="c", contrast=(0.5, 1.5)),
+    "brightness and hue": EOTConfig(name="bh", brightness=0.3, hue=0.1),
+    "saturation only": EOTConfig(name="s", saturation=(0.2, 1.8)),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fused_photometric_equals_the_step_by_step_definition(name):
+    cfg = CONFIGS[name]
+    eot = EOT(cfg)
+    p = eot.sample(6, 32, 0.1, torch.Generator().manual_seed(5))
+    x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    x[0, :, :4] = 0.0  # exercise the gamma clamp's lower bound
+    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ours, ref = eot.photometric(xa, p), _photometric_reference(xb, p, cfg)
+    (ours * w).sum().backward()
+    (ref * w).sum().backward()
+    assert (ours - ref).abs().max() <= 2e-6
+    assert (xa.grad - xb.grad).abs().max() <= 1e-5 * max(1.0, float(xb.grad.abs().max()))
+    assert xb.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("size", [3, 7])
+def test_gaussian_blur_equals_kornias_and_so_does_its_gradient(size):
+    import kornia
+
+    from patchlab.eot.filters import gaussian_blur
+
+    x = torch.rand(4, 3, 20, 28, generator=torch.Generator().manual_seed(8))
+    sigma = torch.tensor([0.05, 0.4, 1.0, 2.0])
+    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(9))
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ours = gaussian_blur(xa, sigma, size)
+    ref = kornia.filters.gaussian_blur2d(xb, (size, size), torch.stack([sigma, sigma], -1))
+    (ours * w).sum().backward()
+    (ref * w).sum().backward()
+    assert torch.equal(ours, ref)
+    assert (xa.grad - xb.grad).abs().max() <= 1e-5
+    assert torch.autograd.gradcheck(lambda v: gaussian_blur(v, sigma[:2].double(), size),
+                                    (x[:2, :1, :9, :11].double().requires_grad_(True),))
