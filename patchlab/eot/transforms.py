@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from patchlab.eot.colour import ColourModel
 from patchlab.eot.config import EOTConfig, load_config
-from patchlab.eot.filters import gaussian_blur
+from patchlab.eot.filters import gaussian_blur, motion_blur
 from patchlab.eot.jpeg import jpeg
 from patchlab.errors import PatchlabError
 
@@ -282,8 +282,6 @@ class EOT:
         return out.view(b, ch, h, w).clamp(0, 1)
 
     def camera(self, x: torch.Tensor, p: EOTParams) -> torch.Tensor:
-        import kornia
-
         c, dev = self.config, x.device
         if c.blur_sigma[1] > 0:
             sigma = p.blur.to(dev).clamp(min=0.05)
@@ -291,8 +289,7 @@ class EOT:
             x = gaussian_blur(x, sigma, k)  # kornia's gaussian_blur2d, with a faster backward
         if c.motion_blur_p > 0 and bool(p.motion_on.any()):  # blur only the samples that drew it (like JPEG)
             idx = p.motion_on.nonzero()[:, 0]
-            blurred = kornia.filters.motion_blur(x[idx.to(dev)], c.motion_blur_kernel, p.motion_angle[idx].to(dev),
-                                                 p.motion_direction[idx].to(dev), mode="bilinear")
+            blurred = motion_blur(x[idx.to(dev)], c.motion_blur_kernel, p.motion_angle[idx], p.motion_direction[idx])
             x = x.index_copy(0, idx.to(dev), blurred)
         if c.noise > 0:  # blurs are convex combinations: only noise leaves [0, 1]
             x = (x + p.noise_sigma.to(dev)[:, None, None, None] * p.noise.to(dev)).clamp(0, 1)

@@ -78,3 +78,22 @@ def test_gaussian_blur_equals_kornias_and_so_does_its_gradient(size):
     assert (xa.grad - xb.grad).abs().max() <= 1e-5
     assert torch.autograd.gradcheck(lambda v: gaussian_blur(v, sigma[:2].double(), size),
                                     (x[:2, :1, :9, :11].double().requires_grad_(True),))
+
+
+def test_motion_blur_equals_kornias_and_so_does_its_gradient():
+    import kornia
+
+    from patchlab.eot.filters import motion_blur
+
+    x = torch.rand(3, 3, 20, 28, generator=torch.Generator().manual_seed(10))
+    angle, direction = torch.tensor([10.0, 95.0, 170.0]), torch.tensor([-1.0, 0.3, 0.9])
+    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(11))
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ours = motion_blur(xa, 5, angle, direction)
+    ref = kornia.filters.motion_blur(xb, 5, angle, direction, mode="bilinear")
+    (ours * w).sum().backward()
+    (ref * w).sum().backward()
+    assert torch.equal(ours, ref)
+    assert (xa.grad - xb.grad).abs().max() <= 1e-5
+    assert torch.autograd.gradcheck(lambda v: motion_blur(v, 5, angle[:2].double(), direction[:2].double()),
+                                    (x[:2, :1, :9, :11].double().requires_grad_(True),))
