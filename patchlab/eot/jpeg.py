@@ -144,11 +144,10 @@ def jpeg(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
     h, w = x.shape[-2:]
     # colour: YCbCr x255 minus the DCT's level shift of 128 (chroma sits at 127.5 before the shift)
-    offset = torch.tensor([-128.0, -0.5, -0.5], dtype=x.dtype, device=x.device)[:, None]
-    ycc = torch.addmm(offset, to_ycc, x.reshape(b, 3, h * w).transpose(0, 1).reshape(3, -1))
-    ycc = ycc.reshape(3, b, h, w)
-    luma = ycc[0][:, None]
-    chroma = _halve(_halve(ycc[1:], 3), 2).transpose(0, 1)  # (B, 2, h/2, w/2)
+    offset = torch.tensor([-128.0, -0.5, -0.5], dtype=x.dtype, device=x.device)[None, :, None]
+    ycc = torch.baddbmm(offset, to_ycc.expand(b, 3, 3), x.reshape(b, 3, h * w)).view(b, 3, h, w)
+    luma = ycc[:, :1]
+    chroma = _halve(_halve(ycc[:, 1:], 3), 2)  # (B, 2, h/2, w/2)
     table_y, table_c = quantisation_tables(quality)  # (B, 64) each
     coded = []
     for plane, table in ((luma, table_y), (chroma, table_c)):
@@ -157,6 +156,7 @@ def jpeg(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         rec = torch.bmm(_PolyRound.apply(z), table[:, :, None] * dct.T[None])
         coded.append(_planes(rec, plane.shape[1], *plane.shape[-2:]))
     chroma = _double(_double(coded[1], 3), 2)
-    ycc = torch.cat([coded[0], chroma], 1) + torch.tensor([128.0, 0.5, 0.5], device=x.device)[:, None, None]
-    rgb = torch.einsum("ij,bjhw->bihw", to_rgb, ycc)
-    return rgb[..., :h0, :w0].clamp(0, 1).to(dtype)
+    # back to RGB in one batched matmul, the level shift (128, chroma 127.5) folded into its offset
+    level = to_rgb @ torch.tensor([128.0, 0.5, 0.5], dtype=x.dtype, device=x.device)
+    rgb = torch.baddbmm(level[None, :, None], to_rgb.expand(b, 3, 3), torch.cat([coded[0], chroma], 1).view(b, 3, -1))
+    return rgb.view(b, 3, h, w)[..., :h0, :w0].clamp(0, 1).to(dtype)
