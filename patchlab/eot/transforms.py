@@ -23,6 +23,7 @@ from patchlab.eot.colour import ColourModel
 from patchlab.eot.config import EOTConfig, load_config
 from patchlab.eot.filters import gaussian_blur, motion_blur
 from patchlab.eot.jpeg import jpeg
+from patchlab.eot.ops import gamma
 from patchlab.errors import PatchlabError
 
 # RGB <-> YIQ: saturation scales (I, Q), hue rotates them.
@@ -99,23 +100,6 @@ def _colour_mix(saturation: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
                           torch.stack([zero, s * torch.cos(ang), -s * torch.sin(ang)], -1),
                           torch.stack([zero, s * torch.sin(ang), s * torch.cos(ang)], -1)], -2)
     return torch.linalg.inv(_YIQ) @ chroma @ _YIQ
-
-
-class _Gamma(torch.autograd.Function):
-    """clamp(x, 1e-4, 1) ** g in one autograd node; its gradient g y / x inside the clamp's range (bounds included,
-    as torch's clamp), 0 outside: fewer passes over the frames than clamp and pow with autograd's own backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        y = x.clamp(1e-4, 1).pow(g)
-        ctx.save_for_backward(x, y, g)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        x, y, g = ctx.saved_tensors
-        inside = (x >= 1e-4) & (x <= 1)
-        return torch.where(inside, grad * y * g / x, 0.0), None
 
 
 @dataclass
@@ -265,7 +249,7 @@ class EOT:
         chroma plane, keeps grey), so they run as one batched matmul with an offset: one pass instead of five."""
         c, dev = self.config, x.device
         if c.gamma != (1.0, 1.0):
-            x = _Gamma.apply(x, p.gamma.to(dev, x.dtype)[:, None, None, None])
+            x = gamma(x, p.gamma.to(dev, x.dtype)[:, None, None, None])
         contrast, colour = c.contrast != (1.0, 1.0), c.saturation != (1.0, 1.0) or bool(c.hue)
         if not contrast and not c.brightness and not colour:
             return x  # gamma keeps [0, 1]: no clamp needed

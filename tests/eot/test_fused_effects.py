@@ -97,3 +97,19 @@ def test_motion_blur_equals_kornias_and_so_does_its_gradient():
     assert (xa.grad - xb.grad).abs().max() <= 1e-5
     assert torch.autograd.gradcheck(lambda v: motion_blur(v, 5, angle[:2].double(), direction[:2].double()),
                                     (x[:2, :1, :9, :11].double().requires_grad_(True),))
+
+
+def test_gamma_node_equals_clamp_then_pow_and_its_gradient():
+    from patchlab.eot.ops import gamma
+
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(12)) * 1.4 - 0.2
+    x[0, 0, 0, :4] = torch.tensor([0.0, 1e-4, 1.0, 0.5])  # at the clamp's bounds torch's gradient is 0: so is ours
+    g = torch.tensor([0.8, 1.0, 1.25, 0.6])[:, None, None, None]
+    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(13))
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = gamma(xa, g), xb.clamp(1e-4, 1).pow(g)
+    (a * w).sum().backward()
+    (b * w).sum().backward()
+    assert torch.allclose(a, b, rtol=2e-6, atol=0), (a - b).abs().max()
+    assert torch.allclose(xa.grad, xb.grad, rtol=1e-5, atol=1e-7), (xa.grad - xb.grad).abs().max()
+    assert torch.equal(xa.grad == 0, xb.grad == 0)
