@@ -24,3 +24,24 @@ class _Gamma(torch.autograd.Function):
 def gamma(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """clamp(x, 1e-4, 1) ** g with g broadcasting against x (per-sample (B, 1, 1, 1))."""
     return _Gamma.apply(x, g)
+
+
+class _NoiseClamped(torch.autograd.Function):
+    """clamp(x + sigma * noise, 0, 1) in one pass and one node (noise and sigma are draws: no gradient); the gradient
+    passes where the sum lies strictly inside (0, 1), which is where the output does (as torch's clamp)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        out = torch.addcmul(x, sigma, noise).clamp_(0, 1)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (out,) = ctx.saved_tensors
+        return grad.masked_fill((out <= 0) | (out >= 1), 0.0), None, None
+
+
+def add_noise(x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """clamp(x + sigma * noise, 0, 1), sigma broadcasting against x (per-sample (B, 1, 1, 1))."""
+    return _NoiseClamped.apply(x, sigma, noise)

@@ -23,7 +23,7 @@ from patchlab.eot.colour import ColourModel
 from patchlab.eot.config import EOTConfig, load_config
 from patchlab.eot.filters import gaussian_blur, motion_blur
 from patchlab.eot.jpeg import jpeg
-from patchlab.eot.ops import gamma
+from patchlab.eot.ops import add_noise, gamma
 from patchlab.errors import PatchlabError
 
 # RGB <-> YIQ: saturation scales (I, Q), hue rotates them.
@@ -276,7 +276,7 @@ class EOT:
             blurred = motion_blur(x[idx.to(dev)], c.motion_blur_kernel, p.motion_angle[idx], p.motion_direction[idx])
             x = x.index_copy(0, idx.to(dev), blurred)
         if c.noise > 0:  # blurs are convex combinations: only noise leaves [0, 1]
-            x = (x + p.noise_sigma.to(dev)[:, None, None, None] * p.noise.to(dev)).clamp(0, 1)
+            x = add_noise(x, p.noise_sigma.to(dev, x.dtype)[:, None, None, None], p.noise.to(dev, x.dtype))
         if c.jpeg_p > 0 and bool(p.jpeg_on.any()):
             idx = p.jpeg_on.nonzero()[:, 0].to(dev)
             x = x.index_copy(0, idx, jpeg(x[idx], p.jpeg_quality[p.jpeg_on]))  # kornia's codec, ~4x faster

@@ -113,3 +113,20 @@ def test_gamma_node_equals_clamp_then_pow_and_its_gradient():
     assert torch.allclose(a, b, rtol=2e-6, atol=0), (a - b).abs().max()
     assert torch.allclose(xa.grad, xb.grad, rtol=1e-5, atol=1e-7), (xa.grad - xb.grad).abs().max()
     assert torch.equal(xa.grad == 0, xb.grad == 0)
+
+
+def test_noise_node_equals_add_then_clamp_and_its_gradient():
+    from patchlab.eot.ops import add_noise
+
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(14))
+    x[0, 0, 0, :3] = torch.tensor([0.0, 1.0, 0.5])
+    sigma = torch.tensor([0.0, 0.02, 0.04, 0.5])[:, None, None, None]
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(15))
+    w = torch.randn(x.shape, generator=torch.Generator().manual_seed(16))
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = add_noise(xa, sigma, noise), (xb + sigma * noise).clamp(0, 1)
+    (a * w).sum().backward()
+    (b * w).sum().backward()
+    assert (a - b).abs().max() <= 2e-7  # a fused multiply-add may round once instead of twice
+    assert torch.equal(xa.grad == 0, xb.grad == 0) and torch.allclose(xa.grad, xb.grad)
+    assert (b == 0).any() and (b == 1).any()  # both clamp bounds exercised
