@@ -24,15 +24,16 @@ $(VENV)/.dev-installed: pyproject.toml $(VENV)/.app-installed
 app: $(VENV)/.app-installed
 	$(BIN)/patchlab app
 
-# Debian's chromium for the browser tests; waits up to APT_LOCK_TIMEOUT seconds (default 600) for apt's lock when
-# another process holds it, then says what to do.
+# Debian's chromium for the browser tests and poppler's pdftoppm for the print tests (rasterising our PDFs); waits up
+# to APT_LOCK_TIMEOUT seconds (default 600) for apt's lock when another process holds it, then says what to do.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || scripts/apt-install.sh chromium
+	@command -v chromium >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || \
+	  scripts/apt-install.sh chromium poppler-utils
 
 test: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m pytest -q
 
-# Refresh the README's app screenshots (docs/screenshots/) from a real-browser run; tests alone never write there.
+# Refresh the app screenshots (docs/screenshots/) from a real-browser run; tests alone never write there.
 screenshots: $(VENV)/.dev-installed chromium
 	PATCHLAB_DOCS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e
 

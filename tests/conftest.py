@@ -89,7 +89,7 @@ class WriteGuard:
             pass
 
 
-_docs_shots = os.environ.get("PATCHLAB_DOCS_SCREENSHOTS")  # `make screenshots` refreshes the README's images
+_docs_shots = os.environ.get("PATCHLAB_DOCS_SCREENSHOTS")  # `make screenshots` refreshes docs/screenshots/
 WRITES = WriteGuard(ROOT, ["test-artifacts", ".pytest_cache", ".venv"]
                     + ([_docs_shots.rstrip("/")] if _docs_shots else []))
 sys.addaudithook(WRITES)

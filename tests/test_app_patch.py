@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from patchlab.stats import wilson_interval
 
 ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
-# README, "Measured results": the shipped patch at 10% area under `print`, 280 held-out images, EOT seed 1234
+# printables/README.md, "Evaluation": the shipped patch at 10% area under `print`, 280 held-out images, EOT seed 1234
 SHIPPED_SUCCESS = 0.839   # 235/280
 BASELINE_SUCCESS = 0.0    # random-noise and natural-photo patches, and no patch: 0/280
 

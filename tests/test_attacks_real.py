@@ -1,5 +1,5 @@
 """Acceptance on efficientnet_lite0 and real photos: shared ImageNet sample (100 images, every 7th file) and the
-built-in photos. The acceptance checks run on all 100 in the default test run (README, digital attacks); `-s` prints
+built-in photos. The acceptance checks run on all 100 in the default test run (docs/attacks.md, "Measured"); `-s` prints
 every report."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from patchlab.attacks import CW, FGSM, PGDL2, DeepFool, make_attack
 from patchlab.attacks.robustness import accuracy_curve, evaluate_attack
 from patchlab.stats import wilson_interval
 
-# README, "Measured" (digital attacks), on these 100 images: clean top-1 87%, PGD 4/255 top-1 0%, FGSM 4/255 top-1 13%,
+# docs/attacks.md, "Measured", on these 100 images: clean top-1 87%, PGD 4/255 top-1 0%, FGSM 4/255 top-1 13%,
 # PGD to toaster 100%. Asserted at the reported level with the Wilson 95% margin at n = 100 (where that is stricter
-# than the acceptance threshold in the README's table).
+# than the acceptance threshold in that table).
 REPORTED = {"clean": 0.87, "pgd": 0.0, "fgsm": 0.13, "toaster": 1.0}
 
 
@@ -145,7 +145,7 @@ def test_cw_defaults_lite0(lite0, imagenet100):
     _check_cw(cw, curve)
 
 
-R2_TOP, R2_ALL = 0.758, 0.588  # README, the classic demos (logits along the gradient, span ±0.02)
+R2_TOP, R2_ALL = 0.758, 0.588  # docs/attacks.md, "The classic demos" (logits along the gradient, span ±0.02)
 
 
 # -- the demos, small ----------------------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def test_demo_panda(lite0, artifacts_dir):
 
     r = panda_gibbon(lite0, width=6)
     assert r.data["flipped"] and r.data["linf"] == pytest.approx(0.007, abs=1e-6)
-    # README: tiger cat 39.5% -> Egyptian cat 97.0% (deterministic: one gradient, no randomness)
+    # docs/attacks.md (demos): tiger cat 39.5% -> Egyptian cat 97.0% (deterministic: one gradient, no randomness)
     assert (r.data["clean_class"], r.data["adv_class"]) == ("tiger cat", "Egyptian cat"), r.data
     assert r.data["adv_conf"] > 0.9, r.data
     assert r.save(artifacts_dir / "attacks_panda.png", dpi=50).stat().st_size > 5000
@@ -164,7 +164,7 @@ def test_demo_logits_linear(lite0, artifacts_dir):
     from patchlab.attacks.demos import logits_along_gradient
 
     r = logits_along_gradient(lite0, span=0.02, width=5)
-    # measured, not assumed: EfficientNet-Lite's logits are far from linear (README: mean R² of a linear fit over
+    # measured, not assumed: EfficientNet-Lite's logits are far from linear (docs/attacks.md: R² of a linear fit over
     # ±0.02, 41 points: R2_TOP for the classes that are top-1 somewhere, R2_ALL over all 1000). Deterministic, but
     # sensitive: sub-level input changes move it by ~0.03, hence the tolerance
     assert r.data["r2_top"] == pytest.approx(R2_TOP, abs=0.05), r.data["r2_top"]
@@ -181,6 +181,6 @@ def test_demo_airplanes(lite0, artifacts_dir):
     turned = [row["adv_class"] == "airliner" for row in r.data["images"]]
     assert r.data["target"] == "airliner" and len(turned) == 4
     assert r.data["success_rate"] == pytest.approx(sum(turned) / 4)   # the figure's count is the model's top-1
-    # README: all 4 turned; allowed: that minus the Wilson 95% margin at n = 4 (>= 3 of 4)
+    # docs/attacks.md, "The classic demos": all 4 turned; allowed: that minus the Wilson 95% margin at n = 4 (>= 3 of 4)
     assert r.data["success_rate"] >= at_least(1.0, 4), r.data
     assert r.save(artifacts_dir / "attacks_airplanes.png", dpi=50).stat().st_size > 5000

@@ -27,7 +27,7 @@ from patchlab.errors import PatchlabError
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_TOASTER = REPO / "printables" / "toaster_efficientnet_lite0.png"
 TOASTER = 859
-# README (live camera): the shipped patch in the synthetic scene, 240 frames: printed 68.8%, virtual 60.8%, empty
+# docs/camera.md, "Measured": the shipped patch in the synthetic scene, 240 frames: printed 68.8%, virtual 60.8%, empty
 # sheet 0%; and this file's video test: 87.5% (28) of its 32 frames. Asserted below at each test's n, minus
 # (baseline: plus) the Wilson 95% margin.
 PRINTED_SHARE, VIRTUAL_SHARE, VIDEO_SHARE, BASELINE_SHARE = 0.688, 0.608, 0.875, 0.0
@@ -305,7 +305,7 @@ def test_pipeline_from_synthetic_source(tmp_path, backend, toaster_patch):
     assert summary["attack"]["target_label"] == "toaster"
     virtual = summary["attack"]["target"]
     print(f"\nsynthetic source: printed {printed['k']}/{printed['n']}, virtual {virtual['k']}/{virtual['n']}")
-    # the shipped patch has to win here too, at the README's rates minus the Wilson margin at n = 24
+    # the shipped patch has to win here too, at the docs' rates (docs/camera.md) minus the Wilson margin at n = 24
     assert printed["share"] >= at_least(PRINTED_SHARE, 24), printed
     assert virtual["share"] >= at_least(VIRTUAL_SHARE, 24), virtual
 

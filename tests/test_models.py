@@ -133,8 +133,8 @@ def test_logits_match_reference_on_real_images(name, imagenet_dir):
     assert (ours.argmax(1) == theirs.argmax(1)).all()
 
 
-# README, "Models and data": top-1 on the 700-image shared sample with the reference eval transform
-README_TOP1 = {"efficientnet_lite0": 0.881, "efficientnet_lite1": 0.891, "efficientnet_lite2": 0.884}
+# docs/models-data.md, "Measured": top-1 on the 700-image shared sample with the reference eval transform
+DOCS_TOP1 = {"efficientnet_lite0": 0.881, "efficientnet_lite1": 0.891, "efficientnet_lite2": 0.884}
 REFERENCE_EVERY = 7  # the reference package itself runs on every 7th image (100 per model): it is ~3x slower
 
 
@@ -181,8 +181,8 @@ def test_accuracy_matches_the_reference_pipeline(name, imagenet_dir, pil_sample,
     reference_top1 = float((torch.cat(preds) == labels).float().mean())
     print(f"\n{name}: patchlab accuracy {ours['top1']:.4f}, reference pipeline {reference_top1:.4f}")
     assert abs(ours["top1"] - reference_top1) <= 0.003, (ours["top1"], reference_top1)
-    # and the README's figure, minus its Wilson 95% margin at n = 700
-    assert ours["top1"] >= wilson_interval(README_TOP1[name] * 700, 700)[0], ours
+    # and the docs' figure, minus its Wilson 95% margin at n = 700
+    assert ours["top1"] >= wilson_interval(DOCS_TOP1[name] * 700, 700)[0], ours
 
 
 @pytest.mark.parametrize("size", [224, 240, 260])

@@ -21,7 +21,7 @@ def small_photo(tmp_path_factory):
     return path
 
 
-# README (printable perturbation): this test's run, the 90x60 coffee photo to "toaster" at eps 16/255 under `print`
+# docs/eot-patches.md: this test's run, the 90x60 coffee photo to "toaster" at eps 16/255 under `print`
 # (20 steps of 4 views): 22 of 32 fresh EOT views, against 0 for the photo and for a random +-eps perturbation.
 # Asserted: >= 17/32 (the Wilson 95% lower bound at n = 32) and <= 3/32 for both baselines.
 SUCCESS, BASELINE = 0.6875, 0.0

@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("PATCHLAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 SHOTS = REPO / "test-artifacts" / "e2e"
-# Tests write only under test-artifacts/; `make screenshots` sets this to refresh the README's images on purpose.
+# Tests write only under test-artifacts/; `make screenshots` sets this to refresh docs/screenshots/ on purpose.
 DOCS_SHOTS = os.environ.get("PATCHLAB_DOCS_SCREENSHOTS")
 
 
@@ -77,7 +77,7 @@ def open_page(page, server, url_path: str = "", timeout: float = 60_000) -> None
 
 
 def shoot(page, name: str, docs: bool = False, max_height: int = 3000, fit: bool = True) -> Path:
-    """Screenshot the whole page into test-artifacts/e2e/ (docs=True: one of the README's images, see _publish).
+    """Screenshot the whole page into test-artifacts/e2e/ (docs=True: one of docs/screenshots/, see _publish).
     Streamlit scrolls inside its main container, so grow the viewport to fit it
     (fit=False keeps the viewport: resizing restarts a live WebRTC stream)."""
     path = SHOTS / f"{name}.png"

@@ -56,7 +56,7 @@ def test_live_camera_streams_and_updates_predictions(page, server):
     n = int(metric_value(page, "Recorded frames"))
     assert n >= 3
     share = metric_value(page, "Top-1 = toaster")
-    # README: toaster top-1 in every recorded frame; allowed: that level minus its Wilson 95% margin at this n
+    # docs/app.md: toaster top-1 in every recorded frame; allowed: that level minus its Wilson 95% margin at this n
     floor = 100 * wilson_interval(n, n)[0]
     assert share.endswith("%") and int(share[:-1]) >= floor - 0.5, (share, n, floor)  # the page rounds to 1%
     webrtc.get_by_role("button", name="STOP").click()  # a still page for the screenshot

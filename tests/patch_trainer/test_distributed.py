@@ -155,7 +155,6 @@ def test_distributed_outside_torchrun_is_one_clear_error(scenes, tmp_path, monke
     assert not (tmp_path / "x.png").exists()
 
 
-@pytest.mark.slow
 def test_two_machine_command_with_c10d_rendezvous(scenes, tmp_path):
     """docs/distributed.md's two-machine command, both "machines" on localhost: two torchrun agents meet at one
     c10d rendezvous endpoint and run the real command line, one process each."""
@@ -177,7 +176,7 @@ def test_two_machine_command_with_c10d_rendezvous(scenes, tmp_path):
     assert meta["distributed"] == {"world_size": 2, "backend": "gloo"} and meta["steps"] == STEPS
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark  # a measurement for docs/distributed.md, run by `make bench`
 def test_divergence_table(scenes, lite0, tmp_path, one_thread):
     """docs/distributed.md's table: max |patch difference| after each of 6 free-running steps, 2 processes vs 1
     process (one thread each), beside 1 process at 1 thread vs 2 threads. Prints the table; asserts that every

@@ -4,7 +4,7 @@ from labels and from predictions, --init with the success loss and a decay, an e
 bf16), and the old trainer's checkpoints (stopped mid-run, and finished then extended with a decay) resume to the
 same result. Results are kept under test-artifacts/trainer-refactor/.
 
-Slow (about a minute on a quiet 2-core machine: both trainers, 7 tiny runs each): `pytest -m slow tests/patch_trainer`.
+About a minute on a quiet 2-core machine (both trainers, 7 tiny runs each).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import torch
 from patch_trainer import scenarios as S
 
 
-@pytest.mark.slow
 def test_refactored_trainer_equals_the_reference_bit_for_bit(imagenet_dir, lite0, artifacts_dir):
     from patchlab.patch import train_patch
 
