@@ -27,12 +27,12 @@ def gamma(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 class _NoiseClamped(torch.autograd.Function):
-    """clamp(x + sigma * noise, 0, 1) in one pass and one node (noise and sigma are draws: no gradient); the gradient
+    """clamp(x + sigma * noise, 0, 1) in one node, bit-identical to it (noise and sigma are draws: no gradient); the gradient
     passes where the sum lies strictly inside (0, 1), which is where the output does (as torch's clamp)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        out = torch.addcmul(x, sigma, noise).clamp_(0, 1)
+        out = (sigma * noise).add_(x).clamp_(0, 1)  # the rounding of x + sigma * noise (no fused multiply-add)
         ctx.save_for_backward(out)
         return out
 
