@@ -147,6 +147,15 @@ for _k in (
     Kind("video", ".avi", "video", "patchlab camera-scene", "none"),
     Kind("eot-preview", ".png", "EOT preview grid", "patchlab eot preview", "png"),
     Kind("figure", ".png", "figure", "patchlab attack-demo", "png"),
+    Kind("influence-figure", ".influence.png", "influence figure (test image, most helpful and harmful training "
+         "images)", "patchlab poison influence", "png"),
+    Kind("influence-loo-figure", ".loo.png", "influence vs leave-one-out plot", "patchlab poison influence", "png"),
+    Kind("poison-run", "/", "poisoning output folder (run.json, results JSONL, poison PNGs, figures)",
+         "patchlab poison koh-liang", "folder"),
+    Kind("poison-settings", "run.json", "poisoning run settings", "patchlab poison koh-liang"),
+    Kind("poison", ".poison.png", "poisoned training image", "patchlab poison koh-liang", "png"),
+    Kind("poison-figure", ".figure.png", "poisoning figure (original, poison, difference, predictions)",
+         "patchlab poison koh-liang", "png"),
     Kind("bench-results", ".bench.json", "benchmark results (every target)", "patchlab bench"),
     Kind("gpu-check", ".gpu.json", "GPU check results", "patchlab bench gpu"),
     Kind("defense-model", ".safetensors", "model trained by a defense (safetensors)", "patchlab defend train",
@@ -409,13 +418,17 @@ def _identify_torch(path: Path) -> Identity | None:
     return None
 
 
+# run folders known by the settings file `run.json` inside them: its kind -> the folder's kind
+RUN_FOLDERS = {"attack-settings": "attack-run", "poison-settings": "poison-run"}
+
+
 def identify(path: str | Path) -> Identity | None:
     """What the file or folder at `path` is and which command wrote it; None when patchlab cannot tell."""
     path = Path(path)
     if path.is_dir():
         found = identify(path / "run.json") if (path / "run.json").is_file() else None
-        if found is not None and found.kind == "attack-settings":
-            return Identity("attack-run", found.written_by, found.legacy)
+        if found is not None and found.kind in RUN_FOLDERS:
+            return Identity(RUN_FOLDERS[found.kind], found.written_by, found.legacy)
         found = identify(path / "meta.json") if (path / "meta.json").is_file() else None
         if found is not None and found.kind == "recording-meta":
             return Identity("recording", found.written_by, found.legacy)
