@@ -158,6 +158,9 @@ for _k in (
          "patchlab poison koh-liang", "png"),
     Kind("bench-results", ".bench.json", "benchmark results (every target)", "patchlab bench"),
     Kind("gpu-check", ".gpu.json", "GPU check results", "patchlab bench gpu"),
+    Kind("defense-model", ".safetensors", "model trained by a defense (safetensors)", "patchlab defend train",
+         "safetensors"),
+    Kind("defense-plot", ".png", "defense evaluation plot", "patchlab defend", "png"),
 ):
     register_kind(_k)
 
@@ -337,6 +340,8 @@ def _identify_file(path: Path) -> Identity | None:
         return _legacy_image(path)
     if head.startswith(b"%PDF"):
         return _identify_pdf(path)
+    if path.suffix == ".safetensors":
+        return _identify_safetensors(head)
     if head.startswith(b"PK\x03\x04") and path.suffix == ".pt":
         return _identify_torch(path)
     if head.lstrip()[:1] == b"{":
@@ -382,6 +387,23 @@ def _identify_pdf(path: Path) -> Identity | None:
         if title.startswith(prefix):
             return Identity("sheet-pdf", writer, legacy=True)
     return None
+
+
+def safetensors_tag(kind: str, written_by: str | None = None) -> dict:
+    """The metadata entry that tags a safetensors file (pass it in `save_file(..., metadata=)`)."""
+    return {"artifact": json.dumps(tag(kind, written_by))}
+
+
+def _identify_safetensors(head: bytes) -> Identity | None:
+    """A safetensors file starts with its header's length (u64, little-endian) and the JSON header itself."""
+    if len(head) < 8:
+        return None
+    size = struct.unpack("<Q", head[:8])[0]
+    try:
+        meta = json.loads(head[8:8 + size]).get("__metadata__") or {}
+        return _tag_identity(json.loads(meta["artifact"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _identify_torch(path: Path) -> Identity | None:
