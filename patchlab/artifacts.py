@@ -148,10 +148,22 @@ for _k in (
     Kind("video", ".avi", "video", "patchlab camera-scene", "none"),
     Kind("eot-preview", ".png", "EOT preview grid", "patchlab eot preview", "png"),
     Kind("figure", ".png", "figure", "patchlab attack-demo", "png"),
+    Kind("influence-figure", ".influence.png", "influence figure (test image, most helpful and harmful training "
+         "images)", "patchlab poison influence", "png"),
+    Kind("influence-loo-figure", ".loo.png", "influence vs leave-one-out plot", "patchlab poison influence", "png"),
+    Kind("poison-run", "/", "poisoning output folder (run.json, results JSONL, poison PNGs, figures)",
+         "patchlab poison koh-liang", "folder"),
+    Kind("poison-settings", "run.json", "poisoning run settings", "patchlab poison koh-liang"),
+    Kind("poison", ".poison.png", "poisoned training image", "patchlab poison koh-liang", "png"),
+    Kind("poison-figure", ".figure.png", "poisoning figure (original, poison, difference, predictions)",
+         "patchlab poison koh-liang", "png"),
     Kind("bench-results", ".bench.json", "benchmark results (every target)", "patchlab bench"),
     Kind("gpu-check", ".gpu.json", "GPU check results", "patchlab bench gpu"),
+    Kind("defense-model", ".safetensors", "model trained by a defense (safetensors)", "patchlab defend train",
+         "safetensors"),
+    Kind("defense-plot", ".png", "defense evaluation plot", "patchlab defend", "png"),
     # privacy (patchlab privacy dpsgd|pate|mia|bench): fixed names inside the --out folder, plus models and state
-    Kind("digits-model", ".safetensors", "digits model (safetensors)", "patchlab", "safetensors"),
+    Kind("digits-model", ".digits.safetensors", "digits model (safetensors)", "patchlab", "safetensors"),
     Kind("trained-model-job", ".job.json", "trained model's job and key (reused by reruns)", "patchlab privacy"),
     Kind("digits-fit-checkpoint", ".fit.pt", "digits model training checkpoint", "patchlab", "none"),
     Kind("dpsgd-checkpoint", ".dpsgd.pt", "DP-SGD checkpoint (model, optimiser, accountant)", "patchlab privacy dpsgd",
@@ -164,7 +176,8 @@ for _k in (
     Kind("pate-plot", "pate.png", "PATE privacy plot", "patchlab privacy pate", "png"),
     Kind("mia-results", "mia.json", "membership inference results", "patchlab privacy mia"),
     Kind("mia-roc-plot", "roc.png", "membership inference ROC plot", "patchlab privacy mia", "png"),
-    Kind("privacy-bench-cell", ".privacy-cell.json", "privacy benchmark cell (reused by reruns)", "patchlab privacy bench"),
+    Kind("privacy-bench-cell", ".privacy-cell.json", "privacy benchmark cell (reused by reruns)",
+         "patchlab privacy bench"),
     Kind("scatter-features", ".features.pt", "cached ScatterNet features", "patchlab privacy bench", "none"),
 ):
     register_kind(_k)
@@ -345,10 +358,10 @@ def _identify_file(path: Path) -> Identity | None:
         return _legacy_image(path)
     if head.startswith(b"%PDF"):
         return _identify_pdf(path)
+    if path.suffix == ".safetensors":
+        return _identify_safetensors(head)
     if head.startswith(b"PK\x03\x04") and path.suffix == ".pt":
         return _identify_torch(path)
-    if path.suffix == ".safetensors" and len(head) > 8 and head[8:9] == b"{":
-        return _identify_safetensors(path)
     if head.lstrip()[:1] == b"{":
         data = read_json(path)
         if isinstance(data, dict):
@@ -394,6 +407,25 @@ def _identify_pdf(path: Path) -> Identity | None:
     return None
 
 
+def safetensors_tag(kind: str, written_by: str | None = None) -> dict:
+    """The metadata entry that tags a safetensors file (pass it in `save_file(..., metadata=)`)."""
+    return {"artifact": json.dumps(tag(kind, written_by))}
+
+
+def _identify_safetensors(head: bytes) -> Identity | None:
+    """A safetensors file starts with its header's length (u64, little-endian) and the JSON header itself."""
+    if len(head) < 8:
+        return None
+    size = struct.unpack("<Q", head[:8])[0]
+    try:
+        meta = json.loads(head[8:8 + size]).get("__metadata__") or {}
+        if "artifact" not in meta and "patchlab" in meta:  # a digits model saved before models were tagged
+            return Identity("digits-model", KINDS["digits-model"].writer, legacy=True)
+        return _tag_identity(json.loads(meta["artifact"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _identify_torch(path: Path) -> Identity | None:
     try:
         import torch
@@ -413,20 +445,8 @@ TORCH_FORMATS = {"patchlab-patch-checkpoint": "patch-checkpoint", "patchlab-dpsg
                  "patchlab-digits-fit": "digits-fit-checkpoint", "patchlab-scatter-features": "scatter-features"}
 
 
-def _identify_safetensors(path: Path) -> Identity | None:
-    """A safetensors file whose metadata carries our tag (`artifact`, `written_by`); any patchlab digits model
-    (its `patchlab` settings entry) is a digits model."""
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception:  # noqa: BLE001 - not a safetensors file we can read
-        return None
-    found = _tag_identity(meta)
-    if found is None and "patchlab" in meta:
-        return Identity("digits-model", KINDS["digits-model"].writer, legacy=True)
-    return found
+# run folders known by the settings file `run.json` inside them: its kind -> the folder's kind
+RUN_FOLDERS = {"attack-settings": "attack-run", "poison-settings": "poison-run"}
 
 
 def identify(path: str | Path) -> Identity | None:
@@ -434,8 +454,8 @@ def identify(path: str | Path) -> Identity | None:
     path = Path(path)
     if path.is_dir():
         found = identify(path / "run.json") if (path / "run.json").is_file() else None
-        if found is not None and found.kind == "attack-settings":
-            return Identity("attack-run", found.written_by, found.legacy)
+        if found is not None and found.kind in RUN_FOLDERS:
+            return Identity(RUN_FOLDERS[found.kind], found.written_by, found.legacy)
         found = identify(path / "meta.json") if (path / "meta.json").is_file() else None
         if found is not None and found.kind == "recording-meta":
             return Identity("recording", found.written_by, found.legacy)

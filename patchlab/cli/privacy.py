@@ -96,7 +96,7 @@ def dpsgd_cmd(
     if out:  # results are replaced only with --force; checkpoints of the same settings are resumed
         finals = {out / "dpsgd.json": "dpsgd-results", out / "dpsgd.png": "dpsgd-plot"}
         for tag in tags:
-            finals.update({out / f"{tag}.safetensors": "digits-model", out / f"{tag}.history.png": "dpsgd-history-plot"})
+            finals.update({out / f"{tag}.digits.safetensors": "digits-model", out / f"{tag}.history.png": "dpsgd-history-plot"})
         check_outputs(finals, WRITER_DPSGD, force)
         check_outputs({**{out / f"{tag}.dpsgd.pt": "dpsgd-checkpoint" for tag in tags},
                        out / "baseline.fit.pt": "digits-fit-checkpoint"}, force=True)
@@ -125,7 +125,7 @@ def dpsgd_cmd(
         row = {**res.summary(), **_rate(accuracy(res.model, d.test.images, d.test.labels), n_test),
                "history": res.history}
         if out:
-            row["model_file"] = str(save_digits_model(res.model, out / f"{tag}.safetensors", WRITER_DPSGD))
+            row["model_file"] = str(save_digits_model(res.model, out / f"{tag}.digits.safetensors", "digits-model", WRITER_DPSGD))
             save_figure(dpsgd_history_figure(res.history, target), out / f"{tag}.history.png", "dpsgd-history-plot",
                         WRITER_DPSGD, dpi=110)
         report["runs"].append(row)
@@ -184,7 +184,7 @@ def pate_cmd(
 
     if out:
         check_outputs({out / "pate.json": "pate-results", out / "pate.png": "pate-plot",
-                       out / "student.safetensors": "digits-model"}, WRITER_PATE, force)
+                       out / "student.digits.safetensors": "digits-model"}, WRITER_PATE, force)
     d = _data(data, seed)
     from patchlab.privacy.data import default_model
 
@@ -197,7 +197,8 @@ def pate_cmd(
         res = run_pate(d, cfg, out_dir=out, progress=cb)
     report = {"data": d.source, **res.summary()}
     if out:
-        report["student_file"] = str(save_digits_model(res.student, out / "student.safetensors", WRITER_PATE))
+        report["student_file"] = str(save_digits_model(res.student, out / "student.digits.safetensors", "digits-model",
+                                                              WRITER_PATE))
         report["figure"] = str(save_figure(pate_figure(res.analysis, res.counts), out / "pate.png", "pate-plot",
                                            WRITER_PATE, dpi=110))
         write_json(out / "pate.json", report, "pate-results", WRITER_PATE, indent=1)

@@ -3,7 +3,7 @@
 Every job names its data by indices into one shared (x, y), which each worker receives once. A job runs with one
 torch thread whatever the process count, and its randomness comes only from its own seed, so the same jobs give
 bit-identical models with workers=1 (in this process) or workers=8. With `out_dir`, each finished model is saved
-(`<name>.safetensors` and a `<name>.job.json` sidecar holding the job's key) as soon as it is done, and a rerun
+(`<name>.digits.safetensors` and a `<name>.job.json` sidecar holding the job's key) as soon as it is done, and a rerun
 reuses the ones that match: an interrupted ensemble resumes where it stopped. Files of other kinds at those paths
 are refused before any training starts (patchlab.artifacts.check_outputs).
 """
@@ -92,7 +92,7 @@ def _run_local(job: TrainJob, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, d
 
 
 def _paths(out_dir: Path, name: str) -> tuple[Path, Path]:
-    return out_dir / f"{name}.safetensors", out_dir / f"{name}.job.json"
+    return out_dir / f"{name}.digits.safetensors", out_dir / f"{name}.job.json"
 
 
 def output_paths(jobs: list[TrainJob], out_dir: str | Path) -> dict[Path, str]:
@@ -108,8 +108,8 @@ def _load_done(job: TrainJob, key: str, out_dir: Path | None):
     if out_dir is None:
         return None
     model_path, meta_path = _paths(out_dir, job.name)
-    if not meta_path.is_file():
-        meta_path = out_dir / f"{job.name}.json"  # written before the sidecars had their own suffix
+    if not meta_path.is_file():  # the names before models and sidecars had their own suffixes
+        model_path, meta_path = out_dir / f"{job.name}.safetensors", out_dir / f"{job.name}.json"
     if not (model_path.is_file() and meta_path.is_file()):
         return None
     meta = read_json(meta_path)
@@ -124,7 +124,7 @@ def _save_done(job: TrainJob, key: str, out_dir: Path, model, info: dict) -> Non
     from patchlab.models.digits import save_digits_model
 
     model_path, meta_path = _paths(out_dir, job.name)
-    save_digits_model(model, model_path)
+    save_digits_model(model, model_path, "digits-model")
     write_json(meta_path, {"key": key, "job": {**asdict(job), "indices": len(job.indices)}, "info": info},
                kind="trained-model-job", indent=1)
 

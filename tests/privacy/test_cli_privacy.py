@@ -30,7 +30,7 @@ def test_dpsgd_command_writes_results(capsys, tmp_path):
     assert run["ci95"][0] <= run["accuracy"] <= run["ci95"][1] and run["seed"] == 0
     assert out["epsilon"] == run["epsilon"] and out["n"] == 397 and out["delta"] == 1e-5
     kinds = {"dpsgd.json": "dpsgd-results", "dpsgd.png": "dpsgd-plot", "eps4.history.png": "dpsgd-history-plot",
-             "eps4.safetensors": "digits-model", "eps4.dpsgd.pt": "dpsgd-checkpoint",
+             "eps4.digits.safetensors": "digits-model", "eps4.dpsgd.pt": "dpsgd-checkpoint",
              "baseline.fit.pt": "digits-fit-checkpoint"}
     for name, kind in kinds.items():
         assert identify(tmp_path / name).kind == kind, name
@@ -59,15 +59,15 @@ def test_mia_and_pate_commands(capsys, tmp_path):
                          "--workers", "1", "--out", str(tmp_path / "pate"), "--json"])
     assert out["answered"] == 50 and out["epsilon"] <= out["epsilon_data_independent"]
     assert identify(tmp_path / "pate" / "pate.png").kind == "pate-plot"
-    assert identify(tmp_path / "pate" / "student.safetensors").written_by == "patchlab privacy pate"
+    assert identify(tmp_path / "pate" / "student.digits.safetensors").written_by == "patchlab privacy pate"
     assert len(list((tmp_path / "pate" / "teachers").glob("*.job.json"))) == 4
     # another command's file where a teacher goes is refused before any training
     (tmp_path / "other" / "teachers").mkdir(parents=True)
-    (tmp_path / "other" / "teachers" / "teacher-001.safetensors").write_bytes(b"not a model")
+    (tmp_path / "other" / "teachers" / "teacher-001.digits.safetensors").write_bytes(b"not a model")
     assert main(["privacy", "pate", "--data", "sklearn", "-t", "4", "-a", "gnmax", "-q", "50", "-m", "logreg",
                  "--workers", "1", "--out", str(tmp_path / "other")]) == 2
-    assert "teacher-001.safetensors exists and patchlab cannot tell what wrote it" in capsys.readouterr().err
-    assert sorted(p.name for p in (tmp_path / "other").rglob("*")) == ["teacher-001.safetensors", "teachers"]
+    assert "teacher-001.digits.safetensors exists and patchlab cannot tell what wrote it" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "other").rglob("*")) == ["teacher-001.digits.safetensors", "teachers"]
 
 
 def test_bad_input_is_one_line(capsys, tmp_path):
