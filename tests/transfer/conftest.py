@@ -1,0 +1,38 @@
+"""Fixtures of the transfer / theft tests: scikit-learn's built-in 8x8 digits and small models trained on them
+once per session (seconds on two cores)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def d8():
+    """Disjoint parts of the 8x8 digits: victim 900, attacker 500, test 397 (the theft split)."""
+    from patchlab.transfer.experiments import THEFT_SPLIT, parts
+
+    return parts("digits8", THEFT_SPLIT["digits8"])
+
+
+@pytest.fixture(scope="session")
+def d8_victim(d8):
+    """A small CNN victim on the 8x8 digits."""
+    from patchlab.transfer.common import train_digits_model
+
+    v = d8["victim"]
+    with torch.random.fork_rng(devices=[]):
+        return train_digits_model("cnn", v.images, v.labels, seed=0, epochs=15, lr=2e-3, width=16, hidden=64,
+                                  name="victim")
+
+
+@pytest.fixture(scope="session")
+def d8_models(d8):
+    """CNN, MLP and logistic regression on the victim part (for matrices and ensembles)."""
+    from patchlab.transfer.common import train_digits_model
+
+    v = d8["victim"]
+    with torch.random.fork_rng(devices=[]):
+        return {kind: train_digits_model(kind, v.images, v.labels, seed=1, epochs=12, lr=3e-3, name=kind,
+                                         **({"width": 16, "hidden": 64} if kind == "cnn" else {}))
+                for kind in ("cnn", "mlp", "logreg")}
