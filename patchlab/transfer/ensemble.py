@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from patchlab.errors import PatchlabError
 from patchlab.transfer.common import ProgressFn, at_size, model_name, predict, rate
-from patchlab.transfer.matrix import attack_key, craft, random_targets, rmsd, score_targets
+from patchlab.transfer.matrix import attack_key, craft, rmsd, score_targets, target_vector
 
 
 class EnsembleModel(nn.Module):
@@ -59,12 +59,7 @@ def ensemble_table(models: dict, x: torch.Tensor, y: torch.Tensor, *, attack: st
     x, y = x.detach().cpu().float(), y.detach().cpu().long()
     wrapped = {k: at_size(m, size) for k, m in models.items()}
     num_classes = len(getattr(next(iter(wrapped.values())), "labels", []) or []) or int(y.max()) + 1
-    if target is None:
-        tvec = None
-    elif str(target) == "random":
-        tvec = random_targets(y, num_classes, seed)
-    else:
-        tvec = torch.full_like(y, int(target))
+    tvec = target_vector(target, y, num_classes, seed)
     names = list(wrapped)
     plan = [(f"-{h}", [n for n in names if n != h]) for h in names]
     if include_single:

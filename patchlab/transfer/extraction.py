@@ -26,8 +26,8 @@ import torch.nn as nn
 
 from patchlab.artifacts import save_torch
 from patchlab.errors import PatchlabError
-from patchlab.transfer.common import (ProgressFn, fingerprint, fit_soft, model_fingerprint, predict, probabilities,
-                                      rate)
+from patchlab.transfer.common import (ProgressFn, fingerprint, fit_soft, load_checkpoint, model_fingerprint, predict,
+                                      probabilities, rate)
 from patchlab.transfer.oracle import Answer, Oracle
 from patchlab.transfer.substitute import jacobian_augment, reservoir_sample
 
@@ -214,11 +214,8 @@ def extract(victim, pool: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tens
     n = len(test_y)
     start = time.perf_counter()
     rows, student, done, prior = [], None, 0, 0.0
-    if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state.get("format") != CKPT_FORMAT or state.get("key") != key:
-            raise PatchlabError(f"{ckpt}: not an extraction checkpoint of these settings and pool; give another "
-                                "checkpoint= or delete it to start over")
+    state = load_checkpoint(ckpt, CKPT_FORMAT, key)
+    if state is not None:
         thief.load(state["thief"])
         rows, done, prior = list(state["rows"]), int(state["done"]), float(state["seconds"])
         if state.get("student") is not None:

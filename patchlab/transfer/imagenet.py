@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from patchlab.artifacts import save_torch
 from patchlab.errors import PatchlabError
-from patchlab.transfer.common import ProgressFn, fingerprint, predict, rate
+from patchlab.transfer.common import ProgressFn, fingerprint, load_checkpoint, predict, rate
 from patchlab.transfer.oracle import Oracle
 
 CKPT_FORMAT = "patchlab-imagenet-theft-1"
@@ -139,11 +139,8 @@ def collect(oracle: Oracle, student: LiteStudent, query_items, cfg: ImagenetThef
 
     state = {"format": CKPT_FORMAT, "key": key, "done": 0, "feats": [], "idx": [], "p": [], "labels": [],
              "queries": 0, "seconds": 0.0}
-    if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if saved.get("format") != CKPT_FORMAT or saved.get("key") != key:
-            raise PatchlabError(f"{checkpoint}: not a checkpoint of this theft run; give another checkpoint= or "
-                                "delete it to start over")
+    saved = load_checkpoint(checkpoint, CKPT_FORMAT, key)
+    if saved is not None:
         state = saved
     start = time.perf_counter()
     total = len(query_items)

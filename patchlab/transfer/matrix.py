@@ -33,6 +33,15 @@ def random_targets(labels: torch.Tensor, num_classes: int, seed: int = 0) -> tor
     return (labels.cpu() + shift) % num_classes
 
 
+def target_vector(target: int | str | None, y: torch.Tensor, num_classes: int, seed: int = 0) -> torch.Tensor | None:
+    """None (untargeted), one class for every image, or "random": a random wrong class per image."""
+    if target is None:
+        return None
+    if str(target) == "random":
+        return random_targets(y, num_classes, seed)
+    return torch.full_like(y, int(target))
+
+
 def craft(source, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float, target: torch.Tensor | None = None,
           batch_size: int = 64, progress: ProgressFn | None = None, **options):
     """Adversarial examples on `source` (an AttackResult, computed in batches)."""
@@ -88,12 +97,7 @@ def transfer_matrix(sources: dict, targets: dict, x: torch.Tensor, y: torch.Tens
     srcs = {k: at_size(m, size) for k, m in sources.items()}
     tgts = {k: at_size(m, size) for k, m in targets.items()}
     k = num_classes or len(getattr(next(iter(srcs.values())), "labels", []) or []) or int(y.max()) + 1
-    if target is None:
-        tvec = None
-    elif str(target) == "random":
-        tvec = random_targets(y, k, seed)
-    else:
-        tvec = torch.full_like(y, int(target))
+    tvec = target_vector(target, y, k, seed)
     clean = {name: rate("accuracy", int((predict(m, x) == y).sum()), len(y)) for name, m in tgts.items()}
     cells, per_source = [], {}
     options = {"seed": seed, **(attack_options or {})}

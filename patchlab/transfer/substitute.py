@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from patchlab.artifacts import save_torch
 from patchlab.errors import PatchlabError
-from patchlab.transfer.common import ProgressFn, fingerprint, model_fingerprint, predict, rate
+from patchlab.transfer.common import ProgressFn, fingerprint, load_checkpoint, model_fingerprint, predict, rate
 from patchlab.transfer.oracle import Oracle
 
 CKPT_FORMAT = "patchlab-substitute-1"
@@ -149,14 +149,7 @@ def train_substitute(oracle: Oracle, seeds: torch.Tensor, config: SubstituteConf
     size, channels = seeds.shape[-1], seeds.shape[1]
     model = _new_model(cfg, size, channels, num_classes)
     start = time.perf_counter()
-    state = None
-    if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state.get("format") != CKPT_FORMAT:
-            raise PatchlabError(f"{ckpt}: not a patchlab substitute checkpoint")
-        if state["key"] != key:
-            raise PatchlabError(f"{ckpt}: was written with other settings or seeds; give another checkpoint= "
-                                "or delete it to start over")
+    state = load_checkpoint(ckpt, CKPT_FORMAT, key)
     base_queries = oracle.queries
     if state is None:
         data, labels = seeds, oracle(seeds).labels.cpu()
