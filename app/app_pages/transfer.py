@@ -180,3 +180,30 @@ with tabs[4], ui.user_errors():
                                                              attack_options={"steps": 10}, work=work_dir(),
                                                              progress=cb), theft_figure)
     show("theft", "Success: the victim was right before the attack and wrong after.")
+
+    st.subheader("Stealing efficientnet_lite0 (ImageNet)")
+    st.write("The victim reveals its top-5; the thief queries augmented views of a few images and trains a smaller "
+             "student (a frozen efficientnet_lite1 trunk plus a new head), then attacks the victim through it.")
+    from patchlab.data import shared_data_dir
+
+    sample = shared_data_dir()
+    if sample is None:
+        st.info("This needs the shared ImageNet sample (imagenet-sample/ beside the checkout); "
+                "`patchlab transfer steal-imagenet --images DIR` takes any labelled folder.")
+    else:
+        c1, c2 = st.columns(2)
+        count = c1.slider("Images (a quarter held out)", 20, 120, 40, 20, key="tr_i_count")
+        views = c2.slider("Queries per image (views)", 1, 8, 3, key="tr_i_views")
+        if st.button("Steal efficientnet_lite0", type="primary", key="tr_i_run"):
+            from patchlab.transfer import experiments as E
+            from patchlab.transfer.figures import theft_figure
+            from patchlab.transfer.imagenet import ImagenetTheftConfig
+
+            cfg = ImagenetTheftConfig(limit=count, heldout=count // 4, views=views, epochs=20)
+            run("imagenet", "ImageNet theft", lambda cb: E.steal_imagenet(config=cfg, steps=3, progress=cb),
+                lambda r: theft_figure(r["theft++"]))
+        data = show("imagenet", "Attacks crafted on the student, scored on the victim.")
+        if data:
+            st.dataframe([{k: v for k, v in r.items() if not k.endswith("ci95")} for r in data["rows"]],
+                         column_config={c: st.column_config.NumberColumn(format="percent")
+                                        for c in ("fidelity", "fidelity_top5", "accuracy")}, hide_index=True)

@@ -17,7 +17,8 @@ import torch
 
 from patchlab.data import Digits
 from patchlab.errors import PatchlabError
-from patchlab.transfer.common import LinearModel, ProgressFn, SklearnModel, scaled_progress, train_digits_model
+from patchlab.transfer.common import (LinearModel, ProgressFn, SklearnModel, predict, scaled_progress,
+                                      train_digits_model)
 from patchlab.transfer.matrix import transfer_matrix
 from patchlab.transfer.oracle import Oracle
 from patchlab.transfer.substitute import SubstituteConfig, train_substitute
@@ -41,8 +42,6 @@ class MajorityVote:
         return iter(())
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from patchlab.transfer.common import predict
-
         votes = torch.zeros(len(x), self.num_classes)
         for m in self.models:
             votes += torch.nn.functional.one_hot(predict(m, x.cpu()), self.num_classes).float()
@@ -98,7 +97,7 @@ def algorithms_matrix(models: dict, seeds: torch.Tensor, x: torch.Tensor, y: tor
         oracle = Oracle(models[t], output="label")
         res = train_substitute(oracle, seeds, cfg, progress=scaled_progress(progress, j * 1000, 1000, steps * 1000))
         sources[t] = res.model
-        agree = float((res.model(x).argmax(1).cpu() == models[t](x).argmax(1)).float().mean())
+        agree = float((predict(res.model, x) == predict(models[t], x)).float().mean())
         subs[t] = {"queries": res.queries, "oracle_queries": oracle.queries, "agreement": agree,
                    "rounds": cfg.rounds, "arch": cfg.arch}
     for t, m in models.items():

@@ -36,8 +36,14 @@ def ensemble_md(table: dict) -> str:
     head = "| crafted on | RMSD | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols) + "\n"
     body = "".join(f"| {r['row']} | {r['rmsd']:.1f} | " + " | ".join(_pct(r["cells"][c][key]) for c in cols) + " |\n"
                    for r in table["rows"])
+    held = ""
+    if table.get("held_out"):
+        held = ("\n| held-out model | ensemble of the others | best single other model |\n|---|---|---|\n" +
+                "".join(f"| {h['model']} | {_pct(h['ensemble'])} | "
+                        f"{_pct(h.get('best_single'))} ({h.get('best_single_source', '–')}) |\n"
+                        for h in table["held_out"]))
     return (f"{table['attack']} ε={eps_text(table['eps'])}, {table['mode']}, n={table['n']}; cells: {key} (%); "
-            "'-m' = the ensemble of every model but m\n\n" + head + body)
+            "'-m' = the ensemble of every model but m\n\n" + head + body + held)
 
 
 def substitute_md(res: dict) -> str:
