@@ -16,14 +16,19 @@ def d8():
 
 
 @pytest.fixture(scope="session")
-def d8_victim(d8):
-    """A small CNN victim on the 8x8 digits."""
-    from patchlab.transfer.common import train_digits_model
+def transfer_cache(tmp_path_factory):
+    """One model cache for the whole session ($PATCHLAB_CACHE for the app, its transfer/ for the CLI's --work), so
+    the digits8 victim the library, CLI and app tests all use is trained once."""
+    return tmp_path_factory.mktemp("patchlab-cache")
 
-    v = d8["victim"]
+
+@pytest.fixture(scope="session")
+def d8_victim(transfer_cache):
+    """The experiments' CNN victim on the 8x8 digits (the same one `--source digits8` attacks)."""
+    from patchlab.transfer.experiments import victim_cnn
+
     with torch.random.fork_rng(devices=[]):
-        return train_digits_model("cnn", v.images, v.labels, seed=0, epochs=15, lr=2e-3, width=16, hidden=64,
-                                  name="victim")
+        return victim_cnn("digits8", work=transfer_cache / "transfer")[0]
 
 
 @pytest.fixture(scope="session")

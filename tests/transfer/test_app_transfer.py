@@ -11,8 +11,8 @@ ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 
 
 @pytest.fixture
-def page(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATCHLAB_CACHE", str(tmp_path / "cache"))  # the page caches trained models there
+def page(transfer_cache, monkeypatch):
+    monkeypatch.setenv("PATCHLAB_CACHE", str(transfer_cache))  # the page caches trained models there (shared)
     at = AppTest.from_file(ENTRY, default_timeout=300).run()
     at.switch_page("app_pages/transfer.py").run()
     assert not at.exception, at.exception

@@ -10,9 +10,9 @@ from patchlab.cli import main
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    """One model cache for these tests: the digits8 victim is trained once."""
-    return tmp_path_factory.mktemp("work")
+def work(transfer_cache):
+    """The session's model cache: the digits8 victim is trained once for every test."""
+    return transfer_cache / "transfer"
 
 
 def run_json(capsys, args: list[str]) -> dict:
