@@ -262,12 +262,21 @@ def steal(*, source: str = "mnist", strategies=("random", "jacobian", "uncertain
     victim, p = victim_cnn(source, mnist=mnist, seed=seed, work=work)
     results = []
     for i, ((strategy, output), cfg) in enumerate(zip(runs, configs)):
-        ckpt = None if work is None else Path(work) / "checkpoints" / f"extract-{source}-{strategy}-{output}.pt"
+        ckpt = _extraction_checkpoint(work, source, cfg)
         results.append(extract(victim, p["attacker"].images, p["test"].images, p["test"].labels, cfg, checkpoint=ckpt,
                                stop=stop, progress=scaled_progress(progress, i, 1, len(runs))))
     return {"experiment": "steal", "victim": victim.name, "n": len(p["test"]), "seed": seed,
             "data": {"source": source, **{k: len(v) for k, v in p.items()}}, "runs": results,
             "seconds": sum(r["seconds"] for r in results)}
+
+
+def _extraction_checkpoint(work, source: str, cfg) -> Path | None:
+    """One checkpoint per extraction setting, so `steal` and `theft_plus_plus` share a run when they agree."""
+    from patchlab.transfer.common import fingerprint
+
+    if work is None:
+        return None
+    return Path(work) / "checkpoints" / f"extract-{source}-{cfg.strategy}-{cfg.output}-{fingerprint(cfg.to_dict())}.pt"
 
 
 def theft_plus_plus(*, source: str = "mnist", strategy: str = "uncertainty", output: str = "probs", budget: int = 3200,
@@ -284,7 +293,7 @@ def theft_plus_plus(*, source: str = "mnist", strategy: str = "uncertainty", out
         budget = min(budget, 400)
     budgets = tuple(b for b in (100, 200, 400, 800, 1600, 3200, 6400) if b < budget) + (budget,)
     cfg = ExtractionConfig(strategy=strategy, output=output, budgets=budgets, seed=seed)
-    ckpt = None if work is None else Path(work) / "checkpoints" / f"extract-{source}-{strategy}-{output}-{budget}.pt"
+    ckpt = _extraction_checkpoint(work, source, cfg)
     stolen = extract(victim, p["attacker"].images, p["test"].images, p["test"].labels, cfg, checkpoint=ckpt,
                      progress=scaled_progress(progress, 0, 2, 4))
     a = p["attacker"]
