@@ -8,7 +8,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
+ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
 
 
 def test_home_renders_tour_and_links():
@@ -34,5 +34,5 @@ def test_home_does_not_import_torch():
 def test_streamlit_config_disables_file_watcher():
     import tomllib
 
-    cfg = tomllib.loads((Path(ENTRY).parents[1] / ".streamlit" / "config.toml").read_text())
+    cfg = tomllib.loads((Path(ENTRY).parent / ".streamlit" / "config.toml").read_text())
     assert cfg["server"]["fileWatcherType"] == "none"

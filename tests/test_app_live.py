@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
+ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
 
 
 @pytest.fixture(scope="module")
 def scene_frames():
-    from patchlab.capture import SyntheticScene
+    from patchlab.simulate import SyntheticScene
 
     scene = SyntheticScene(size=(320, 240))
     return [scene.frame(i).image for i in range(4)]
@@ -25,7 +25,7 @@ def scene_frames():
 def test_live_feed_callback_processes_frames_and_records(lite0, scene_frames, tmp_path):
     import av
 
-    from patchlab.app_support.live import LiveFeed, parse_ice_servers
+    from patchlab.app.live import LiveFeed, parse_ice_servers
     from patchlab.capture import EagerBackend, LiveState
 
     feed = LiveFeed(LiveState(EagerBackend(lite0), target="toaster"))
@@ -81,7 +81,7 @@ def test_snapshot_fallback_classifies_an_upload(lite0, scene_frames):
 
 
 def test_snapshot_with_virtual_patch_on_the_sheet_markers():
-    from patchlab.capture import SyntheticScene
+    from patchlab.simulate import SyntheticScene
 
     frame = SyntheticScene(size=(640, 480)).frame(0).image
     at = AppTest.from_file(ENTRY, default_timeout=300).run()
@@ -100,3 +100,41 @@ def test_snapshot_with_virtual_patch_on_the_sheet_markers():
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     caption = " ".join(c.value for c in at.caption)
     assert "virtual patch pasted" in caption and "markers seen: [0, 1, 2, 3]" in caption, caption
+
+
+def test_fps_is_the_rate_of_frames_really_processed():
+    """Bursty frames (pairs 10 ms apart every 200 ms = 10 frames/s): the meter reads 10, where an average of
+    instantaneous rates read ~50; a stalled stream decays towards 0 instead of freezing at the last value."""
+    from patchlab.capture.pipeline import FpsMeter
+
+    meter = FpsMeter(window=2.0)
+    t = 100.0
+    for _ in range(20):
+        meter.tick(t)
+        meter.tick(t + 0.01)
+        t += 0.2
+    assert abs(meter.rate(t - 0.19) - 10.0) < 1.0
+    assert meter.rate(t + 1.5) < 5.0 and meter.rate(t + 5.0) == 0.0
+    early = FpsMeter(window=2.0)  # before a whole window has passed: frames over their own span
+    for k in range(5):
+        early.tick(10.0 + 0.1 * k)
+    assert abs(early.rate(10.4) - 10.0) < 0.01
+
+
+def test_live_feed_counts_camera_frames_and_processes_the_newest(lite0, scene_frames):
+    import asyncio
+
+    import av
+
+    from patchlab.app.live import LiveFeed
+    from patchlab.capture import EagerBackend, LiveState
+
+    feed = LiveFeed(LiveState(EagerBackend(lite0), target="toaster"))
+    queued = [av.VideoFrame.from_ndarray(f, format="bgr24") for f in scene_frames[:3]]
+    for i, f in enumerate(queued):
+        f.pts = i
+    out = asyncio.run(feed.queued_callback(queued))
+    assert len(out) == 1 and out[0].pts == 2  # the newest frame, annotated
+    rates = feed.rates()
+    assert rates["received"] == 3 and rates["processed"] == 1
+    assert feed.latest()[1] == 1

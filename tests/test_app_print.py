@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
+ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
 
 
 def page() -> AppTest:
@@ -97,10 +97,10 @@ def test_photo_of_the_shipped_kurakin_pdf_with_its_shipped_manifest():
     import pytest
 
     from patchlab.physical.layout import render_pdf_page
-    from patchlab.physical.simulate import simulate_photo
+    from patchlab.simulate.photo import simulate_photo
 
-    repo = Path(ENTRY).parents[1]
-    pdf, manifest = repo / "printables" / "kurakin-sheet-a4.pdf", repo / "printables" / "kurakin-sheet-a4.json"
+    repo = Path(ENTRY).parents[2]
+    pdf, manifest = repo / "printables" / "kurakin-sheet-a4.pdf", repo / "printables" / "kurakin-sheet-a4.sheet.json"
     if not (pdf.is_file() and manifest.is_file()):
         pytest.fail("printables/kurakin-sheet-a4.pdf/.json are missing")
     n_cells = sum(c["page"] == 0 for c in json.loads(manifest.read_text())["cells"])
@@ -108,7 +108,7 @@ def test_photo_of_the_shipped_kurakin_pdf_with_its_shipped_manifest():
 
     at = page()
     box = next(w for w in at.selectbox if w.key.startswith("pp_eval_manifest"))
-    box.set_value("shipped: printables/kurakin-sheet-a4.json").run()
+    box.set_value("shipped: printables/kurakin-sheet-a4.sheet.json").run()
     at.file_uploader(key="pp_eval_photos").upload("page1.jpg", photo.jpeg, "image/jpeg").run()
     at.button(key="pp_score").click().run()
     assert not at.exception and not errors(at), (at.exception, errors(at))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from patchlab.app_support.jobs import DONE, FAILED, STOPPED, Job
-from patchlab.app_support.uploads import check_upload, read_uploaded_image, read_uploaded_rgba
+from patchlab.app.jobs import DONE, FAILED, STOPPED, Job
+from patchlab.app.uploads import check_upload, read_uploaded_image, read_uploaded_rgba
 from patchlab.errors import PatchlabError
 
 

@@ -12,7 +12,7 @@ from patchlab.attacks import (ATTACKS, BIM, CW, DIFGSM, FGM, FGSM, MIFGSM, PGD, 
                               UniversalPerturbation, make_attack)
 from patchlab.attacks.base import parse_eps
 from patchlab.attacks.demos import train_linear_digits
-from patchlab.attacks.evaluate import accuracy_curve, evaluate_attack
+from patchlab.attacks.robustness import accuracy_curve, evaluate_attack
 from patchlab.errors import PatchlabError
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from patchlab.attacks import CW, FGSM, PGDL2, DeepFool, make_attack
-from patchlab.attacks.evaluate import accuracy_curve, evaluate_attack
+from patchlab.attacks.robustness import accuracy_curve, evaluate_attack
 
 
 

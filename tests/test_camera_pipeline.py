@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from patchlab.capture import (LatestFrameReader, LiveState, OpenCVSource, Patch, ReconnectPolicy, Recorder,
-                              SyntheticScene, SyntheticSource, frame_to_input, load_backend, load_patch,
-                              load_recording, process_frame, run_session, wilson_interval, write_video)
-from patchlab.capture.synthetic import SHEET_PATCH_SCALE
+                              SyntheticSource, frame_to_input, load_backend, load_patch, load_recording, process_frame,
+                              run_session, write_video)
+from patchlab.simulate.scene import SHEET_PATCH_SCALE, SyntheticScene
+from patchlab.stats import wilson_interval
 from patchlab.errors import PatchlabError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,7 +141,7 @@ def test_virtual_patch_lands_inside_the_marker_quad(onnx_backend, toaster_patch,
         # the patch (where its alpha is opaque) covers the quad's interior
         w, h = toaster_patch.size
         src = np.float32([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
-        from patchlab.capture.virtual_patch import quad_in_quad
+        from patchlab.geometry import quad_in_quad
 
         target_quad = quad_in_quad(gt, w, h)
         H = cv2.getPerspectiveTransform(src, target_quad.astype(np.float32))
@@ -199,6 +200,9 @@ def test_process_frame_is_safe_from_two_threads(eager_backend):
 
 
 def _check_recording(folder: Path, target: int = TOASTER) -> dict:
+    from patchlab.capture.recording import resolve_recording
+
+    folder = resolve_recording(folder)  # `camera --record DIR` records into DIR/run-001
     meta, records = load_recording(folder)
     summary = json.loads((folder / "summary.json").read_text())
     attack = summary["attack"]
@@ -341,6 +345,7 @@ def test_cli_ctrl_c_writes_the_summary(tmp_path):
     rec = tmp_path / "rec"
     cmd = [sys.executable, "-c", "from patchlab.cli import run; run()", "camera", "--source", "synthetic",
            "--eager", "--headless", "--target", "toaster", "--record", str(rec)]
+    rec = rec / "run-001"  # each recording goes to a fresh run folder
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"})
     try:

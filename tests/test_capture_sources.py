@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from patchlab.capture import (CameraRequest, FolderSource, LatestFrameReader, OpenCVSource, ReconnectPolicy,
-                              SourceState, SyntheticScene, open_camera, open_source, open_stream, open_video_file,
-                              parse_source, wilson_interval, write_video)
+                              SourceState, open_camera, open_source, open_stream, open_video_file, parse_source,
+                              write_video)
 from patchlab.errors import PatchlabError
+from patchlab.simulate import SyntheticScene
+from patchlab.stats import wilson_interval
 
 
 class FakeCapture:

@@ -251,7 +251,7 @@ def test_malicious_pickle_checkpoint_never_executes(tmp_path, capsys):
 def test_checkpoint_needs_arch(tmp_path):
     path = tmp_path / "w.pt"
     torch.save({"a": torch.zeros(1)}, path)
-    with pytest.raises(PatchlabError, match="needs --arch"):
+    with pytest.raises(PatchlabError, match="needs arch="):
         load_model(str(path))
     with pytest.raises(PatchlabError, match="does not fit efficientnet_lite0"):
         load_model(str(path), arch="efficientnet_lite0")

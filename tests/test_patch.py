@@ -11,7 +11,8 @@ import torch
 from patchlab.errors import PatchlabError
 from patchlab.patch import (PatchConfig, default_palette, load_patch, make_mask, non_printability, save_patch,
                             total_variation, train_patch)
-from patchlab.patch.evaluate import evaluate_patch, wilson_interval
+from patchlab.patch.score import evaluate_patch
+from patchlab.stats import wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +275,7 @@ def test_forty_steps_raise_target_probability(eight_images, imagenet_dir, lite0,
 
 
 def test_evaluate_skips_training_images_and_writes_plot(eight_images, lite0, tmp_path):
-    from patchlab.patch.evaluate import plot_curve
+    from patchlab.patch.score import plot_curve
 
     rgb = torch.rand(3, 32, 32)
     save_patch(tmp_path / "e.png", rgb, torch.ones(1, 32, 32),
@@ -293,7 +294,7 @@ def test_evaluate_skips_training_images_and_writes_plot(eight_images, lite0, tmp
 
 def test_effect_breakdown_pairs_its_draws_with_evaluate(eight_images, lite0, tmp_path):
     """Its first row is evaluate_patch at the same area, seed and draws; other rows switch effects off."""
-    from patchlab.patch.evaluate import BREAKDOWN_GROUPS, effect_breakdown
+    from patchlab.patch.score import BREAKDOWN_GROUPS, effect_breakdown
 
     save_patch(tmp_path / "b.png", torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(4)),
                torch.ones(1, 32, 32), {"target": 859, "models": ["efficientnet_lite0"], "eot": "print", "area": 0.2})
@@ -320,12 +321,12 @@ def test_cli_train_then_eval(eight_images, tmp_path, capsys):
             "--holdout", "0.5", "--shape", "circle", "--out", str(out), "--json", "--device", "cpu"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["steps"] == 2 and out.is_file() and out.with_suffix(".json").is_file()
+    assert summary["steps"] == 2 and out.is_file() and out.with_suffix(".patch.json").is_file()
     fine = tmp_path / "fine.png"  # fine-tune it with the success loss
     assert main([*args[:-5], "--init", str(out), "--loss", "success", "--loss-temperature", "3", "--lr", "0.05",
                  "--out", str(fine), "--json", "--device", "cpu"]) == 0
     capsys.readouterr()
-    config = json.loads(fine.with_suffix(".json").read_text())["config"]
+    config = json.loads(fine.with_suffix(".patch.json").read_text())["config"]
     assert config["loss"] == "success" and config["loss_temperature"] == 3.0
     assert (load_patch(fine)[0][:3] - load_patch(out)[0][:3]).abs().max() > 0.01
     assert main([*args[:-5], "--loss", "hinge", "--out", str(fine)]) == 2
@@ -333,7 +334,7 @@ def test_cli_train_then_eval(eight_images, tmp_path, capsys):
                  "--no-baselines", "--save", "--device", "cpu"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["images"] == 4 and ev["skipped_training_images"] == 4 and "success_rate" in ev
-    assert "evaluation" in json.loads(out.with_suffix(".json").read_text())
+    assert "evaluation" in json.loads(out.with_suffix(".patch.json").read_text())
     assert main(["patch", "breakdown", str(out), "--images", str(eight_images), "--draws", "1", "--limit", "2",
                  "--json", "--device", "cpu"]) == 0
     br = json.loads(capsys.readouterr().out)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from patchlab.data import load_sample, read_image, save_image
 from patchlab.errors import PatchlabError
-from patchlab.patch.perturb import printable_perturbation
+from patchlab.physical.perturb import printable_perturbation
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_cli_perturb_png_within_eps(small_photo, tmp_path, capsys):
     assert adv.shape == orig.shape  # full resolution
     assert float((adv - orig).abs().max()) <= 8 / 255 + 1e-6
     assert summary["target_name"] == "toaster" and summary["linf"] <= 8 / 255 + 1e-6
-    assert json.loads(out.with_suffix(".json").read_text())["eps"] == pytest.approx(8 / 255)
+    assert json.loads(out.with_suffix(".perturb.json").read_text())["eps"] == pytest.approx(8 / 255)
 
 
 def test_perturb_errors(small_photo, lite0, tmp_path):

@@ -13,11 +13,12 @@ import pytest
 
 from patchlab.errors import PatchlabError
 from patchlab.physical.layout import PT_PER_MM, paper_size, render_page, render_pdf_page
-from patchlab.physical.markers import apply_homography, detect_markers, fit_page, marker_bits, marker_image
+from patchlab.geometry import apply_homography
+from patchlab.physical.markers import detect_markers, fit_page, marker_bits, marker_image
 from patchlab.physical.printing import print_patch, save_print
 from patchlab.physical.qr import decode_payload, read_payload
 from patchlab.physical.sheets import scale_bar_rect
-from patchlab.physical.simulate import PhotoConditions, simulate_photo, synthetic_printer
+from patchlab.simulate.photo import PhotoConditions, simulate_photo, synthetic_printer
 
 TOL_MM = 0.1
 
@@ -186,7 +187,7 @@ def test_markers_rectification_and_cell_crops_over_100_simulated_photos(patch_sh
     cells = [(x, y, 60.0, 60.0) for x, y in grid_slots("a4", 60.0)]
     cond = PhotoConditions()
     assert cond.tilt_deg == (0.0, 35.0) and cond.megapixels == (2.0, 6.0) and cond.jpeg_quality == (70, 70)
-    from patchlab.physical.evaluate import _read_qr_on_page
+    from patchlab.physical.photo_eval import _read_qr_on_page
 
     found, corner_err, cell_err, tilts, qr_ok, qr_tries = 0, [], [], [], 0, 0
     for seed in range(100):
@@ -217,7 +218,7 @@ def test_markers_rectification_and_cell_crops_over_100_simulated_photos(patch_sh
 
 
 def test_print_scale_is_measured_from_paper_edges(patch_sheet, lite0):
-    from patchlab.physical.evaluate import evaluate_photo
+    from patchlab.physical.photo_eval import evaluate_photo
 
     result, _ = patch_sheet
     raster = render_page(result.pages[0], px_per_mm=5)
@@ -271,7 +272,7 @@ def _huge_png_header(path: Path, w: int, h: int) -> Path:
 
 
 def test_bad_photos_give_clear_errors(tmp_path, patch_sheet, imagenet_dir, lite0):
-    from patchlab.physical.evaluate import evaluate_photo
+    from patchlab.physical.photo_eval import evaluate_photo
 
     unrelated = sorted(imagenet_dir.glob("*.jpg"))[0]
     with pytest.raises(PatchlabError, match="no patchlab sheet markers found"):
@@ -302,7 +303,7 @@ def test_cli_print_simulate_photo_eval(tmp_path, imagenet_dir, capsys):
     (tmp_path / "toaster.json").write_text(json.dumps({"target": "toaster", "model": "efficientnet_lite0"}))
     pdf = tmp_path / "sheet.pdf"
     assert main(["print", str(png), "--size-mm", "80", "--copies-sizes", "40,80", "--out", str(pdf), "--dpi", "200"]) == 0
-    assert pdf.is_file() and (tmp_path / "sheet.json").is_file() and (tmp_path / "sheet-patch.png").is_file()
+    assert pdf.is_file() and (tmp_path / "sheet.sheet.json").is_file() and (tmp_path / "sheet.print.png").is_file()
     photo = tmp_path / "photo.jpg"
     assert main(["simulate-photo", str(pdf), "--out", str(photo), "--seed", "4", "--dpi", "100"]) == 0
     capsys.readouterr()
@@ -320,4 +321,4 @@ def test_cli_print_simulate_photo_eval(tmp_path, imagenet_dir, capsys):
     assert err.startswith("patchlab: error:") and "no patchlab sheet markers" in err and "\n" not in err
     chart = tmp_path / "chart.pdf"
     assert main(["calibrate", "chart", "--out", str(chart), "--levels", "5"]) == 0
-    assert chart.is_file() and json.loads((tmp_path / "chart.json").read_text())["kind"] == "chart"
+    assert chart.is_file() and json.loads((tmp_path / "chart.sheet.json").read_text())["kind"] == "chart"

@@ -7,10 +7,10 @@ import random
 
 import torch
 
-from patchlab.physical.evaluate import SHARPEN_AMOUNT, crop_cells, evaluate_photo, kurakin_summary
+from patchlab.physical.photo_eval import SHARPEN_AMOUNT, crop_cells, evaluate_photo, kurakin_summary
 from patchlab.physical.kurakin import build_kurakin_sheet, load_labelled_images
 from patchlab.physical.layout import render_page
-from patchlab.physical.simulate import simulate_photo
+from patchlab.simulate.photo import simulate_photo
 
 
 def _sample(imagenet_dir, n, seed):

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import abc
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from patchlab.errors import PatchlabError, parse_fraction
-
-ProgressFn = Callable[[int, int, dict], None]
+from patchlab.errors import PatchlabError, parse_eps, positive_float, positive_int  # noqa: F401 (used by attacks)
+from patchlab.progress import ProgressFn
 
 
 @dataclass
@@ -39,46 +37,19 @@ class AttackResult:
     def success_rate(self) -> float:
         return float(self.success.float().mean()) if len(self.success) else 0.0
 
-
-def parse_eps(value: float | str, norm: str = "linf", name: str = "eps") -> float:
-    """ε as a float: '8/255' or 0.0314. Linf ε must lie in [0, 1]; an L2 radius may exceed 1 but not be < 0."""
-    if norm == "linf":
-        return parse_fraction(value, name)
-    if isinstance(value, str):
-        s = value.strip()
-        try:
-            num, _, den = s.partition("/")
-            v = float(num) / float(den) if den else float(num)
-        except (ValueError, ZeroDivisionError):
-            raise PatchlabError(f"{name} must be a number such as 0.5 or 128/255, got {value!r}") from None
-    else:
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise PatchlabError(f"{name} must be a number, got {value!r}") from None
-    if math.isnan(v) or math.isinf(v) or v < 0:
-        raise PatchlabError(f"{name} must be a finite L2 radius >= 0, got {value}")
-    return v
-
-
-def positive_int(value, name: str, minimum: int = 1) -> int:
-    try:
-        v = int(value)
-    except (TypeError, ValueError):
-        raise PatchlabError(f"{name} must be an integer, got {value!r}") from None
-    if v < minimum or v != float(value):
-        raise PatchlabError(f"{name} must be an integer >= {minimum}, got {value}")
-    return v
-
-
-def positive_float(value, name: str, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise PatchlabError(f"{name} must be a number, got {value!r}") from None
-    if math.isnan(v) or math.isinf(v) or v < 0 or (v == 0 and not allow_zero):
-        raise PatchlabError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value}")
-    return v
+    @classmethod
+    def concat(cls, parts: list["AttackResult"]) -> "AttackResult":
+        """One result from the results of consecutive batches (queries: the largest per-example count)."""
+        joined = {}
+        for f in fields(cls):
+            values = [getattr(p, f.name) for p in parts]
+            if f.name == "queries":
+                joined[f.name] = max(values)
+            elif f.name == "extra":
+                joined[f.name] = {}
+            else:
+                joined[f.name] = None if values[0] is None else torch.cat(values)
+        return cls(**joined)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -141,10 +112,24 @@ class Attack(abc.ABC):
     """
 
     name = "attack"
+    title = "attack"             # display name (the app's attack list)
     norm = "linf"
     supports_targeted = True
     uses_eps = True
+    universal = False            # True: fits one perturbation to a set of images (UAP), not one per image
     default_eps: float | None = 8 / 255
+
+    @classmethod
+    def options(cls) -> set[str]:
+        """The keyword options this attack takes (its and its bases' __init__ parameters)."""
+        import inspect
+
+        allowed: set[str] = set()
+        for klass in cls.__mro__:
+            if "__init__" in vars(klass):
+                allowed |= {p for p in inspect.signature(klass.__init__).parameters
+                            if p not in ("self", "model", "args", "kwargs")}
+        return allowed
 
     def __init__(self, model: nn.Module, eps: float | str | None = None, *, target: int | str | torch.Tensor | None = None,
                  least_likely: bool = False, seed: int | None = None, batch_size: int | None = None,
@@ -265,7 +250,7 @@ class Attack(abc.ABC):
         if self.batch_size and len(x) > self.batch_size:
             parts = [self._attack_batch(x[i:i + self.batch_size], None if y is None else y[i:i + self.batch_size])
                      for i in range(0, len(x), self.batch_size)]
-            return _concat(parts)
+            return AttackResult.concat(parts)
         return self._attack_batch(x, y)
 
     def _attack_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> AttackResult:
@@ -278,12 +263,17 @@ class Attack(abc.ABC):
             y = clean_logits.argmax(1)
         target = self._targets(clean_logits, len(x))
         adv, queries = self._run(x, y, target)
-        adv = adv.detach().clamp(0, 1)
+        return self._result(x, adv, y, target, queries)
+
+    def _result(self, x: torch.Tensor, adv: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+                queries: int, extra: dict | None = None) -> AttackResult:
+        """The AttackResult of adversarial images `adv` for clean images `x` (every attack's result is built here)."""
+        adv = adv.detach().clamp(0, 1).contiguous()
         with torch.no_grad():
             pred = self.logits(adv).argmax(1)
         linf, l2 = norms(adv - x)
-        return AttackResult(adv=adv.contiguous(), success=self.is_success(pred, y, target), linf=linf, l2=l2,
-                            queries=int(queries), labels=y, adv_pred=pred, target=target)
+        return AttackResult(adv=adv, success=self.is_success(pred, y, target), linf=linf, l2=l2, queries=int(queries),
+                            labels=y, adv_pred=pred, target=target, extra=extra or {})
 
     @abc.abstractmethod
     def _run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> tuple[torch.Tensor, int]:
@@ -308,10 +298,3 @@ class Attack(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in self.describe().items())})"
 
-
-def _concat(parts: list[AttackResult]) -> AttackResult:
-    cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
-    target = None if parts[0].target is None else cat("target")
-    return AttackResult(adv=cat("adv"), success=cat("success"), linf=cat("linf"), l2=cat("l2"),
-                        queries=max(p.queries for p in parts), labels=cat("labels"), adv_pred=cat("adv_pred"),
-                        target=target)

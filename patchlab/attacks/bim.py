@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from patchlab.attacks.iterative import IterativeAttack
+from patchlab.attacks.iterative import LinfIterativeAttack
 
 
-class BIM(IterativeAttack):
+class BIM(LinfIterativeAttack):
     """Iterative FGSM from the clean image. Kurakin's defaults: α = 1/255, steps = min(255·ε + 4, 1.25·255·ε)."""
 
     name = "bim"
-    norm = "linf"
+    title = "BIM / I-FGSM"
 
     def _default_steps(self) -> int:
         e = self.eps * 255
@@ -29,6 +29,7 @@ class LeastLikely(BIM):
     """Iterative least-likely class: BIM targeted at the class the model finds least likely on the clean image."""
 
     name = "ll"
+    title = "Least-likely class"
 
     def __init__(self, model, eps=None, **kwargs):
         if kwargs.get("target") is None:

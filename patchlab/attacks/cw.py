@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from patchlab.attacks.base import Attack, margin_loss, positive_float, positive_int
+from patchlab.attacks.base import Attack, margin_loss
+from patchlab.errors import positive_float, positive_int
 
 
 class CW(Attack):
@@ -22,6 +23,7 @@ class CW(Attack):
     """
 
     name = "cw"
+    title = "Carlini-Wagner L2"
     norm = "l2"
     uses_eps = False
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from patchlab.attacks.base import Attack, positive_float, positive_int
-from patchlab.errors import PatchlabError
+from patchlab.attacks.base import Attack
+from patchlab.errors import PatchlabError, positive_float, positive_int
 
 
 def deepfool_step(model, x: torch.Tensor, label: torch.Tensor, candidates: torch.Tensor, norm: str):
@@ -49,6 +49,7 @@ class DeepFool(Attack):
     """
 
     name = "deepfool"
+    title = "DeepFool"
     uses_eps = False
     supports_targeted = False
 

@@ -13,6 +13,7 @@ import torch.nn as nn
 from patchlab.attacks.base import parse_eps, resolve_class
 from patchlab.attacks.bim import BIM
 from patchlab.attacks.fgsm import FGSM
+from patchlab.registry import Registry
 
 
 @dataclass
@@ -21,10 +22,10 @@ class DemoResult:
     data: dict = field(default_factory=dict)
 
     def save(self, path: str | Path, dpi: int = 100) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.figure.savefig(path, dpi=dpi, bbox_inches="tight")
-        return path
+        """A tagged PNG (kind figure), written atomically."""
+        from patchlab.artifacts import save_figure
+
+        return save_figure(self.figure, path, "figure", "patchlab attack-demo", dpi=dpi, bbox_inches="tight")
 
 
 def _figure(w: float, h: float):
@@ -41,6 +42,13 @@ def _show(ax, image: torch.Tensor, title: str) -> None:
         ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
     ax.set_title(title, fontsize=9)
     ax.axis("off")
+
+
+def perturbation_view(delta: torch.Tensor, amplify: float | None = None) -> tuple[torch.Tensor, float]:
+    """The signed perturbation mapped to [0, 1] around grey, stretched (by default) so its largest value is visible;
+    returns (image, stretch)."""
+    amp = amplify or (0.5 / max(float(delta.abs().max()), 1e-12))
+    return (0.5 + amp * delta).clamp(0, 1), amp
 
 
 def _default_model(model):
@@ -71,13 +79,12 @@ def panda_gibbon(model=None, sample: str = "chelsea", eps: float | str = 0.007, 
     probs = model.predict(torch.cat([x, res.adv]))
     p0, c0 = probs[0].max(0)
     p1, c1 = probs[1].max(0)
-    delta = (res.adv - x)[0]
-    amp = amplify or (0.5 / max(float(delta.abs().max()), 1e-12))
+    view, amp = perturbation_view((res.adv - x)[0], amplify)
     labels = model.labels
     fig = _figure(width, width * 0.4)
     axes = fig.subplots(1, 3)
     _show(axes[0], x[0], f"x\n{labels[int(c0)]} {float(p0):.1%}")
-    _show(axes[1], (0.5 + amp * delta).clamp(0, 1), f"sign(∇x J) × {attack.eps:.3g}\n(shown ×{amp:.0f})")
+    _show(axes[1], view, f"sign(∇x J) × {attack.eps:.3g}\n(shown ×{amp:.0f})")
     _show(axes[2], res.adv[0], f"x + {attack.eps:.3g}·sign(∇x J)\n{labels[int(c1)]} {float(p1):.1%}")
     fig.suptitle(f"FGSM on {getattr(model, 'name', 'model')}: ε = {attack.eps:.4g}", fontsize=10)
     data = {"sample": sample, "eps": attack.eps, "clean_class": labels[int(c0)], "clean_conf": float(p0),
@@ -152,8 +159,7 @@ def linear_model(eps: float | str = 0.2, epsilons=None, digits=None, index: int 
         ax.axis("off")
     c0, c1 = int(probs[0].argmax()), int(probs[1].argmax())
     _show(fig.add_subplot(grid[1, 0:2]), x_test[index], f"x: {c0} ({float(probs[0, c0]):.0%})")
-    delta = (res.adv - x_test[index:index + 1])[0]
-    _show(fig.add_subplot(grid[1, 2:4]), (0.5 + delta / (2 * max(float(delta.abs().max()), 1e-12))).clamp(0, 1),
+    _show(fig.add_subplot(grid[1, 2:4]), perturbation_view((res.adv - x_test[index:index + 1])[0])[0],
           f"sign(∇x J)·{attack.eps:.3g}")
     _show(fig.add_subplot(grid[1, 4:6]), res.adv[0], f"x+δ: {c1} ({float(probs[1, c1]):.0%})")
     ax = fig.add_subplot(grid[1, 6:10])
@@ -254,5 +260,23 @@ def objects_to_airplanes(model=None, images: torch.Tensor | None = None, names: 
                             "success_rate": res.success_rate, "images": rows})
 
 
-DEMOS = {"panda": panda_gibbon, "linear": linear_model, "logits": logits_along_gradient, "airplanes": objects_to_airplanes}
+DEMOS: Registry = Registry("demo")
+DEMOS.register("panda", panda_gibbon, title="Panda → gibbon (FGSM, ε = 0.007)")
+DEMOS.register("linear", linear_model, title="Attacking a linear model")
+DEMOS.register("logits", logits_along_gradient, title="Wrong almost everywhere", aliases=("everywhere",))
+DEMOS.register("airplanes", objects_to_airplanes, title="Objects → airliner", aliases=("airliner",))
+
+
+def run_demo(name: str, model=None, **kwargs) -> DemoResult:
+    """Run a demo by name; `model` goes to the demos that attack an ImageNet model (the linear one trains its own)."""
+    if uses_model(name):
+        kwargs["model"] = model
+    return DEMOS.get(name)(**kwargs)
+
+
+def uses_model(name: str) -> bool:
+    """Whether the demo attacks an ImageNet model (so a caller loads one first)."""
+    import inspect
+
+    return "model" in inspect.signature(DEMOS.get(name)).parameters
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from patchlab.attacks.base import Attack, AttackResult, l2_normalize, norms, parse_eps
+from patchlab.attacks.base import Attack, AttackResult, l2_normalize, parse_eps
 
 
 class FGSM(Attack):
     """x + ε·sign(∇x loss), clipped to [0, 1]. One gradient evaluation; `sweep` reuses it for many ε."""
 
     name = "fgsm"
+    title = "FGSM (one step)"
     norm = "linf"
 
     def _direction(self, grad: torch.Tensor) -> torch.Tensor:
@@ -31,12 +32,7 @@ class FGSM(Attack):
         results = []
         for eps in epsilons:
             eps = parse_eps(eps, self.norm)
-            adv = (x + eps * direction).clamp(0, 1)
-            with torch.no_grad():
-                pred = self.logits(adv).argmax(1)
-            linf, l2 = norms(adv - x)
-            results.append(AttackResult(adv=adv, success=self.is_success(pred, y, target), linf=linf, l2=l2, queries=1,
-                                        labels=y, adv_pred=pred, target=target, extra={"eps": eps}))
+            results.append(self._result(x, x + eps * direction, y, target, 1, extra={"eps": eps}))
         return results
 
 
@@ -44,6 +40,7 @@ class FGM(FGSM):
     """Fast gradient method in L2: x + ε·∇/‖∇‖₂, clipped to [0, 1]."""
 
     name = "fgm"
+    title = "FGM (L2, one step)"
     norm = "l2"
     default_eps = 1.0
 

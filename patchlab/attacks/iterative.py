@@ -1,16 +1,24 @@
-"""The shared loop of iterative gradient attacks (BIM, PGD, MI/DI/TI-FGSM): init, step, project, restarts."""
+"""The shared loop of iterative gradient attacks (BIM, PGD, MI/DI/TI-FGSM), written once, and its norms.
+
+As in Foolbox's `gradient_descent_base.py`: `IterativeAttack` is the loop (start, gradient, step, project, early
+stop, restarts); `LinfIterativeAttack` and `L2IterativeAttack` are thin subclasses that give the random start,
+the step direction and the projection of their norm. Attacks subclass one of them.
+"""
 
 from __future__ import annotations
+
+import abc
 
 import torch
 import torch.nn.functional as F
 
-from patchlab.attacks.base import Attack, l2_normalize, positive_float, positive_int, project_l2
-from patchlab.errors import parse_fraction
+from patchlab.attacks.base import Attack, l2_normalize, parse_eps, positive_float, positive_int, project_l2
+
+STEP_RATIO = 2.5  # Madry et al.'s step size: α = 2.5·ε / steps
 
 
 class IterativeAttack(Attack):
-    """Iterate x ← Π(x + α·direction(∇)). Subclasses pick the direction, the projection and the start.
+    """Iterate x ← Π(x + α·direction(∇)). Norm subclasses give `_random_start`, `_direction` and `_project`.
 
     `restarts` > 1 reruns (from fresh random starts) only the examples not yet fooled, keeping per example the
     first success or else the run with the highest loss.
@@ -34,11 +42,7 @@ class IterativeAttack(Attack):
         self._on_eps_change()
 
     def _parse_alpha(self, alpha) -> float:
-        if self.norm == "linf":
-            return parse_fraction(alpha, "alpha")
-        from patchlab.attacks.base import parse_eps
-
-        return positive_float(parse_eps(alpha, "l2", "alpha"), "alpha")
+        return parse_eps(alpha, self.norm, "alpha")
 
     def _on_eps_change(self) -> None:
         self.steps = self._steps_given or self._default_steps()
@@ -48,69 +52,58 @@ class IterativeAttack(Attack):
         return self.default_steps
 
     def _default_alpha(self) -> float:
-        return 2.5 * self.eps / self.steps  # Madry et al.'s rule
+        return STEP_RATIO * self.eps / self.steps
 
-    # -- pieces a subclass may change ----------------------------------------------------------------------
-    def _init(self, x: torch.Tensor, gen) -> torch.Tensor:
-        if not self.random_start:
-            return x.clone()
-        if self.norm == "linf":
-            noise = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * (2 * self.eps) - self.eps
-            return (x + noise).clamp(0, 1)
-        delta = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-        radius = torch.rand((len(x),) + (1,) * (x.dim() - 1), generator=gen, device=x.device, dtype=x.dtype)
-        return (x + l2_normalize(delta) * radius * self.eps).clamp(0, 1)
+    # -- what a norm gives -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _random_start(self, x: torch.Tensor, gen) -> torch.Tensor:
+        """A random point of the ε-ball around x, inside [0, 1]."""
 
+    @abc.abstractmethod
+    def _direction(self, grad: torch.Tensor, state: dict) -> torch.Tensor:
+        """The unit step of this norm along the gradient (`state` carries e.g. momentum between steps)."""
+
+    @abc.abstractmethod
+    def _project(self, adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Back onto the ε-ball around x, inside [0, 1]."""
+
+    # -- what an attack may change -----------------------------------------------------------------------------
     def _transform(self, x: torch.Tensor, gen):
+        """An input transform applied before each gradient (DI-FGSM's input diversity), or None."""
         return None
 
-    def _direction(self, grad: torch.Tensor, state: dict) -> torch.Tensor:
-        return grad.sign() if self.norm == "linf" else l2_normalize(grad)
+    def _step(self, adv: torch.Tensor, grad: torch.Tensor, x: torch.Tensor, state: dict) -> torch.Tensor:
+        """Π(adv + α·direction(∇))."""
+        return self._project(adv.detach() + self.alpha * self._direction(grad, state), x).detach()
 
-    def _project(self, adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.norm == "linf":
-            delta = torch.clamp(adv - x, min=-self.eps, max=self.eps)
-        else:
-            delta = project_l2(adv - x, self.eps)
-        return torch.clamp(x + delta, min=0, max=1)
-
-    # -- the loop ------------------------------------------------------------------------------------------
+    # -- the loop ------------------------------------------------------------------------------------------------
     def _descend(self, x, y, target, gen, run: int) -> torch.Tensor:
-        adv = self._init(x, gen)
+        adv = self._random_start(x, gen) if self.random_start else x.clone()
         state: dict = {}
         total = self.steps * self.restarts
-        active = None  # indices still being attacked (early_stop)
+        active = None  # indices still being attacked once early_stop has frozen some; None = all, no indexing
         for step in range(self.steps):
-            if active is None:
-                transform = self._transform(adv, gen)
-                grad, logits = self.input_grad(adv, y, target, transform)
-                if self.early_stop:
-                    if transform is not None:
-                        with torch.no_grad():
-                            logits = self.logits(adv)
-                    hit = self.is_success(logits.argmax(1), y, target)
-                    if bool(hit.any()):
-                        active = (~hit).nonzero().squeeze(1)
-                        self._freeze_state(state, active)
-                        grad = grad[active]
-                if active is None:
-                    adv = self._project(adv.detach() + self.alpha * self._direction(grad, state), x).detach()
-                    self._report(run * self.steps + step + 1, total, {})
-                    continue
-            else:
-                sub_t = None if target is None else target[active]
-                transform = self._transform(adv[active], gen)
-                grad, logits = self.input_grad(adv[active], y[active], sub_t, transform)
+            xs, ys, ts, advs = (x, y, target, adv) if active is None else \
+                (x[active], y[active], None if target is None else target[active], adv[active])
+            transform = self._transform(advs, gen)
+            grad, logits = self.input_grad(advs, ys, ts, transform)
+            if self.early_stop:
                 if transform is not None:
                     with torch.no_grad():
-                        logits = self.logits(adv[active])
-                hit = self.is_success(logits.argmax(1), y[active], sub_t)
+                        logits = self.logits(advs)
+                hit = self.is_success(logits.argmax(1), ys, ts)
                 if bool(hit.any()):
-                    self._freeze_state(state, (~hit).nonzero().squeeze(1))
-                    grad, active = grad[~hit], active[~hit]
+                    keep = (~hit).nonzero().squeeze(1)
+                    self._freeze_state(state, keep)
+                    active = keep if active is None else active[keep]
+                    grad, xs, advs = grad[keep], xs[keep], advs[keep]
+            if active is None:
+                adv = self._step(adv, grad, x, state)
+                self._report(run * self.steps + step + 1, total, {})
+                continue
             if len(active) == 0:
                 break
-            adv[active] = self._project(adv[active] + self.alpha * self._direction(grad, state), x[active]).detach()
+            adv[active] = self._step(advs, grad, xs, state)
             self._report(run * self.steps + step + 1, total, {"active": len(active)})
         return adv
 
@@ -155,3 +148,50 @@ class IterativeAttack(Attack):
     def describe(self) -> dict:
         return {**super().describe(), "steps": self.steps, "alpha": self.alpha, "random_start": self.random_start,
                 "restarts": self.restarts}
+
+
+class LinfIterativeAttack(IterativeAttack):
+    """Linf: uniform start in the ε-cube, sign steps, clipping to [x - ε, x + ε] ∩ [0, 1]."""
+
+    norm = "linf"
+
+    def _random_start(self, x, gen):
+        noise = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * (2 * self.eps) - self.eps
+        return (x + noise).clamp(0, 1)
+
+    def _direction(self, grad, state):
+        return grad.sign()
+
+    def _project(self, adv, x):
+        delta = torch.clamp(adv - x, min=-self.eps, max=self.eps)
+        return torch.clamp(x + delta, min=0, max=1)
+
+    def _step(self, adv, grad, x, state):
+        """The plain Linf step runs in place on the gradient buffer (ours, fresh from autograd): bit-identical to the
+        out-of-place expression, without its five batch-sized temporaries, whose allocation and page faults cost
+        more than the arithmetic on a CPU. Attacks that change the direction or the projection take the general
+        step."""
+        cls = type(self)
+        if cls._direction is not LinfIterativeAttack._direction or cls._project is not LinfIterativeAttack._project:
+            return super()._step(adv, grad, x, state)
+        return grad.sign_().mul_(self.alpha).add_(adv).sub_(x).clamp_(-self.eps, self.eps).add_(x).clamp_(0, 1)
+
+
+class L2IterativeAttack(IterativeAttack):
+    """L2: a random direction at a uniform radius to start, steps along ∇/‖∇‖₂, projection onto the ε-ball."""
+
+    norm = "l2"
+
+    def _parse_alpha(self, alpha) -> float:
+        return positive_float(parse_eps(alpha, "l2", "alpha"), "alpha")
+
+    def _random_start(self, x, gen):
+        delta = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        radius = torch.rand((len(x),) + (1,) * (x.dim() - 1), generator=gen, device=x.device, dtype=x.dtype)
+        return (x + l2_normalize(delta) * radius * self.eps).clamp(0, 1)
+
+    def _direction(self, grad, state):
+        return l2_normalize(grad)
+
+    def _project(self, adv, x):
+        return torch.clamp(x + project_l2(adv - x, self.eps), min=0, max=1)

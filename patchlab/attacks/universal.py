@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from patchlab.attacks.base import Attack, positive_float, positive_int, project_l2
+from patchlab.attacks.base import Attack, project_l2
 from patchlab.attacks.deepfool import deepfool_step
-from patchlab.errors import PatchlabError, check_unit_interval
+from patchlab.errors import PatchlabError, check_unit_interval, positive_float, positive_int
 
 
 @dataclass
@@ -29,7 +29,9 @@ class UniversalPerturbation(Attack):
     """
 
     name = "uap"
+    title = "Universal perturbation (UAP)"
     supports_targeted = False
+    universal = True
     default_eps = 10 / 255
 
     def __init__(self, model, eps=None, *, norm: str = "linf", max_passes: int = 5, delta: float = 0.2,

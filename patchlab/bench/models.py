@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from patchlab.bench.timing import time_call
+from patchlab.bench.timing import best, interleaved, median
 from patchlab.models import load_model, reference_model
 from patchlab.models.efficientnet_lite import LiteScale
 
@@ -24,7 +24,8 @@ class ReferenceClassifier(nn.Module):
 
 def bench_models(name: str = "efficientnet_lite0", batch: int = 8, repeats: int = 10, device: str = "cpu") -> dict:
     """Forward+backward at `batch` (input gradient as attacks use; parameter gradients as training uses),
-    and batch-1 inference latency. Each side is timed in the same process, same weights, same input."""
+    and batch-1 inference latency. Both sides run in the same process, same weights, same input, alternating
+    for `repeats` rounds; times are the best of the rounds (medians beside them)."""
     ours = load_model(name, device)
     ref = ReferenceClassifier(name).to(device).eval().requires_grad_(False)
     size = ours.input_size
@@ -51,10 +52,11 @@ def bench_models(name: str = "efficientnet_lite0", batch: int = 8, repeats: int 
                 model(x1)
         return run
 
-    result = {"model": name, "batch": batch, "device": device, "threads": torch.get_num_threads()}
+    result = {"model": name, "batch": batch, "device": device, "threads": torch.get_num_threads(), "rounds": repeats}
     for key, make in (("fwd_bwd", fwd_bwd), ("fwd_bwd_params", fwd_bwd_params), ("latency", infer)):
-        ref_t = time_call(make(ref), repeats=repeats)
-        our_t = time_call(make(ours), repeats=repeats)
-        result[key] = {"patchlab_s": our_t["median"], "reference_s": ref_t["median"],
-                       "speedup": ref_t["median"] / our_t["median"]}
+        samples = interleaved({"reference": make(ref), "patchlab": make(ours)}, rounds=repeats, warmup=2)
+        low, mid = best(samples), median(samples)
+        result[key] = {"patchlab_s": low["patchlab"], "reference_s": low["reference"],
+                       "speedup": low["reference"] / low["patchlab"], "patchlab_median_s": mid["patchlab"],
+                       "reference_median_s": mid["reference"]}
     return result

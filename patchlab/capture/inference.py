@@ -75,7 +75,7 @@ class OnnxBackend:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise PatchlabError("ONNX Runtime is not installed; pip install 'patchlab[onnx]' or drop --onnx") from None
+            raise PatchlabError("ONNX Runtime is not installed; pip install 'patchlab[onnx]' or drop kind=onnx") from None
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = int(threads or default_threads())
@@ -192,7 +192,7 @@ def load_backend(model: str | object = "efficientnet_lite0", kind: str = "auto",
     if not use_onnx:
         return EagerBackend(net)
     if not onnxruntime_available():
-        raise PatchlabError("ONNX Runtime is not installed; pip install 'patchlab[onnx]' or drop --onnx")
+        raise PatchlabError("ONNX Runtime is not installed; pip install 'patchlab[onnx]' or drop kind=onnx")
     path = export_onnx(net, onnx_path)
     backend = OnnxBackend(path, net.name, net.input_size, net.labels, threads=threads)
     backend.max_logit_diff = check_onnx(backend, net)

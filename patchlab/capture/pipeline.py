@@ -11,32 +11,28 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
+import cv2
 import numpy as np
 
 from patchlab.capture.inference import Backend, softmax
 from patchlab.capture.overlay import draw_overlay
-from patchlab.capture.virtual_patch import (Anchor, Patch, VirtualPatch, apparent_size, quad_area, quad_in_quad,
-                                            sheet_quads)
+from patchlab.capture.virtual_patch import Anchor, Patch, VirtualPatch
 from patchlab.errors import PatchlabError
+from patchlab.geometry import apparent_size, edge_quad, quad_area, quad_homography, quad_in_quad, rect_corners
 from patchlab.models.preprocess import CROP_FRACTION
+from patchlab.physical.markers import detect_markers, sheet_quads
 
 CROPS = ("centre", "full", "markers")
-
-
-def _cv2():
-    import cv2
-
-    return cv2
 
 
 def centre_square(frame_shape: tuple[int, ...], fraction: float = CROP_FRACTION) -> np.ndarray:
     """The quad (pixel-centre coordinates of the outer edges) of the standard eval centre crop of a frame."""
     h, w = frame_shape[:2]
     side = min(h, w) * fraction
-    x0, y0 = (w - side) / 2 - 0.5, (h - side) / 2 - 0.5
-    return np.array([[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side]], np.float64)
+    return rect_corners((w - side) / 2 - 0.5, (h - side) / 2 - 0.5, side, side)
 
 
 def frame_to_input(frame_bgr: np.ndarray, size: int, crop: str = "centre",
@@ -46,11 +42,9 @@ def frame_to_input(frame_bgr: np.ndarray, size: int, crop: str = "centre",
     centre: the standard eval transform (centre square of 87.5% of the short side, area-resized);
     full: the whole frame squeezed to a square; markers: the given quad rectified by a homography.
     """
-    cv2 = _cv2()
     h, w = frame_bgr.shape[:2]
     if crop == "markers" and quad is not None:
-        dst = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5], [-0.5, size - 0.5]], np.float32)
-        M = cv2.getPerspectiveTransform(np.asarray(quad, np.float32), dst)
+        M = quad_homography(quad, edge_quad(size, size))
         side = float(np.sqrt(max(1.0, quad_area(quad))))
         if side > 2 * size:  # shrink the frame first so the warp never aliases
             f = 1.5 * size / side
@@ -96,19 +90,37 @@ class FrameResult:
 
 
 class FpsMeter:
-    """Exponentially smoothed frames per second over calls to `tick()`; thread-safe."""
+    """Frames per second: the frames of the last `window` seconds divided by the window, so it is the rate at which
+    frames were really processed (an average of 1/interval over bursty frames, as an EMA of instantaneous rates
+    gives, overstates it) and it falls to 0 when frames stop coming. Until a window has passed since the first
+    frame it is (frames - 1) / their time span. `rate(now)` reads it without a tick; thread-safe."""
 
-    def __init__(self, smoothing: float = 0.9):
-        self.smoothing, self._last, self._fps = smoothing, None, 0.0
+    def __init__(self, window: float = 2.0):
+        self.window = float(window)
+        self._times: deque[float] = deque()
+        self._first: float | None = None
         self._lock = threading.Lock()
+
+    def _rate(self, now: float) -> float:
+        times = self._times
+        while times and times[0] < now - self.window:
+            times.popleft()
+        if self._first is None:
+            return 0.0
+        if now - self._first >= self.window:
+            return len(times) / self.window
+        return (len(times) - 1) / max(now - self._first, 1e-9) if len(times) > 1 else 0.0
 
     def tick(self, now: float) -> float:
         with self._lock:
-            if self._last is not None and now > self._last:
-                rate = 1.0 / (now - self._last)
-                self._fps = rate if self._fps == 0 else self.smoothing * self._fps + (1 - self.smoothing) * rate
-            self._last = now
-            return self._fps
+            if self._first is None:
+                self._first = now
+            self._times.append(now)
+            return self._rate(now)
+
+    def rate(self, now: float) -> float:
+        with self._lock:
+            return self._rate(now)
 
 
 class LiveState:
@@ -129,7 +141,7 @@ class LiveState:
         if crop not in CROPS:
             raise PatchlabError(f"unknown crop '{crop}'; choose from {', '.join(CROPS)}")
         if virtual and patch is None:
-            raise PatchlabError("a virtual patch needs --patch PATCH.png")
+            raise PatchlabError("a virtual patch needs a patch (patch=)")
         self.backend, self.crop, self.overlay, self.topk = backend, crop, overlay, int(topk)
         self.patch = patch
         if target is None and patch is not None:
@@ -158,23 +170,18 @@ class LiveState:
             return self._count - 1
 
 
-def detect(frame_bgr: np.ndarray) -> dict[int, np.ndarray]:
-    from patchlab.physical.markers import detect_markers
-
-    return detect_markers(frame_bgr)
-
-
-def process_frame(frame_bgr: np.ndarray, state: LiveState) -> tuple[np.ndarray, FrameResult]:
+def process_frame(frame_bgr: np.ndarray, state: LiveState, inplace: bool = False) -> tuple[np.ndarray, FrameResult]:
     """Classify one BGR uint8 frame (with the virtual patch pasted, if any) and draw the read-out.
 
-    Returns a new annotated frame (the input is not modified) and a FrameResult.
+    Returns a new annotated frame (the input is not modified; with `inplace=True`, for a caller that owns a fresh
+    frame, the input itself is annotated and returned) and a FrameResult.
     """
     start = time.perf_counter()
     if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
         raise PatchlabError(f"expected a BGR uint8 frame (H, W, 3), got {getattr(frame_bgr, 'shape', None)}")
     index = state.next_index()
-    frame = frame_bgr.copy()
-    markers = detect(frame) if state.detect else {}
+    frame = frame_bgr if inplace else frame_bgr.copy()
+    markers = detect_markers(frame) if state.detect else {}
     patch_quad = state.virtual.apply(frame, markers) if state.virtual is not None else None
     pasted = patch_quad is not None
     quads = sheet_quads(markers) if markers else None

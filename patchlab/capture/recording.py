@@ -1,7 +1,8 @@
 """Session recording: one line per frame (JSONL or CSV), and a summary of how often the target class won.
 
 A recording folder holds `meta.json`, `frames.jsonl` (or `frames.csv`), and after `close()`
-`summary.json` and, when a target class was set, `summary.png`. The summary gives the share of frames whose top-1 is the target with a Wilson
+`summary.json` and, when a target class was set, `summary.png`; `patchlab camera` puts each run in a fresh
+`run-NNN` folder inside the one it is given. The summary gives the share of frames whose top-1 is the target with a Wilson
 95% interval, overall and binned by apparent patch size, next to the same for a baseline recording.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from patchlab.errors import PatchlabError
-from patchlab.stats import wilson_interval  # noqa: F401  (re-exported)
+from patchlab.stats import wilson_interval
 
 SIZE_EDGES = (0, 40, 60, 80, 100, 130, 160, 200, 260, 340, 10_000)
 CSV_FIELDS = ("index", "time_s", "top1_index", "top1_label", "top1_prob", "top5", "target_index", "target_prob",
@@ -96,26 +97,99 @@ def _unflatten(row: dict, labels: list[str] | None) -> dict:
             "virtual_patch": row.get("virtual_patch") == "True"}
 
 
-class Recorder:
-    """Append FrameResults to `folder/frames.jsonl` (or .csv); `close()` writes summary.json and summary.png."""
+WRITER = "patchlab camera"
+RECORDING_FILES = ("meta.json", "frames.jsonl", "frames.csv", "summary.json", "summary.png")
+MODES = ("new", "append", "overwrite")
 
-    def __init__(self, folder: str | Path, meta: dict | None = None, fmt: str = "jsonl"):
+
+def is_recording(folder: str | Path) -> bool:
+    folder = Path(folder)
+    return (folder / "frames.jsonl").is_file() or (folder / "frames.csv").is_file() or (folder / "meta.json").is_file()
+
+
+def resolve_recording(folder: str | Path) -> Path:
+    """The recording a path names: the folder itself, or the single run folder inside it (`rec/` -> `rec/run-001`).
+    Several runs are ambiguous: the error lists them."""
+    from patchlab.artifacts import run_folders
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PatchlabError(f"{folder}: no such recording folder")
+    if is_recording(folder):
+        return folder
+    runs = [r for r in run_folders(folder) if is_recording(r)]
+    if len(runs) == 1:
+        return runs[0]
+    if runs:
+        names = ", ".join(r.name for r in runs[:3]) + (f", ... {runs[-1].name}" if len(runs) > 3 else "")
+        raise PatchlabError(f"{folder} holds {len(runs)} recordings ({names}); name one, e.g. {runs[-1]}")
+    raise PatchlabError(f"{folder}: no frames.jsonl or frames.csv (not a patchlab camera recording)")
+
+
+class Recorder:
+    """Append FrameResults to `folder/frames.jsonl` (or .csv); `close()` writes summary.json and summary.png.
+
+    `mode`: "new" (default) refuses a folder that already holds a recording; "append" continues the recording there
+    (its summary then covers every frame of that run); "overwrite" replaces it. Use
+    `patchlab.artifacts.next_run_folder(parent)` for a fresh `parent/run-NNN` per run.
+    """
+
+    def __init__(self, folder: str | Path, meta: dict | None = None, fmt: str = "jsonl", mode: str = "new",
+                 written_by: str = WRITER):
+        from patchlab.artifacts import OutputExists, check_output, identify, read_json, repair_jsonl_tail
+
         if fmt not in ("jsonl", "csv"):
             raise PatchlabError(f"unknown recording format '{fmt}'; choose jsonl or csv")
+        if mode not in MODES:
+            raise PatchlabError(f"unknown recording mode '{mode}'; choose {', '.join(MODES)}")
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.fmt = fmt
-        self.meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "format": fmt, **(meta or {})}
-        (self.folder / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+        self.fmt, self.written_by = fmt, written_by
         self.path = self.folder / f"frames.{fmt}"
-        for old in ("frames.jsonl", "frames.csv", "summary.json", "summary.png"):
-            (self.folder / old).unlink(missing_ok=True)
-        self._fh = self.path.open("w", newline="", buffering=1)
-        self._csv = csv.DictWriter(self._fh, CSV_FIELDS) if fmt == "csv" else None
-        if self._csv:
-            self._csv.writeheader()
         self.records: list[dict] = []
         self.summary: dict | None = None
+        session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {})}
+        existing = is_recording(self.folder)
+        if existing:
+            found = identify(self.folder)
+            if found is None:
+                raise OutputExists(f"{self.folder} holds files patchlab cannot identify as a camera recording; "
+                                   "choose another folder", self.folder)
+            if mode == "new":
+                raise OutputExists(f"{self.folder} already holds a recording; <append> adds to it, <force> replaces "
+                                   "it, or choose another folder", self.folder, found, True)
+            for name, kind in (("meta.json", "recording-meta"), ("summary.json", "recording-summary"),
+                               ("summary.png", "recording-plot")):
+                if not (found.legacy and name == "summary.png"):  # older versions' plots carry no tag
+                    check_output(self.folder / name, kind, found.written_by, force=True)  # never another kind
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if existing and mode == "append":
+            old = read_json(self.folder / "meta.json") or {}
+            old_fmt = old.get("format") or ("csv" if (self.folder / "frames.csv").is_file() else "jsonl")
+            if old_fmt != fmt:
+                raise PatchlabError(f"{self.folder} is recorded as {old_fmt}; append to it with format {old_fmt}")
+            self.meta = {k: v for k, v in old.items() if k not in ("artifact", "written_by")}
+            self.meta.setdefault("sessions", [{k: old[k] for k in ("started", "frames") if k in old}])
+            self.meta["sessions"].append(session)
+            if self.path.is_file():
+                repair_jsonl_tail(self.path)  # a torn last line from a killed session
+                _, self.records = load_recording(self.folder)
+        else:
+            if existing:  # overwrite: this command's own recording files only
+                for name in RECORDING_FILES:
+                    (self.folder / name).unlink(missing_ok=True)
+            self.meta = {**session, "format": fmt}
+        self._write_meta()
+        new_file = not self.path.is_file() or self.path.stat().st_size == 0
+        self._fh = self.path.open("a", newline="", buffering=1)
+        self._csv = csv.DictWriter(self._fh, CSV_FIELDS) if fmt == "csv" else None
+        if self._csv and new_file:
+            self._csv.writeheader()
+
+    def _write_meta(self) -> None:
+        from patchlab.artifacts import write_text
+
+        data = {"artifact": "recording-meta", "written_by": self.written_by, **self.meta}
+        write_text(self.folder / "meta.json", json.dumps(data, indent=2, default=str))
 
     def write(self, result) -> None:
         row = result.as_dict() if hasattr(result, "as_dict") else dict(result)
@@ -129,8 +203,12 @@ class Recorder:
         if not self._fh.closed:
             self._fh.close()
         self.meta["frames"] = len(self.records)
-        (self.folder / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
-        self.summary = write_summary(self.folder, baseline=baseline, edges=edges, records=self.records)
+        if self.meta.get("sessions"):
+            self.meta["sessions"][-1]["frames"] = len(self.records) - sum(s.get("frames", 0)
+                                                                          for s in self.meta["sessions"][:-1])
+        self._write_meta()
+        self.summary = write_summary(self.folder, baseline=baseline, edges=edges, records=self.records,
+                                     written_by=self.written_by)
         return self.summary
 
     def __enter__(self):
@@ -142,24 +220,16 @@ class Recorder:
 
 
 def load_recording(folder: str | Path) -> tuple[dict, list[dict]]:
-    """(meta, per-frame records) of a recording folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise PatchlabError(f"{folder}: no such recording folder")
+    """(meta, per-frame records) of a recording folder (or of the single run folder inside it)."""
+    folder = resolve_recording(folder)
     meta_path = folder / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = {k: v for k, v in meta.items() if k not in ("artifact", "written_by")}
     jsonl, csv_path = folder / "frames.jsonl", folder / "frames.csv"
     if jsonl.is_file():
-        records = []
-        lines = jsonl.read_text().splitlines()
-        for n, line in enumerate(lines, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    if n < len(lines):  # a torn last line after a crash is tolerated
-                        raise PatchlabError(f"{jsonl}:{n}: not a JSON line") from None
-        return meta, records
+        from patchlab.artifacts import read_jsonl
+
+        return meta, read_jsonl(jsonl)  # a torn last line after a crash is tolerated
     if csv_path.is_file():
         labels = None
         try:
@@ -169,32 +239,49 @@ def load_recording(folder: str | Path) -> tuple[dict, list[dict]]:
         except Exception:  # noqa: BLE001 - labels are cosmetic here
             pass
         with csv_path.open(newline="") as fh:
-            return meta, [_unflatten(row, labels) for row in csv.DictReader(fh)]
+            rows = list(csv.DictReader(fh))
+        out = []
+        for n, row in enumerate(rows):
+            try:
+                out.append(_unflatten(row, labels))
+            except (KeyError, ValueError, AttributeError):
+                if n < len(rows) - 1:  # only a torn last row is tolerated
+                    raise PatchlabError(f"{csv_path}:{n + 2}: not a frame row") from None
+        return meta, out
     raise PatchlabError(f"{folder}: no frames.jsonl or frames.csv (not a patchlab camera recording)")
 
 
 def write_summary(folder: str | Path, baseline: str | Path | None = None, edges: tuple[float, ...] = SIZE_EDGES,
-                  records: list[dict] | None = None) -> dict:
-    """Summarise a recording (and optionally a baseline recording); write summary.json and summary.png."""
-    folder = Path(folder)
+                  records: list[dict] | None = None, report: bool = False, written_by: str | None = None) -> dict:
+    """Summarise a recording (and optionally a baseline recording); write summary.json and summary.png, or with
+    `report` report.json and report.png (what `patchlab camera-report` writes, so the recording's own summary
+    stays as it was). Both are written atomically; the caller checks the paths (patchlab.artifacts)."""
+    from patchlab.artifacts import write_json
+
+    folder = resolve_recording(folder)
     meta, loaded = load_recording(folder)
     records = loaded if records is None else records
     summary = {"recording": str(folder), "meta": meta, "attack": summarize(records, edges)}
     if baseline is not None:
-        base_meta, base_records = load_recording(baseline)
+        base_folder = resolve_recording(baseline)
+        base_meta, base_records = load_recording(base_folder)
         summary["baseline"] = summarize(base_records, edges)
-        summary["baseline"]["recording"] = str(baseline)
+        summary["baseline"]["recording"] = str(base_folder)
         a, b = summary["attack"].get("target"), summary["baseline"].get("target")
         if a and b and summary["attack"].get("target_index") != summary["baseline"].get("target_index"):
             summary["baseline_note"] = "baseline recording used a different target class"
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    (folder / "summary.png").unlink(missing_ok=True)
+    name, kind = ("report", "recording-report") if report else ("summary", "recording-summary")
+    writer = written_by or ("patchlab camera-report" if report else WRITER)
+    write_json(folder / f"{name}.json", summary, kind, writer)
+    (folder / f"{name}.png").unlink(missing_ok=True)  # a stale plot must not sit beside the new numbers
     if records and summary["attack"].get("target"):  # without a target class there is nothing to plot
-        plot_summary(summary, folder / "summary.png", records)
+        plot_summary(summary, folder / f"{name}.png", records, kind=f"{kind}-plot" if report else "recording-plot",
+                     written_by=writer)
     return summary
 
 
-def plot_summary(summary: dict, path: str | Path, records: list[dict] | None = None) -> Path:
+def plot_summary(summary: dict, path: str | Path, records: list[dict] | None = None, kind: str = "recording-plot",
+                 written_by: str = WRITER) -> Path:
     """Target share vs apparent patch size (Wilson 95% bars) for attack and baseline, and target prob over time."""
     from matplotlib.figure import Figure  # no pyplot: no global state, safe from worker threads
 
@@ -244,6 +331,6 @@ def plot_summary(summary: dict, path: str | Path, records: list[dict] | None = N
     ax2.set_ylim(-0.02, 1.02)
     ax2.set_title("Target probability over the recording")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    from patchlab.artifacts import save_figure
+
+    return save_figure(fig, path, kind, written_by, dpi=110)

@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, Protocol
 
+import cv2
 import numpy as np
 
 from patchlab.errors import PatchlabError
@@ -60,15 +61,8 @@ class FrameSource(Protocol):
     def status(self) -> SourceStatus: ...
 
 
-def _cv2():
-    import cv2
-
-    return cv2
-
-
 def backend_id(name: str) -> int:
     """OpenCV capture API constant for a backend name (any, v4l2, dshow, msmf, avfoundation, ffmpeg, gstreamer)."""
-    cv2 = _cv2()
     table = {"any": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "dshow": cv2.CAP_DSHOW, "msmf": cv2.CAP_MSMF,
              "avfoundation": cv2.CAP_AVFOUNDATION, "ffmpeg": cv2.CAP_FFMPEG, "gstreamer": cv2.CAP_GSTREAMER}
     key = str(name).lower()
@@ -113,7 +107,7 @@ class OpenCVSource:
             return None
         self._frames += 1
         if frame.ndim == 2:
-            frame = _cv2().cvtColor(frame, _cv2().COLOR_GRAY2BGR)
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         return frame
 
     def status(self) -> SourceStatus:
@@ -154,7 +148,6 @@ def _open_with_timeout(opener: Callable[[], object], timeout_s: float, what: str
 
 def open_camera(request: CameraRequest | int = 0, capture_factory: Callable | None = None) -> OpenCVSource:
     """Open a webcam: MJPG first, then resolution and fps; report what the driver actually gave."""
-    cv2 = _cv2()
     req = request if isinstance(request, CameraRequest) else CameraRequest(index=int(request))
     api = backend_id(req.backend)
     what = f"camera {req.index}"
@@ -194,7 +187,6 @@ def open_camera(request: CameraRequest | int = 0, capture_factory: Callable | No
 
 
 def _capture_info(cap, kind: str, target: str) -> dict:
-    cv2 = _cv2()
     return {"kind": kind, "target": target, "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
             "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), "fps": float(cap.get(cv2.CAP_PROP_FPS)),
             "frame_count": int(cap.get(cv2.CAP_PROP_FRAME_COUNT))}
@@ -202,7 +194,6 @@ def _capture_info(cap, kind: str, target: str) -> dict:
 
 def open_video_file(path: str | Path) -> OpenCVSource:
     """A video file read frame by frame (every frame, no drops)."""
-    cv2 = _cv2()
     path = Path(path)
     if not path.exists():
         raise PatchlabError(f"{path}: no such video file")
@@ -228,7 +219,6 @@ def open_video_file(path: str | Path) -> OpenCVSource:
 
 def open_stream(url: str, timeout_s: float = 5.0) -> OpenCVSource:
     """An RTSP/HTTP(S)/RTMP stream via FFmpeg with open and read timeouts."""
-    cv2 = _cv2()
     ms = int(timeout_s * 1000)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
     cap = _open_with_timeout(lambda: cv2.VideoCapture(url, cv2.CAP_FFMPEG, params), timeout_s + 2, f"stream {url}")
@@ -271,7 +261,6 @@ class FolderSource(CountingSource):
         self.info = {"kind": "folder", "target": str(folder), "images": len(self.files)}
 
     def read(self) -> np.ndarray | None:
-        cv2 = _cv2()
         if self._state is SourceState.CLOSED:
             return None
         if self._i >= len(self.files):
@@ -288,6 +277,35 @@ class FolderSource(CountingSource):
             frame = cv2.cvtColor(to_uint8_hwc(read_image(path)), cv2.COLOR_RGB2BGR)
         return frame
 
+
+class SyntheticSource(CountingSource):
+    """A frame source over a SyntheticScene: `frames` frames (None = endless), optionally paced at the scene fps."""
+
+    def __init__(self, frames: int | None = 300, realtime: bool = False, scene=None, **scene_kwargs):
+        from patchlab.simulate.scene import SyntheticScene
+
+        self.scene = scene or SyntheticScene(**scene_kwargs)
+        self.frames, self.realtime = frames, realtime
+        self.name = "synthetic"
+        self.last = None  # the SceneFrame (image plus ground truth) of the frame read last
+        self._i = 0
+        self._t0 = time.monotonic()
+        self._state = SourceState.CONNECTED
+        self.info = {"kind": "synthetic", "width": self.scene.size[0], "height": self.scene.size[1],
+                     "fps": self.scene.fps, "frame_count": frames or 0,
+                     "patch": self.scene.patch.name if self.scene.patch is not None else None}
+
+    def read(self) -> np.ndarray | None:
+        if self._state is SourceState.CLOSED or (self.frames is not None and self._i >= self.frames):
+            self._state = SourceState.ENDED if self._state is not SourceState.CLOSED else self._state
+            return None
+        if self.realtime:
+            wait = self._t0 + self._i / self.scene.fps - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        self.last = self.scene.frame(self._i)
+        self._i += 1
+        return self.last.image
 
 
 @dataclass
@@ -442,7 +460,7 @@ class LatestFrameReader:
 
 @dataclass
 class SourceSpec:
-    """Parsed `--source` text."""
+    """A parsed frame source (see parse_source)."""
 
     kind: str                       # camera | video | stream | folder | synthetic
     target: int | str
@@ -457,7 +475,7 @@ def parse_source(text: str | int) -> SourceSpec:
     if s == "synthetic" or s.startswith("synthetic:"):
         frames = s.split(":", 1)[1] if ":" in s else ""
         if frames and not frames.isdigit():
-            raise PatchlabError(f"--source {s}: expected synthetic or synthetic:<frames>")
+            raise PatchlabError(f"source={s}: expected synthetic or synthetic:<frames>")
         return SourceSpec("synthetic", "synthetic", {"frames": int(frames)} if frames else {})
     if s.lower().startswith(STREAM_SCHEMES):
         return SourceSpec("stream", s)
@@ -466,14 +484,14 @@ def parse_source(text: str | int) -> SourceSpec:
         return SourceSpec("folder", str(path))
     if path.is_file():
         return SourceSpec("video", str(path))
-    raise PatchlabError(f"--source {s}: no such file or folder (expected a camera index, a video file, "
+    raise PatchlabError(f"source={s}: no such file or folder (expected a camera index, a video file, "
                         f"an rtsp:// or http:// URL, an image folder or 'synthetic')")
 
 
 def open_source(text: str | int, camera: CameraRequest | None = None, policy: ReconnectPolicy | None = None,
                 on_state: Callable[[SourceStatus], None] | None = None, loop: bool = False,
                 synthetic: dict | None = None) -> FrameSource:
-    """Open any source from its `--source` text. Cameras and streams get a reconnecting latest-frame reader;
+    """Open any source from its text (see parse_source). Cameras and streams get a reconnecting latest-frame reader;
     files, folders and the synthetic scene are read frame by frame (every frame, deterministic)."""
     spec = parse_source(text)
     if spec.kind == "camera":
@@ -490,10 +508,7 @@ def open_source(text: str | int, camera: CameraRequest | None = None, policy: Re
         return FolderSource(spec.target, loop=loop)
     if spec.kind == "video":
         return open_video_file(spec.target)
-    from patchlab.capture.synthetic import SyntheticSource
-
-    opts = {**spec.options, **(synthetic or {})}
-    return SyntheticSource(**opts)
+    return SyntheticSource(**{**spec.options, **(synthetic or {})})
 
 
 def opencv_quiet() -> None:
@@ -501,7 +516,6 @@ def opencv_quiet() -> None:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own av_log lines (AV_LOG_QUIET)
     try:
-        cv2 = _cv2()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     except Exception:  # noqa: BLE001 - older builds lack utils.logging
         pass

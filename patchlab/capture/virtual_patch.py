@@ -1,7 +1,7 @@
 """Virtual patch: warp an RGBA patch onto a live frame, perspective-correct, onto ArUco marker quads or a fixed place.
 
-Quads are (4, 2) float arrays TL, TR, BR, BL in OpenCV pixel-centre coordinates and describe the patch's outer
-edges, so a patch of w x h pixels maps its edge rectangle (-0.5, -0.5)..(w - 0.5, h - 0.5) onto the quad.
+Quads (see `patchlab.geometry`) describe the patch's outer edges: a patch of w x h pixels maps its edge quad
+(-0.5, -0.5)..(w - 0.5, h - 0.5) onto the quad.
 """
 
 from __future__ import annotations
@@ -9,15 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from patchlab.errors import PatchlabError
-
-
-def _cv2():
-    import cv2
-
-    return cv2
+from patchlab.geometry import edge_quad, quad_area, quad_homography, quad_in_quad
+from patchlab.physical.markers import sheet_quads
 
 
 @dataclass
@@ -52,7 +49,7 @@ class Patch:
 
 
 def load_patch(path: str | Path) -> Patch:
-    """Read a patch PNG (alpha = shape) and its `<stem>.json` sidecar (target index/name) when present."""
+    """Read a patch PNG (alpha = shape) and its `<stem>.patch.json` sidecar (target index/name) when present."""
     from patchlab.data import to_uint8_hwc
     from patchlab.patch.io import load_patch as read_patch_files
 
@@ -70,48 +67,8 @@ def load_patch(path: str | Path) -> Patch:
                            target_index=int(index) if index is not None else None)
 
 
-def fit_in_unit_square(w: int, h: int) -> np.ndarray:
-    """Corners (TL, TR, BR, BL) of a w:h rectangle fitted and centred in the unit square (keeps aspect)."""
-    if w >= h:
-        a = h / w
-        return np.array([[0, (1 - a) / 2], [1, (1 - a) / 2], [1, (1 + a) / 2], [0, (1 + a) / 2]], np.float64)
-    a = w / h
-    return np.array([[(1 - a) / 2, 0], [(1 + a) / 2, 0], [(1 + a) / 2, 1], [(1 - a) / 2, 1]], np.float64)
-
-
-def unit_square_to_quad(quad: np.ndarray) -> np.ndarray:
-    """Homography from the unit square (TL, TR, BR, BL) to a quad."""
-    src = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
-    return _cv2().getPerspectiveTransform(src, np.asarray(quad, np.float32)).astype(np.float64)
-
-
-def map_points(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    from patchlab.physical.markers import apply_homography
-
-    return apply_homography(H, pts)
-
-
-def quad_in_quad(outer: np.ndarray, w: int, h: int, scale: float = 1.0) -> np.ndarray:
-    """The quad a w x h patch occupies when fitted (aspect kept) into `outer`, scaled by `scale` about its centre."""
-    rect = fit_in_unit_square(w, h)
-    rect = 0.5 + (rect - 0.5) * float(scale)
-    return map_points(unit_square_to_quad(outer), rect)
-
-
-def quad_area(quad: np.ndarray) -> float:
-    q = np.asarray(quad, np.float64)
-    x, y = q[:, 0], q[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
-
-
-def apparent_size(quad: np.ndarray | None) -> float | None:
-    """Apparent patch size in pixels: the side of a square with the quad's area."""
-    return None if quad is None else float(np.sqrt(quad_area(quad)))
-
-
 def composite_onto_quad(frame: np.ndarray, patch: Patch, quad: np.ndarray) -> np.ndarray:
     """Alpha-composite `patch` onto `frame` (BGR uint8, in place) so its outer edges land on `quad`. Returns frame."""
-    cv2 = _cv2()
     quad = np.asarray(quad, np.float64)
     fh, fw = frame.shape[:2]
     x0, y0 = np.floor(quad.min(0)).astype(int) - 1
@@ -119,20 +76,17 @@ def composite_onto_quad(frame: np.ndarray, patch: Patch, quad: np.ndarray) -> np
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, fw), min(y1, fh)
     if x1 <= x0 or y1 <= y0:
         return frame
-    w, h = patch.size
-    src = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]], np.float32)
-    H = cv2.getPerspectiveTransform(src, (quad - [x0, y0]).astype(np.float32))
     size = (x1 - x0, y1 - y0)
+    bgr, alpha = patch.bgr, patch.alpha
+    w, h = patch.size
     # area-average the patch first when it shrinks a lot, as a camera sensor would
     shrink = max(w, h) / max(1.0, float(np.sqrt(quad_area(quad))))
-    bgr, alpha = patch.bgr, patch.alpha
     if shrink > 2:
         f = 1.0 / (shrink / 1.5)
-        sw, sh = max(1, round(w * f)), max(1, round(h * f))
-        bgr = cv2.resize(bgr, (sw, sh), interpolation=cv2.INTER_AREA)
-        alpha = cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA)
-        src2 = np.array([[-0.5, -0.5], [sw - 0.5, -0.5], [sw - 0.5, sh - 0.5], [-0.5, sh - 0.5]], np.float32)
-        H = cv2.getPerspectiveTransform(src2, (quad - [x0, y0]).astype(np.float32))
+        w, h = max(1, round(w * f)), max(1, round(h * f))
+        bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
+    H = quad_homography(edge_quad(w, h), quad - [x0, y0])
     warped = cv2.warpPerspective(bgr, H, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     a = cv2.warpPerspective(alpha, H, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
     roi = frame[y0:y1, x0:x1]
@@ -141,31 +95,6 @@ def composite_onto_quad(frame: np.ndarray, patch: Patch, quad: np.ndarray) -> np
 
 
 # ---- where the patch goes -----------------------------------------------------------------------------------------
-
-def order_sheet_markers(markers: dict[int, np.ndarray], ids: list[int] | None = None) -> list[int] | None:
-    """Four marker ids ordered TL, TR, BR, BL around the sheet: the lowest id is TL, the rest follow clockwise."""
-    use = sorted(ids if ids is not None else markers)[:4] if ids is None else list(ids)
-    if len(use) < 4 or any(i not in markers for i in use):
-        return None
-    centres = {i: np.asarray(markers[i], np.float64).mean(0) for i in use}
-    middle = np.mean(list(centres.values()), axis=0)
-    angle = {i: np.arctan2(*(centres[i] - middle)[::-1]) for i in use}
-    start = angle[use[0]]
-    return sorted(use, key=lambda i: (angle[i] - start) % (2 * np.pi))  # image y is down: increasing = clockwise
-
-
-def sheet_quads(markers: dict[int, np.ndarray], ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(inner, outer) quads of a sheet framed by four corner markers: inner = the corners nearest the sheet centre
-    (the patch area), outer = the farthest ones (the whole marked region). None without four markers."""
-    order = order_sheet_markers(markers, ids)
-    if order is None:
-        return None
-    corners = [np.asarray(markers[i], np.float64) for i in order]
-    middle = np.mean([c.mean(0) for c in corners], axis=0)
-    inner = np.array([c[np.argmin(np.linalg.norm(c - middle, axis=1))] for c in corners])
-    outer = np.array([c[np.argmax(np.linalg.norm(c - middle, axis=1))] for c in corners])
-    return inner, outer
-
 
 @dataclass
 class Anchor:
@@ -194,7 +123,7 @@ class Anchor:
                 return cls("fixed", centre=(cx, cy), size=size, scale=scale)
         except ValueError:
             pass
-        raise PatchlabError(f"--anchor {text}: expected sheet, marker, marker:<id>, fixed or fixed:cx,cy,size")
+        raise PatchlabError(f"anchor={text}: expected sheet, marker, marker:<id>, fixed or fixed:cx,cy,size")
 
     def needs_markers(self) -> bool:
         return self.kind in ("sheet", "marker")

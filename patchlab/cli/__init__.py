@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from patchlab.cli._flags import in_cli_words
 from patchlab.errors import PatchlabError
 
 app = typer.Typer(help="patchlab: adversarial patches, printables, live camera and attacks.",
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except PatchlabError as exc:
         if debug:
             raise
-        print(f"patchlab: error: {exc}", file=sys.stderr)
+        print(f"patchlab: error: {in_cli_words(str(exc))}", file=sys.stderr)  # parameters named as flags
         return 2
     except KeyboardInterrupt:
         print("patchlab: interrupted", file=sys.stderr)

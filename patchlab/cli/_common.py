@@ -13,6 +13,17 @@ DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda")
 ModelOpt = typer.Option("efficientnet_lite0", "--model", "-m", help="Zoo name or checkpoint path (see `patchlab models`)")
 ArchOpt = typer.Option(None, "--arch", help="Architecture of a checkpoint given to --model")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON")
+ForceOpt = typer.Option(False, "--force", help="Replace this command's own earlier outputs (other files are never "
+                        "overwritten; see docs/outputs.md)")
+
+
+def add_group(app: typer.Typer, name: str, help: str, **commands) -> typer.Typer:
+    """A command group `patchlab <name> ...` with its commands, e.g. add_group(app, "eot", "...", show=show_cmd)."""
+    group = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    for command, fn in commands.items():
+        group.command(command)(fn)
+    return group
 
 
 def print_json(obj) -> None:

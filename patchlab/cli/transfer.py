@@ -7,14 +7,14 @@ from pathlib import Path
 
 import typer
 
-from patchlab.cli._common import JsonOpt, print_json, rich_progress
+from patchlab.cli._common import ForceOpt, JsonOpt, print_json, rich_progress
 
 WorkOpt = typer.Option(None, "--work", help="Folder for trained models and checkpoints (reused and resumed; "
                        "default: $PATCHLAB_CACHE or ~/.cache/patchlab, then transfer/)")
 MnistOpt = typer.Option(None, "--mnist", help="MNIST folder (IDX files; with train-* files the 60k set is used); "
                         "default: the shared data's mnist/")
 SourceOpt = typer.Option("mnist", "--source", help="mnist (shared 10k test set or --mnist) or digits8 (built in)")
-OutOpt = typer.Option(None, "--out", "-o", help="Folder for the PNG figure and results JSON")
+OutOpt = typer.Option(None, "--out", "-o", help="Folder for <name>.transfer.png (figure) and <name>.transfer.json")
 SeedOpt = typer.Option(0, "--seed")
 
 
@@ -63,18 +63,35 @@ def _jsonable(obj):
     return obj
 
 
-def _finish(result: dict, name: str, out: Path | None, json_out: bool, figure=None) -> dict:
-    """Write the PNG and JSON into `out`, print JSON if asked; return the printable result."""
-    import json
+def _outputs(out: Path | None, name: str, figure: bool = True) -> dict[Path, str]:
+    """The files a command writes into `out`: {path: artifact kind}."""
+    if out is None:
+        return {}
+    files = {out / f"{name}.transfer.json": "transfer-result"}
+    if figure:
+        files[out / f"{name}.transfer.png"] = "transfer-figure"
+    return files
 
-    from patchlab.artifacts import write_text
-    from patchlab.transfer.figures import save_figure
+
+def _guard(out: Path | None, name: str, command: str, force: bool, figure: bool = True) -> None:
+    """Issue 21: check every output before the (long) work starts; only this command's own files, with --force."""
+    from patchlab.artifacts import check_outputs
+
+    check_outputs(_outputs(out, name, figure), f"patchlab transfer {command}", force)
+
+
+def _finish(result: dict, name: str, command: str, out: Path | None, json_out: bool, figure=None) -> dict:
+    """Write the tagged PNG and JSON into `out`, print JSON if asked; return the printable result."""
+    from patchlab.artifacts import save_figure, write_json
 
     clean = _jsonable(result)
-    if out is not None:
-        if figure is not None:
-            clean["figure"] = str(save_figure(figure, out / f"transfer_{name}.png"))
-        write_text(out / f"transfer_{name}.json", json.dumps(clean, indent=2, default=float) + "\n")
+    files = {kind: path for path, kind in _outputs(out, name, figure is not None).items()}
+    written_by = f"patchlab transfer {command}"
+    if "transfer-figure" in files:
+        clean["figure"] = str(save_figure(figure, files["transfer-figure"], "transfer-figure", written_by, dpi=120,
+                                          bbox_inches="tight"))
+    if "transfer-result" in files:
+        write_json(files["transfer-result"], clean, "transfer-result", written_by)
     if json_out:
         print_json(clean)
     return clean
@@ -108,8 +125,10 @@ def register(app: typer.Typer) -> None:
                                    "'builtin'; digits: mnist or digits8 (which test images)"),
         n: int = typer.Option(None, "--n", min=1, help="Images (default 1000 digits, 100 imagenet)"),
         mnist: Path = MnistOpt, work: Path = WorkOpt, seed: int = SeedOpt, out: Path = OutOpt, json_out: bool = JsonOpt,
+        force: bool = ForceOpt,
     ) -> None:
         """Transfer matrix: accuracy (or target-match rate) of each target on each source's adversarial images."""
+        _guard(out, f"matrix_{family}", "matrix", force)
         from patchlab.errors import PatchlabError
         from patchlab.transfer import experiments as E
         from patchlab.transfer.figures import matrix_figure
@@ -129,7 +148,7 @@ def register(app: typer.Typer) -> None:
                                       attack_options=opts, progress=cb)
             else:
                 raise PatchlabError(f"unknown family '{family}' (choose digits, digits8 or imagenet)")
-        clean = _finish(res, f"matrix_{family}", out, json_out, matrix_figure(res))
+        clean = _finish(res, f"matrix_{family}", "matrix", out, json_out, matrix_figure(res))
         if not json_out:
             rows, cols, values = as_grid(res)
             typer.echo(f"{res['attack']} ε={res['eps']:.4g} {res['mode']} on {res['n']} images "
@@ -149,8 +168,10 @@ def register(app: typer.Typer) -> None:
         images: str = typer.Option(None, "--images", help="imagenet: labelled folder or 'builtin'"),
         n: int = typer.Option(None, "--n", min=1),
         mnist: Path = MnistOpt, work: Path = WorkOpt, seed: int = SeedOpt, out: Path = OutOpt, json_out: bool = JsonOpt,
+        force: bool = ForceOpt,
     ) -> None:
         """Liu et al. 2017 Table 4: craft on all models but one, score on every model (with RMSD)."""
+        _guard(out, f"ensemble_{family}", "ensemble", force)
         from patchlab.transfer import experiments as E
         from patchlab.transfer.ensemble import held_out_summary
         from patchlab.transfer.figures import ensemble_figure
@@ -162,7 +183,7 @@ def register(app: typer.Typer) -> None:
                              target=_target(target), n=n, images=images, mnist=mnist, seed=seed, work=_work(work),
                              attack_options=opts, progress=cb)
         res["held_out"] = held_out_summary(res)
-        clean = _finish(res, f"ensemble_{family}", out, json_out, ensemble_figure(res))
+        clean = _finish(res, f"ensemble_{family}", "ensemble", out, json_out, ensemble_figure(res))
         if not json_out:
             key = res["metric"]
             typer.echo(f"{res['attack']} ε={res['eps']:.4g} {res['mode']}, n={res['n']} ({key})  "
@@ -194,8 +215,10 @@ def register(app: typer.Typer) -> None:
         eps: str = typer.Option("0.3", "--eps"),
         steps: int = typer.Option(None, "--steps", min=1),
         mnist: Path = MnistOpt, work: Path = WorkOpt, seed: int = SeedOpt, out: Path = OutOpt, json_out: bool = JsonOpt,
+        force: bool = ForceOpt,
     ) -> None:
         """Papernot et al. 2017: a labels-only substitute grown by Jacobian augmentation, then transfer."""
+        _guard(out, f"substitute_{source}", "substitute", force)
         from patchlab.transfer import experiments as E
         from patchlab.transfer.figures import substitute_figure
         from patchlab.transfer.substitute import SubstituteConfig
@@ -213,7 +236,7 @@ def register(app: typer.Typer) -> None:
             res = E.substitute(source=source, config=cfg, eps=_eps(eps, 0.3), attack=attack, budget=budget, mnist=mnist,
                                work=wd, checkpoint=ckpt, attack_options={"steps": steps} if steps else None,
                                progress=cb)
-        clean = _finish(res, f"substitute_{source}", out, json_out, substitute_figure(res))
+        clean = _finish(res, f"substitute_{source}", "substitute", out, json_out, substitute_figure(res))
         if not json_out:
             typer.echo(f"victim {res['victim']} (clean accuracy {_pct(res['victim_clean_accuracy'])}), {res['attack']} "
                        f"ε={res['eps']:g} on {res['n']} test images  [{res['seconds']:.0f}s]")
@@ -233,8 +256,10 @@ def register(app: typer.Typer) -> None:
         source: str = SourceOpt, eps: str = typer.Option("0.3", "--eps"),
         attack: str = typer.Option("fgsm", "--attack", "-a"),
         mnist: Path = MnistOpt, work: Path = WorkOpt, seed: int = SeedOpt, out: Path = OutOpt, json_out: bool = JsonOpt,
+        force: bool = ForceOpt,
     ) -> None:
         """Papernot et al. 2016: the DNN / LR / SVM / DT / kNN cross-technique matrix (+ majority-vote ensemble)."""
+        _guard(out, f"algorithms_{source}", "algorithms", force)
         from patchlab.transfer import experiments as E
         from patchlab.transfer.figures import matrix_figure
         from patchlab.transfer.matrix import as_grid
@@ -242,7 +267,7 @@ def register(app: typer.Typer) -> None:
         with rich_progress("algorithms", enabled=not json_out) as cb:
             res = E.algorithms(source=source, eps=_eps(eps, 0.3), attack=attack, mnist=mnist, seed=seed,
                                work=_work(work), progress=cb)
-        clean = _finish(res, f"algorithms_{source}", out, json_out, matrix_figure(res))
+        clean = _finish(res, f"algorithms_{source}", "algorithms", out, json_out, matrix_figure(res))
         if not json_out:
             typer.echo(f"misclassification of each target (columns) on {res['attack']} ε={res['eps']:g} examples "
                        f"crafted on each source (rows), n={res['n']}  [{res['seconds']:.0f}s]")
@@ -257,12 +282,14 @@ def register(app: typer.Typer) -> None:
     def steal_lr_cmd(
         source: str = SourceOpt, queries: int = typer.Option(None, "--queries", min=1, help="Default d + 1"),
         mnist: Path = MnistOpt, seed: int = SeedOpt, out: Path = OutOpt, json_out: bool = JsonOpt,
+        force: bool = ForceOpt,
     ) -> None:
         """Tramèr et al. 2016: copy a softmax regression exactly from d+1 confidence queries."""
+        _guard(out, f"steal_lr_{source}", "steal-lr", force, figure=False)
         from patchlab.transfer import experiments as E
 
         res = E.steal_logreg(source=source, queries=queries, mnist=mnist, seed=seed)
-        _finish(res, f"steal_lr_{source}", out, json_out)
+        _finish(res, f"steal_lr_{source}", "steal-lr", out, json_out)
         if not json_out:
             typer.echo(f"{res['victim']}, d={res['dim']}, {res['num_classes']} classes: {res['queries']} queries "
                        f"for {res['identifiable_unknowns']} identifiable unknowns")
@@ -276,8 +303,10 @@ def register(app: typer.Typer) -> None:
         outputs: str = typer.Option("label,probs", "--outputs", help="What the victim reveals: label, probs, topk"),
         budgets: str = typer.Option(None, "--budgets", help="Comma-separated query counts (default 100,...,3200)"),
         mnist: Path = MnistOpt, work: Path = WorkOpt, seed: int = SeedOpt, out: Path = OutOpt, json_out: bool = JsonOpt,
+        force: bool = ForceOpt,
     ) -> None:
         """Extract the victim CNN: fidelity and accuracy against queries for each query strategy."""
+        _guard(out, f"steal_{source}", "steal", force)
         from patchlab.errors import PatchlabError
         from patchlab.transfer import experiments as E
         from patchlab.transfer.figures import extraction_figure
@@ -289,7 +318,7 @@ def register(app: typer.Typer) -> None:
         with rich_progress("steal", enabled=not json_out) as cb:
             res = E.steal(source=source, strategies=_csv(strategies), outputs=_csv(outputs), budgets=budget_list,
                           mnist=mnist, seed=seed, work=_work(work), progress=cb)
-        clean = _finish(res, f"steal_{source}", out, json_out, extraction_figure(res["runs"]))
+        clean = _finish(res, f"steal_{source}", "steal", out, json_out, extraction_figure(res["runs"]))
         if not json_out:
             typer.echo(f"victim {res['victim']}; fidelity / accuracy on {res['n']} held-out images  "
                        f"[{res['seconds']:.0f}s]")
@@ -312,8 +341,10 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(None, "--steps", min=1),
         n: int = typer.Option(None, "--n", min=1),
         mnist: Path = MnistOpt, work: Path = WorkOpt, seed: int = SeedOpt, out: Path = OutOpt, json_out: bool = JsonOpt,
+        force: bool = ForceOpt,
     ) -> None:
         """Theft++: steal the victim, attack it through the copy; beside white-box and an independent model."""
+        _guard(out, f"theft_{source}", "theft", force)
         from patchlab.transfer import experiments as E
         from patchlab.transfer.figures import theft_figure
 
@@ -321,7 +352,7 @@ def register(app: typer.Typer) -> None:
             res = E.theft_plus_plus(source=source, strategy=strategy, output=output, budget=budget, attack=attack,
                                     eps=_eps(eps, 0.3), n=n, mnist=mnist, seed=seed, work=_work(work),
                                     attack_options={"steps": steps} if steps else None, progress=cb)
-        clean = _finish(res, f"theft_{source}", out, json_out, theft_figure(res))
+        clean = _finish(res, f"theft_{source}", "theft", out, json_out, theft_figure(res))
         if not json_out:
             ex = res["extraction"]
             typer.echo(f"copy: {ex['strategy']} ({ex['output']}), {ex['queries']} queries, fidelity "
@@ -339,8 +370,10 @@ def register(app: typer.Typer) -> None:
         attack: str = typer.Option("mifgsm", "--attack", "-a"), eps: str = typer.Option("8/255", "--eps"),
         steps: int = typer.Option(10, "--steps", min=1),
         work: Path = WorkOpt, seed: int = SeedOpt, out: Path = OutOpt, json_out: bool = JsonOpt,
+        force: bool = ForceOpt,
     ) -> None:
         """Steal efficientnet_lite0 into a smaller student from top-k answers; attack it through the student."""
+        _guard(out, "steal_imagenet", "steal-imagenet", force)
         from patchlab.transfer import experiments as E
         from patchlab.transfer.figures import theft_figure
         from patchlab.transfer.imagenet import ImagenetTheftConfig
@@ -349,7 +382,7 @@ def register(app: typer.Typer) -> None:
         with rich_progress("steal lite0", enabled=not json_out) as cb:
             res = E.steal_imagenet(images=images, config=cfg, attack=attack, eps=_eps(eps, 8 / 255), steps=steps,
                                    work=_work(work), progress=cb)
-        clean = _finish(res, "steal_imagenet", out, json_out, theft_figure(res["theft++"]))
+        clean = _finish(res, "steal_imagenet", "steal-imagenet", out, json_out, theft_figure(res["theft++"]))
         if not json_out:
             typer.echo(f"{res['student']} ({res['student_parameters'] / 1e6:.2f}M parameters, victim "
                        f"{res['victim_parameters'] / 1e6:.2f}M) from {res['queries']} top-{cfg.k} answers on "

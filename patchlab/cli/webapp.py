@@ -5,27 +5,30 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import typer
 
-from patchlab.errors import PatchlabError
 
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
+def app_cmd(port: int = typer.Option(8501, "--port"), headless: bool = typer.Option(False, "--headless")) -> None:
+    """Open the browser app (Streamlit) on the built-in models and photos."""
+    import importlib.util
+
+    from patchlab.app import ENTRY
+    from patchlab.app.scratch import sweep_stale
+    from patchlab.errors import PatchlabError
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise PatchlabError("the app needs Streamlit: pip install 'patchlab[app]'")
+
+    sweep_stale()  # scratch folders of app servers that are gone (killed, crashed)
+    # the app's settings are in .streamlit/config.toml beside ENTRY, which Streamlit reads from any working folder
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), "--server.port", str(port)]
+    if headless:
+        cmd += ["--server.headless", "true"]
+    if os.name == "posix":  # become the server: Ctrl-C / SIGTERM reach Streamlit, no orphaned child
+        os.execv(sys.executable, cmd)
+    raise typer.Exit(subprocess.call(cmd))
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("app")
-    def app_cmd(port: int = typer.Option(8501, "--port"), headless: bool = typer.Option(False, "--headless")) -> None:
-        """Open the browser app (Streamlit) on the built-in models and photos."""
-        entry = APP_DIR / "streamlit_app.py"
-        if not entry.exists():
-            raise PatchlabError(f"the app is not in this checkout ({entry} missing)")
-        env = dict(os.environ, STREAMLIT_SERVER_FILE_WATCHER_TYPE="none", STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-        cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(port)]
-        if headless:
-            cmd += ["--server.headless", "true"]
-        if os.name == "posix":  # become the server: Ctrl-C / SIGTERM reach Streamlit, no orphaned child
-            os.chdir(APP_DIR.parent)  # the repo root, so .streamlit/config.toml applies
-            os.execve(sys.executable, cmd, env)
-        raise typer.Exit(subprocess.call(cmd, env=env, cwd=APP_DIR.parent))
+    app.command("app")(app_cmd)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 from patchlab.errors import PatchlabError
+from patchlab.registry import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,5 @@ def lookup_class(query: int | str, names: list[str] | tuple[str, ...], wnids: tu
     normed = [_norm(name) for name in names]
     if nq in normed:
         return normed.index(nq)
-    close = difflib.get_close_matches(nq, normed, n=1, cutoff=0.6)
-    hint = f"; did you mean '{names[normed.index(close[0])]}'?" if close else ""
+    hint = did_you_mean(nq, normed, shown=lambda close: names[normed.index(close)])
     raise PatchlabError(f"unknown class name '{query}'{hint}")

@@ -96,15 +96,38 @@ def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     return (image.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
 
 
-def save_image(image: torch.Tensor, path: str | Path, dpi: float | None = None) -> Path:
-    """Save a (3|4, H, W) tensor in [0, 1] as a lossless PNG (RGB or RGBA), optionally with DPI metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = to_uint8_hwc(image)
+def png_bytes(image: torch.Tensor | np.ndarray, dpi: float | None = None, kind: str | None = None,
+              written_by: str | None = None) -> bytes:
+    """A (3|4, H, W) tensor in [0, 1] (or an HxWx3|4 uint8 array) as lossless PNG bytes, optionally with DPI and
+    the artifact tag of `kind` (see patchlab.artifacts)."""
+    from patchlab.artifacts import png_info
+
+    arr = image if isinstance(image, np.ndarray) else to_uint8_hwc(image)
     pil = Image.fromarray(arr, mode="RGBA" if arr.shape[2] == 4 else "RGB")
-    kwargs = {"dpi": (dpi, dpi)} if dpi else {}
-    pil.save(path, **kwargs)
-    return path
+    kwargs: dict = {"dpi": (dpi, dpi)} if dpi else {}
+    info = png_info(kind, written_by)
+    if info is not None:
+        kwargs["pnginfo"] = info
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", **kwargs)
+    return buf.getvalue()
+
+
+def save_image(image: torch.Tensor | np.ndarray, path: str | Path, dpi: float | None = None, kind: str | None = None,
+               written_by: str | None = None) -> Path:
+    """Save a (3|4, H, W) tensor in [0, 1] as a lossless PNG (RGB or RGBA), optionally with DPI metadata and the
+    artifact tag of `kind`. Written atomically: a kill leaves the previous file or the new one, never half of one."""
+    from patchlab.artifacts import tag_jpeg_bytes, write_bytes
+
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    if fmt == "PNG":
+        return write_bytes(path, png_bytes(image, dpi, kind, written_by))
+    arr = image if isinstance(image, np.ndarray) else to_uint8_hwc(image)  # another format the name asks for
+    pil = Image.fromarray(arr[..., :3] if fmt == "JPEG" else arr)
+    buf = io.BytesIO()
+    pil.save(buf, format=fmt, **({"dpi": (dpi, dpi)} if dpi else {}), **({"quality": 95} if fmt == "JPEG" else {}))
+    data = buf.getvalue()
+    return write_bytes(path, tag_jpeg_bytes(data, kind, written_by) if kind and fmt == "JPEG" else data)
 
 
 def list_images(folder: str | Path) -> list[Path]:

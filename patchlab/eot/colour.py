@@ -13,7 +13,6 @@ An optional ``palette`` (K, 3) holds measured printable colours for the non-prin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -132,22 +131,17 @@ class ColourModel(nn.Module):
         except PatchlabError as exc:
             raise PatchlabError(f"{source}: {exc}") from None
 
-    def to_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+    def to_json(self, path: str | Path, written_by: str = "patchlab calibrate fit") -> Path:
+        """Write atomically, tagged as a colour model (the caller checks the path: patchlab.artifacts)."""
+        from patchlab.artifacts import write_json
+
+        return write_json(path, self.to_dict(), "colour-model", written_by)
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ColourModel":
-        path = Path(path)
-        if not path.is_file():
-            raise PatchlabError(f"{path}: colour model file not found")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PatchlabError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
+        from patchlab.artifacts import load_json
+
+        return cls.from_dict(load_json(path, "colour model file"), str(path))
 
     def extra_repr(self) -> str:
         k = 0 if self.palette is None else len(self.palette)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from patchlab.errors import PatchlabError
+from patchlab.registry import Registry, check_known
 
 Range = tuple[float, float]
 
@@ -83,13 +84,7 @@ class EOTConfig:
     def from_dict(cls, data: dict) -> "EOTConfig":
         if not isinstance(data, dict):
             raise PatchlabError("an EOT config must be a mapping of settings")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            import difflib
-
-            hint = difflib.get_close_matches(unknown[0], known, n=1)
-            raise PatchlabError(f"unknown EOT setting '{unknown[0]}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
+        check_known(data, (f.name for f in fields(cls)), "EOT setting")
         return cls(**data)
 
     def to_json(self) -> str:
@@ -111,9 +106,11 @@ class EOTConfig:
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> Path:
+        """Write the config as JSON or YAML (by suffix), atomically."""
+        from patchlab.artifacts import write_text
+
         path = Path(path)
-        path.write_text(self.to_json() + "\n" if path.suffix == ".json" else self.to_yaml())
-        return path
+        return write_text(path, self.to_json() + "\n" if path.suffix == ".json" else self.to_yaml())
 
     def replace(self, **changes) -> "EOTConfig":
         data = self.to_dict()
@@ -121,35 +118,28 @@ class EOTConfig:
         return EOTConfig.from_dict(data)
 
 
-PRESETS: dict[str, EOTConfig] = {
-    # Brown 2017's digital setting: location, rotation and scale only.
-    "digital": EOTConfig(name="digital", area_scale=(0.7, 1.4), rotation=22.5),
-    # A printed patch photographed by a phone or camera: pose, printer colour error, lighting, blur, noise, JPEG.
-    "print": EOTConfig(
-        name="print", area_scale=(0.7, 1.4), rotation=22.5, tilt=30.0,
-        colour_gain=(0.75, 1.0), colour_offset=(0.0, 0.08),
-        brightness=0.1, contrast=(0.8, 1.2), saturation=(0.8, 1.2), hue=0.02, gamma=(0.8, 1.25),
-        blur_sigma=(0.0, 1.0), motion_blur_p=0.2, motion_blur_kernel=5, noise=0.04, jpeg_p=0.5,
-        jpeg_quality=(60.0, 95.0)),
-    # A live webcam: wider distance range, stronger lighting changes, motion blur and stream compression.
-    "webcam": EOTConfig(
-        name="webcam", area_scale=(0.5, 2.0), rotation=30.0, tilt=40.0,
-        colour_gain=(0.7, 1.0), colour_offset=(0.0, 0.1),
-        brightness=0.15, contrast=(0.7, 1.3), saturation=(0.7, 1.3), hue=0.03, gamma=(0.7, 1.4),
-        blur_sigma=(0.0, 1.5), motion_blur_p=0.5, motion_blur_kernel=7, noise=0.06, jpeg_p=0.8,
-        jpeg_quality=(40.0, 90.0)),
-}
+PRESETS: Registry[EOTConfig] = Registry("EOT preset")
+# Brown 2017's digital setting: location, rotation and scale only.
+PRESETS.register("digital", EOTConfig(name="digital", area_scale=(0.7, 1.4), rotation=22.5))
+# A printed patch photographed by a phone or camera: pose, printer colour error, lighting, blur, noise, JPEG.
+PRESETS.register("print", EOTConfig(
+    name="print", area_scale=(0.7, 1.4), rotation=22.5, tilt=30.0,
+    colour_gain=(0.75, 1.0), colour_offset=(0.0, 0.08),
+    brightness=0.1, contrast=(0.8, 1.2), saturation=(0.8, 1.2), hue=0.02, gamma=(0.8, 1.25),
+    blur_sigma=(0.0, 1.0), motion_blur_p=0.2, motion_blur_kernel=5, noise=0.04, jpeg_p=0.5,
+    jpeg_quality=(60.0, 95.0)))
+# A live webcam: wider distance range, stronger lighting changes, motion blur and stream compression.
+PRESETS.register("webcam", EOTConfig(
+    name="webcam", area_scale=(0.5, 2.0), rotation=30.0, tilt=40.0,
+    colour_gain=(0.7, 1.0), colour_offset=(0.0, 0.1),
+    brightness=0.15, contrast=(0.7, 1.3), saturation=(0.7, 1.3), hue=0.03, gamma=(0.7, 1.4),
+    blur_sigma=(0.0, 1.5), motion_blur_p=0.5, motion_blur_kernel=7, noise=0.06, jpeg_p=0.8,
+    jpeg_quality=(40.0, 90.0)))
 
 
 def preset(name: str) -> EOTConfig:
     """A copy of a named preset (digital, print, webcam)."""
-    if name not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(PRESETS), n=1)
-        raise PatchlabError(f"unknown EOT preset '{name}'" + (f"; did you mean '{close[0]}'?" if close
-                                                                else f"; choose from {', '.join(PRESETS)}"))
-    return EOTConfig.from_dict(PRESETS[name].to_dict())
+    return EOTConfig.from_dict(PRESETS.get(name).to_dict())
 
 
 def load_config(spec: str | Path | EOTConfig | dict) -> EOTConfig:

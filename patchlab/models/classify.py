@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import torch
 
 from patchlab.data import labelled_folder, read_image
 from patchlab.models.preprocess import preprocess
 from patchlab.models.zoo import Classifier
-
-ProgressFn = Callable[[int, int, dict], None]
+from patchlab.progress import ProgressFn
 
 
 def load_batch(paths: Iterable[str | Path], size: int) -> torch.Tensor:

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 
 from patchlab.artifacts import atomic_path, save_torch
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
+from patchlab.registry import Registry
 
-ProgressFn = Callable[[int, int, dict], None]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
 CKPT_FORMAT = "patchlab-digits-fit-1"
@@ -105,22 +106,19 @@ class DigitsLogReg(_DigitsBase):
         self.head = nn.Linear(channels * size * size, num_classes)
 
 
-DIGITS_MODELS: dict[str, type[_DigitsBase]] = {"cnn": DigitsCNN, "mlp": DigitsMLP, "logreg": DigitsLogReg}
+DIGITS_MODELS: Registry[type[_DigitsBase]] = Registry("digits model")
+for _cls in (DigitsCNN, DigitsMLP, DigitsLogReg):
+    DIGITS_MODELS.register(_cls.kind, _cls)
 
 
 def make_digits_model(kind: str, size: int = 28, seed: int | None = 0, **kwargs) -> _DigitsBase:
     """A freshly initialised digit model; `seed` fixes the initial weights (None: the global RNG)."""
-    if kind not in DIGITS_MODELS:
-        import difflib
-
-        close = difflib.get_close_matches(kind, list(DIGITS_MODELS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise PatchlabError(f"unknown digits model '{kind}'{hint} (choose from {', '.join(DIGITS_MODELS)})")
+    cls = DIGITS_MODELS.get(kind)
     if seed is None:
-        return DIGITS_MODELS[kind](size=size, **kwargs)
+        return cls(size=size, **kwargs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return DIGITS_MODELS[kind](size=size, **kwargs)
+        return cls(size=size, **kwargs)
 
 
 def save_digits_model(model: _DigitsBase, path: str | Path) -> Path:

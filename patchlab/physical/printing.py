@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,11 +9,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from patchlab.artifacts import check_outputs, default_path, write_bytes
 from patchlab.errors import PatchlabError
 from patchlab.physical.layout import Page, mm_to_px, write_pdf
 from patchlab.physical.sheets import SheetManifest, patch_manifest, patch_pages, sheet_id_for
 
 MAX_PNG_PIXELS = 60_000_000
+WRITER = "patchlab print"
 
 
 @dataclass
@@ -51,14 +51,11 @@ def load_patch_rgba(source: str | Path | bytes | torch.Tensor | np.ndarray, meta
 
     meta = dict(meta or {})
     if isinstance(source, (str, Path)):
+        from patchlab.patch.io import load_patch
+
         path = Path(source)
-        rgba = read_image_rgba(path)
-        side = path.with_suffix(".json")
-        if side.is_file() and not meta:
-            try:
-                meta = json.loads(side.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise PatchlabError(f"{side}: patch sidecar is not valid JSON") from None
+        rgba, sidecar = load_patch(path)
+        meta = meta or sidecar
         meta.setdefault("patch", path.stem)
     elif isinstance(source, bytes):
         rgba = read_image_rgba(source, name=name)
@@ -79,7 +76,7 @@ def print_patch(source, size_mm: float = 100.0, paper: str = "a4", copies_sizes:
                 png_dpi: float | None = 300.0, meta: dict | None = None, name: str | None = None) -> PrintResult:
     """Lay out a patch at exact size (width = size_mm; height keeps the aspect) with markers, QR and scale bar."""
     if not size_mm or size_mm <= 0:
-        raise PatchlabError(f"--size-mm must be positive, got {size_mm}")
+        raise PatchlabError(f"size_mm={size_mm:g} is not positive")
     rgba, meta = load_patch_rgba(source, meta, name)
     h, w = rgba.shape[:2]
     aspect = h / w
@@ -94,30 +91,42 @@ def print_patch(source, size_mm: float = 100.0, paper: str = "a4", copies_sizes:
     sid = sheet_id_for(rgba.tobytes(), sizes, paper.lower(), patch_meta)
     manifest = patch_manifest(sizes, paper, aspect, patch_meta, sid)
     pages = patch_pages(rgba, manifest)
-    pdf = write_pdf(pages, title=f"patchlab patch sheet {sid}")
+    pdf = write_pdf(pages, title=f"patchlab patch sheet {sid}", written_by=WRITER)
     png = png_px = None
     if png_dpi:
         pw, ph = mm_to_px(size_mm, png_dpi), mm_to_px(size_mm * aspect, png_dpi)
         if pw * ph > MAX_PNG_PIXELS:
-            raise PatchlabError(f"{size_mm:g} mm at {png_dpi:g} dpi is {pw}x{ph} px; choose a lower --dpi")
+            raise PatchlabError(f"{size_mm:g} mm at {png_dpi:g} dpi is {pw}x{ph} px; choose a lower dpi=")
+        from patchlab.data import png_bytes
+
         pil = Image.fromarray(rgba, "RGBA").resize((pw, ph), Image.LANCZOS)
-        buf = io.BytesIO()
-        pil.save(buf, format="PNG", dpi=(png_dpi, png_dpi))
-        png, png_px = buf.getvalue(), (pw, ph)
+        png, png_px = png_bytes(np.asarray(pil), png_dpi, "print-png", WRITER), (pw, ph)
     return PrintResult(pdf=pdf, manifest=manifest, pages=pages, png=png, png_px=png_px)
 
 
-def save_print(result: PrintResult, out_pdf: str | Path, png_out: str | Path | None = None,
-               manifest_out: str | Path | None = None) -> PrintResult:
+def print_paths(out_pdf: str | Path, png_out: str | Path | None = None,
+                manifest_out: str | Path | None = None, png: bool = True) -> dict[Path, str]:
+    """{path: artifact kind} of what save_print writes: <out>.pdf, <out>.sheet.json and <out>.print.png."""
     out_pdf = Path(out_pdf)
-    out_pdf.parent.mkdir(parents=True, exist_ok=True)
-    out_pdf.write_bytes(result.pdf)
-    result.files["pdf"] = out_pdf
-    manifest_path = Path(manifest_out) if manifest_out else out_pdf.with_suffix(".json")
+    paths = {out_pdf: "sheet-pdf",
+             Path(manifest_out) if manifest_out else default_path(out_pdf, "sheet-manifest"): "sheet-manifest"}
+    if png:
+        paths[Path(png_out) if png_out else default_path(out_pdf, "print-png")] = "print-png"
+    return paths
+
+
+def save_print(result: PrintResult, out_pdf: str | Path, png_out: str | Path | None = None,
+               manifest_out: str | Path | None = None, force: bool = False) -> PrintResult:
+    """Write the PDF, its manifest and (when made) the print PNG, each atomically, after checking that none of the
+    paths holds anything but an earlier `patchlab print` output (replaced only with `force`)."""
+    paths = print_paths(out_pdf, png_out, manifest_out, result.png is not None)
+    check_outputs(paths, WRITER, force)
+    (pdf_path, manifest_path, *png_path) = paths
+    write_bytes(pdf_path, result.pdf)
+    result.files["pdf"] = pdf_path
     result.manifest.to_json(manifest_path)
     result.files["manifest"] = manifest_path
-    if result.png is not None:
-        png_path = Path(png_out) if png_out else out_pdf.with_name(out_pdf.stem + "-patch.png")
-        png_path.write_bytes(result.png)
-        result.files["png"] = png_path
+    if png_path:
+        write_bytes(png_path[0], result.png)
+        result.files["png"] = png_path[0]
     return result

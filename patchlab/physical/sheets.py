@@ -131,11 +131,23 @@ class SheetManifest:
                 "scale_bar_mm": list(scale_bar_rect(self.page_mm)), "meta": self.meta,
                 "cells": [c.to_dict() for c in self.cells]}
 
+    @property
+    def written_by(self) -> str:
+        from patchlab.artifacts import SHEET_WRITERS
+
+        return SHEET_WRITERS.get(self.kind, "patchlab print")
+
+    def json_text(self) -> str:
+        """The manifest file's content: the artifact tag (kind sheet-manifest) and `to_dict()`."""
+        from patchlab.artifacts import tag
+
+        return json.dumps({**tag("sheet-manifest", self.written_by), **self.to_dict()}, indent=1, default=float) + "\n"
+
     def to_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, default=float) + "\n")
-        return path
+        """Write the manifest atomically (the caller checks the path first: patchlab.artifacts.check_outputs)."""
+        from patchlab.artifacts import write_text
+
+        return write_text(path, self.json_text())
 
     @classmethod
     def from_dict(cls, d: dict) -> "SheetManifest":
@@ -151,16 +163,19 @@ class SheetManifest:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "SheetManifest":
+        from patchlab.artifacts import load_json
+
         path = Path(path)
-        if not path.is_file():
-            raise PatchlabError(f"{path}: no such manifest file")
+        data = load_json(path, "manifest file")
+        if data.get("artifact") not in (None, "sheet-manifest"):
+            from patchlab.artifacts import KINDS
+
+            what = KINDS[data["artifact"]].what if data["artifact"] in KINDS else data["artifact"]
+            raise PatchlabError(f"{path} is a {what} (written by `{data.get('written_by')}`), not a sheet manifest")
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise PatchlabError(f"{path}: not a JSON file") from None
-        if not isinstance(data, dict):
-            raise PatchlabError(f"{path}: not a patchlab sheet manifest")
-        return cls.from_dict(data)
+            return cls.from_dict(data)
+        except PatchlabError as exc:
+            raise PatchlabError(f"{path}: {exc}") from None
 
 
 def sheet_id_for(*parts) -> str:
@@ -188,7 +203,7 @@ def patch_layout(page_mm: tuple[float, float], sizes_mm: list[float], aspect: fl
         w, h = float(size), float(size) * aspect
         if w > cw or h + CAPTION_MM > ch:
             raise PatchlabError(f"a {size:g} mm patch ({w:.0f} x {h:.0f} mm) does not fit the printable area "
-                                f"({cw:.0f} x {ch - CAPTION_MM:.0f} mm); use a larger paper or a smaller --size-mm")
+                                f"({cw:.0f} x {ch - CAPTION_MM:.0f} mm); use a larger paper or a smaller size_mm=")
         if x + w > cx + cw + 1e-9:                 # next shelf
             x, y, shelf = cx, y + shelf + GAP_MM, 0.0
         if y + h + CAPTION_MM > cy + ch + 1e-9:    # next page

@@ -15,9 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
 from patchlab.stats import wilson_interval
-
-ProgressFn = Callable[[int, int, dict], None]
 
 
 def rate(key: str, hits: int, n: int) -> dict:

@@ -152,18 +152,11 @@ def imagenet_images(folder: str | Path | None, n: int, size: int, seed: int = 0)
 
 def imagenet_models(names: list[str] | None = None, device: str = "cpu") -> dict:
     """The zoo models by name (default: every zoo model whose weights are on this machine)."""
-    from patchlab.models import REGISTRY, load_model
+    from patchlab.models import list_models, shared_model
 
     if names is None:
-        names = []
-        for name, spec in REGISTRY.items():
-            if spec.source.startswith("torchvision"):
-                try:
-                    load_model(name, device)
-                except PatchlabError:
-                    continue
-            names.append(name)
-    return {name: load_model(name, device) for name in names}
+        names = [spec.name for spec in list_models(available=True)]
+    return {name: shared_model(name, device) for name in names}
 
 
 def imagenet_matrix(*, sources: list[str] | None = None, targets: list[str] | None = None, images=None, n: int = 100,

@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from matplotlib.figure import Figure
-
-from patchlab.artifacts import atomic_path
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    return Path(path)
 
 
 def heatmap(rows: list[str], cols: list[str], values: list[list[float]], title: str, label: str,

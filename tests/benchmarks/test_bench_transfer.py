@@ -27,13 +27,12 @@ WORK = REPO / "test-artifacts" / "transfer-bench"
 
 
 def publish(name: str, title: str, table: str, result: dict, figure=None, note: str = "") -> None:
-    from patchlab.artifacts import write_text
+    from patchlab.artifacts import save_figure, write_text
     from patchlab.cli.transfer import _jsonable
-    from patchlab.transfer.figures import save_figure
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     if figure is not None:
-        save_figure(figure, RESULTS / f"transfer_{name}.png")
+        save_figure(figure, RESULTS / f"transfer_{name}.png", dpi=120, bbox_inches="tight")
     clean = _jsonable(result)
     write_text(RESULTS / f"transfer_{name}.json", json.dumps(clean, indent=1, default=float) + "\n")
     stamp = datetime.date.today().isoformat()

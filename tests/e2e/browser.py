@@ -23,8 +23,8 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """The app as users start it, `patchlab app --headless --port N` (which execs `streamlit run` from the repo
-    root, so .streamlit/config.toml applies)."""
+    """The app as users start it, `patchlab app --headless --port N` (which execs `streamlit run` on the app's entry
+    point, whose .streamlit/config.toml applies from any working folder)."""
 
     def __init__(self, log_path: Path):
         self.port = free_port()

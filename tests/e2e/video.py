@@ -28,7 +28,8 @@ def make_patch_scene_video(path: Path, n_frames: int = 45, size: tuple[int, int]
     """The capture pipeline's synthetic scene: the printed toaster patch on a sheet with ArUco corner markers,
     moving in front of a built-in photo, written as .y4m for Chromium's fake camera. 480x360 keeps the VP8 stream
     small: on a starved CPU, loopback UDP drops packets of bigger frames and the decoded video turns to garbage."""
-    from patchlab.capture import SyntheticScene, load_patch
+    from patchlab.capture import load_patch
+    from patchlab.simulate import SyntheticScene
 
     if not SHIPPED_PATCH.is_file():
         raise FileNotFoundError(f"{SHIPPED_PATCH} is missing (see printables/README.md to regenerate it)")

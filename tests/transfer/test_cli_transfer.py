@@ -23,7 +23,7 @@ def run_json(capsys, args: list[str]) -> dict:
 def test_steal_lr_json(capsys, tmp_path):
     out = run_json(capsys, ["transfer", "steal-lr", "--source", "digits8", "--out", str(tmp_path)])
     assert out["queries"] == 65 and out["max_abs_error"] < 1e-6 and out["fidelity"] == 1.0
-    assert json.loads((tmp_path / "transfer_steal_lr_digits8.json").read_text())["queries"] == 65
+    assert json.loads((tmp_path / "steal_lr_digits8.transfer.json").read_text())["queries"] == 65
 
 
 def test_substitute_json_figure_and_resume(capsys, tmp_path, work):
@@ -33,8 +33,8 @@ def test_substitute_json_figure_and_resume(capsys, tmp_path, work):
     assert out["queries"] == 60 and [r["queries"] for r in out["curve"]] == [30, 60]
     for key in ("n", "seconds", "seed", "eps", "misclassification_rate", "misclassification_rate_ci95", "noise"):
         assert key in out
-    assert (tmp_path / "transfer_substitute_digits8.png").stat().st_size > 10_000
-    again = run_json(capsys, args)  # the finished checkpoint is reused: same curve, nothing retrained
+    assert (tmp_path / "substitute_digits8.transfer.png").stat().st_size > 10_000
+    again = run_json(capsys, args + ["--force"])  # the finished checkpoint is reused: same curve, nothing retrained
     assert again["curve"] == out["curve"] and again["resumed_from"] == 2
 
 
@@ -43,7 +43,26 @@ def test_text_output_and_matrix(capsys, tmp_path, work):
                  "--sources", "d8-mlp,d8-logreg", "--targets", "d8-mlp", "--work", str(work),
                  "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "d8-logreg" in text and "clean accuracy" in text and (tmp_path / "transfer_matrix_digits8.png").exists()
+    assert "d8-logreg" in text and "clean accuracy" in text and (tmp_path / "matrix_digits8.transfer.png").exists()
+
+
+def test_outputs_are_tagged_and_never_overwritten(capsys, tmp_path):
+    from patchlab.artifacts import identify
+
+    args = ["transfer", "steal-lr", "--source", "digits8", "--out", str(tmp_path)]
+    assert main(args) == 0
+    found = identify(tmp_path / "steal_lr_digits8.transfer.json")
+    assert (found.kind, found.written_by) == ("transfer-result", "patchlab transfer steal-lr")
+    capsys.readouterr()
+    assert main(args) == 2  # its own earlier output: only with --force
+    assert "--force replaces it" in capsys.readouterr().err
+    assert main(args + ["--force"]) == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "steal_lr_digits8.transfer.json").write_text('{"mine": 1}\n')
+    assert main(["transfer", "steal-lr", "--source", "digits8", "--out", str(other), "--force"]) == 2
+    assert "cannot tell what wrote it" in capsys.readouterr().err
+    assert json.loads((other / "steal_lr_digits8.transfer.json").read_text()) == {"mine": 1}
 
 
 @pytest.mark.parametrize("args,message", [
