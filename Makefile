@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: app test bench chromium clean
+.PHONY: app test bench screenshots chromium clean
 
 $(BIN)/python:
 	$(PY) -c 'import sys; sys.exit("patchlab needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -24,13 +24,19 @@ $(VENV)/.dev-installed: pyproject.toml $(VENV)/.app-installed
 app: $(VENV)/.app-installed
 	$(BIN)/patchlab app
 
+# Debian's chromium for the browser tests and poppler's pdftoppm for the print tests (rasterising our PDFs); waits up
+# to APT_LOCK_TIMEOUT seconds (default 600) for apt's lock when another process holds it, then says what to do.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+	@command -v chromium >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1 || \
+	  scripts/apt-install.sh chromium poppler-utils
 
 test: $(VENV)/.dev-installed chromium
 	$(BIN)/python -m pytest -q
+
+# Refresh the app screenshots (docs/screenshots/) from a real-browser run; tests alone never write there.
+screenshots: $(VENV)/.dev-installed chromium
+	PATCHLAB_DOCS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e
+
 
 # Every benchmark and its targets (issue #14); fails when a target is missed and ends with one table of all of them
 # (also written to test-artifacts/benchmarks.md). Run it on an otherwise idle machine: other load skews the times.

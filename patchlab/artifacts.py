@@ -37,6 +37,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     when the block exits normally, deleted when it raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale_parts(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -46,6 +47,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+STALE_PART_SECONDS = 3600.0  # a temporary this old belongs to a killed writer, not to one still writing
+
+
+def _sweep_stale_parts(path: Path) -> None:
+    """Delete the temporaries that killed writers of `path` left behind (SIGKILL skips the cleanup above)."""
+    import glob
+    import time
+
+    cutoff = time.time() - STALE_PART_SECONDS
+    for part in path.parent.glob(f".{glob.escape(path.stem)}.*.part{glob.escape(path.suffix)}"):
+        with contextlib.suppress(OSError):
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -87,7 +87,10 @@ def test_patch_sheet_and_colour_chart():
     at.button(key="pp_fit").click().run()
     assert not at.exception and not errors(at), (at.exception, errors(at))
     cal = at.session_state["pp_calibration"]
-    assert cal.n_swatches >= 100 and cal.holdout_delta_e["median"] < cal.identity_delta_e["median"]
+    # docs/physical.md: the app's simulated chart photo (seed 0) fits to a held-out median ΔE2000 of 0.61
+    # (seeds 0-3: 0.61-0.99) against 9.7 without a model
+    assert cal.n_swatches >= 100 and cal.holdout_delta_e["median"] < 1.0 and cal.identity_delta_e["median"] > 5, (
+        cal.holdout_delta_e, cal.identity_delta_e)
 
 
 def test_photo_of_the_shipped_kurakin_pdf_with_its_shipped_manifest():

@@ -1,5 +1,6 @@
 """Acceptance on efficientnet_lite0 and real photos: shared ImageNet sample (100 images, every 7th file) and the
-built-in photos. The acceptance checks run on all 100 in the default test run (README, digital attacks)."""
+built-in photos. The acceptance checks run on all 100 in the default test run (docs/attacks.md, "Measured"); `-s` prints
+every report."""
 
 from __future__ import annotations
 
@@ -8,7 +9,20 @@ import torch
 
 from patchlab.attacks import CW, FGSM, PGDL2, DeepFool, make_attack
 from patchlab.attacks.robustness import accuracy_curve, evaluate_attack
+from patchlab.stats import wilson_interval
 
+# docs/attacks.md, "Measured", on these 100 images: clean top-1 87%, PGD 4/255 top-1 0%, FGSM 4/255 top-1 13%,
+# PGD to toaster 100%. Asserted at the reported level with the Wilson 95% margin at n = 100 (where that is stricter
+# than the acceptance threshold in that table).
+REPORTED = {"clean": 0.87, "pgd": 0.0, "fgsm": 0.13, "toaster": 1.0}
+
+
+def at_least(rate: float, n: int) -> float:
+    return wilson_interval(rate * n, n)[0]
+
+
+def at_most(rate: float, n: int) -> float:
+    return wilson_interval(rate * n, n)[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +50,12 @@ def _pgd_fgsm_targeted(lite0, x, y):
     return pgd, fgsm, toaster
 
 
-def _check_acceptance(pgd, fgsm, toaster):
-    assert pgd["clean_accuracy"] > 0.6
-    assert pgd["robust_accuracy"] <= 0.02, pgd
+def _check_acceptance(pgd, fgsm, toaster, n=100):
+    assert pgd["clean_accuracy"] >= at_least(REPORTED["clean"], n), pgd                  # >= 80 of 100
+    assert pgd["robust_accuracy"] <= min(0.02, at_most(REPORTED["pgd"], n)), pgd        # acceptance: <= 2 %
     assert pgd["max_linf"] <= 4 / 255 + 1e-6
-    assert fgsm["robust_accuracy"] < 0.35, fgsm
-    assert toaster["success_rate"] >= 0.95, toaster
+    assert fgsm["robust_accuracy"] <= min(0.35, at_most(REPORTED["fgsm"], n)), fgsm     # <= 20 of 100
+    assert toaster["success_rate"] >= max(0.95, at_least(REPORTED["toaster"], n)), toaster   # >= 97 of 100
     assert toaster["max_linf"] <= 8 / 255 + 1e-6
 
 
@@ -55,7 +69,10 @@ def test_acceptance_100(lite0, imagenet100):
 
 # -- cross-check against torchattacks: same Classifier (same normalisation), same images, no random start ------------
 def test_matches_torchattacks(lite0, imagenet100):
-    torchattacks = pytest.importorskip("torchattacks")
+    try:  # never a silent skip: `make test` installs it (pip install --no-deps torchattacks==3.5.1)
+        import torchattacks
+    except ImportError:
+        pytest.fail("torchattacks is not installed: make test installs it (pip install --no-deps torchattacks==3.5.1)")
     x, y = _subset(imagenet100, 8)
     ours = make_attack("fgsm", lite0, eps="4/255")(x, y).adv
     theirs = torchattacks.FGSM(lite0, eps=4 / 255)(x, y)
@@ -128,23 +145,32 @@ def test_cw_defaults_lite0(lite0, imagenet100):
     _check_cw(cw, curve)
 
 
+R2_TOP, R2_ALL = 0.758, 0.588  # docs/attacks.md, "The classic demos" (logits along the gradient, span ±0.02)
+
+
 # -- the demos, small ----------------------------------------------------------------------------------------------
 def test_demo_panda(lite0, artifacts_dir):
     from patchlab.attacks.demos import panda_gibbon
 
     r = panda_gibbon(lite0, width=6)
     assert r.data["flipped"] and r.data["linf"] == pytest.approx(0.007, abs=1e-6)
+    # docs/attacks.md (demos): tiger cat 39.5% -> Egyptian cat 97.0% (deterministic: one gradient, no randomness)
+    assert (r.data["clean_class"], r.data["adv_class"]) == ("tiger cat", "Egyptian cat"), r.data
+    assert r.data["adv_conf"] > 0.9, r.data
     assert r.save(artifacts_dir / "attacks_panda.png", dpi=50).stat().st_size > 5000
 
 
 def test_demo_logits_linear(lite0, artifacts_dir):
     from patchlab.attacks.demos import logits_along_gradient
 
-    r = logits_along_gradient(lite0, span=0.02, points=9, width=5)
-    # measured, not assumed: EfficientNet-Lite's logits are far from linear over ±0.05 (R² ≈ 0.6, README)
-    assert 0 <= r.data["r2_all"] <= 1 and 0 <= r.data["r2_top"] <= 1
+    r = logits_along_gradient(lite0, span=0.02, width=5)
+    # measured, not assumed: EfficientNet-Lite's logits are far from linear (docs/attacks.md: R² of a linear fit over
+    # ±0.02, 41 points: R2_TOP for the classes that are top-1 somewhere, R2_ALL over all 1000). Deterministic, but
+    # sensitive: sub-level input changes move it by ~0.03, hence the tolerance
+    assert r.data["r2_top"] == pytest.approx(R2_TOP, abs=0.05), r.data["r2_top"]
+    assert r.data["r2_all"] == pytest.approx(R2_ALL, abs=0.05), r.data["r2_all"]
     assert r.data["adv_class_at_span"] != r.data["clean_class"]
-    assert len(r.data["eps"]) == 9 and r.data["eps"][0] == pytest.approx(-0.02)
+    assert len(r.data["eps"]) == 41 and r.data["eps"][0] == pytest.approx(-0.02)
     assert r.save(artifacts_dir / "attacks_logits.png", dpi=50).stat().st_size > 5000
 
 
@@ -152,6 +178,9 @@ def test_demo_airplanes(lite0, artifacts_dir):
     from patchlab.attacks.demos import objects_to_airplanes
 
     r = objects_to_airplanes(lite0, steps=10, width=6)
-    assert r.data["target"] == "airliner" and r.data["success_rate"] >= 0.75
-    assert all(row["adv_class"] == "airliner" for row in r.data["images"]) or r.data["success_rate"] < 1
+    turned = [row["adv_class"] == "airliner" for row in r.data["images"]]
+    assert r.data["target"] == "airliner" and len(turned) == 4
+    assert r.data["success_rate"] == pytest.approx(sum(turned) / 4)   # the figure's count is the model's top-1
+    # docs/attacks.md, "The classic demos": all 4 turned; allowed: that minus the Wilson 95% margin at n = 4 (>= 3 of 4)
+    assert r.data["success_rate"] >= at_least(1.0, 4), r.data
     assert r.save(artifacts_dir / "attacks_airplanes.png", dpi=50).stat().st_size > 5000

@@ -27,21 +27,27 @@ from patchlab.errors import PatchlabError
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_TOASTER = REPO / "printables" / "toaster_efficientnet_lite0.png"
 TOASTER = 859
+# docs/camera.md, "Measured": the shipped patch in the synthetic scene, 240 frames: printed 68.8%, virtual 60.8%, empty
+# sheet 0%; and this file's video test: 87.5% (28) of its 32 frames. Asserted below at each test's n, minus
+# (baseline: plus) the Wilson 95% margin.
+PRINTED_SHARE, VIRTUAL_SHARE, VIDEO_SHARE, BASELINE_SHARE = 0.688, 0.608, 0.875, 0.0
+
+
+def at_least(rate: float, n: int) -> float:
+    """The reported `rate` minus its Wilson 95% margin at n (the lower end of the interval around it)."""
+    return wilson_interval(rate * n, n)[0]
+
+
+def at_most(rate: float, n: int) -> float:
+    return wilson_interval(rate * n, n)[1]
 
 
 @pytest.fixture(scope="module")
-def toaster_patch_path(tmp_path_factory) -> Path:
-    """The shipped toaster patch when it exists; otherwise a generated stand-in in the same format."""
-    if SHIPPED_TOASTER.is_file():
-        return SHIPPED_TOASTER
-    from patchlab.patch.io import save_patch
-
-    g = torch.Generator().manual_seed(1)
-    rgb = 0.1 + 0.7 * torch.rand(3, 48, 48, generator=g)  # saturated-ish, never paper white
-    rgb = torch.nn.functional.interpolate(rgb[None], size=96, mode="nearest")[0]
-    alpha = torch.ones(1, 96, 96)
-    return save_patch(tmp_path_factory.mktemp("patch") / "toaster_standin.png", rgb, alpha,
-                      meta={"target": TOASTER, "target_name": "toaster", "model": "efficientnet_lite0"})
+def toaster_patch_path() -> Path:
+    """The shipped toaster patch: the success checks below are about it, so a missing file fails them."""
+    if not SHIPPED_TOASTER.is_file():
+        pytest.fail(f"{SHIPPED_TOASTER} is missing; it ships with the repository (git checkout printables/)")
+    return SHIPPED_TOASTER
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +57,34 @@ def toaster_patch(toaster_patch_path) -> Patch:
 
 @pytest.fixture(scope="module")
 def onnx_backend(lite0):
-    pytest.importorskip("onnxruntime")
+    """Only the ONNX-vs-eager comparisons use this; `make test` installs onnxruntime, so it never skips."""
+    from patchlab.capture.inference import onnxruntime_available
+
+    if not onnxruntime_available():
+        pytest.fail("onnxruntime is not installed: pip install 'patchlab[onnx]' (make test installs it)")
     return load_backend(lite0, "onnx")
 
 
 @pytest.fixture(scope="module")
 def eager_backend(lite0):
     return load_backend(lite0, "eager")
+
+
+@pytest.fixture(scope="module")
+def backend(lite0):
+    """What `patchlab camera` uses by default: ONNX Runtime when installed, else eager PyTorch."""
+    return load_backend(lite0, "auto")
+
+
+def test_default_backend_runs_without_onnxruntime(lite0, monkeypatch):
+    """Without onnxruntime `auto` is eager PyTorch, so the pipeline tests below never depend on it."""
+    import patchlab.capture.inference as inference
+
+    monkeypatch.setattr(inference, "onnxruntime_available", lambda: False)
+    backend = load_backend(lite0, "auto")
+    assert isinstance(backend, inference.EagerBackend)
+    _, result = process_frame(SyntheticScene(seed=0).frame(0).image, LiveState(backend, target="toaster"))
+    assert len(result.top5) == 5 and result.target_label == "toaster"
 
 
 def test_patch_sidecar_gives_the_target(toaster_patch):
@@ -117,14 +144,14 @@ def _signed_distance(quad: np.ndarray, shape) -> np.ndarray:
 
 
 @pytest.mark.parametrize("anchor", ["sheet", "marker:2"])
-def test_virtual_patch_lands_inside_the_marker_quad(onnx_backend, toaster_patch, anchor):
+def test_virtual_patch_lands_inside_the_marker_quad(backend, toaster_patch, anchor):
     """Pasted pixels never leave the ground-truth quad by more than 2 px, and they fill it."""
     from dataclasses import replace
 
     scene = SyntheticScene(seed=2, fps=10)
-    state = LiveState(onnx_backend, patch=toaster_patch, virtual=True, anchor=anchor, overlay=False)
+    state = LiveState(backend, patch=toaster_patch, virtual=True, anchor=anchor, overlay=False)
     # a patch pixel that happens to equal the paper beneath leaves the frame unchanged; its negative then does not
-    negative = LiveState(onnx_backend, patch=replace(toaster_patch, bgr=255 - toaster_patch.bgr), virtual=True,
+    negative = LiveState(backend, patch=replace(toaster_patch, bgr=255 - toaster_patch.bgr), virtual=True,
                          anchor=anchor, overlay=False)
     checked = 0
     for i in range(0, 60, 6):
@@ -154,9 +181,9 @@ def test_virtual_patch_lands_inside_the_marker_quad(onnx_backend, toaster_patch,
     assert checked >= 8
 
 
-def test_process_frame_result_and_overlay(onnx_backend, toaster_patch):
+def test_process_frame_result_and_overlay(backend, toaster_patch):
     scene = SyntheticScene(seed=0, patch=toaster_patch)
-    state = LiveState(onnx_backend, target="toaster")
+    state = LiveState(backend, target="toaster")
     for i in range(4):
         frame = scene.frame(i).image
         original = frame.copy()
@@ -171,9 +198,9 @@ def test_process_frame_result_and_overlay(onnx_backend, toaster_patch):
     json.dumps(r.as_dict())
 
 
-def test_markers_crop_uses_the_sheet_region(onnx_backend):
+def test_markers_crop_uses_the_sheet_region(backend):
     scene = SyntheticScene(seed=4)
-    state = LiveState(onnx_backend, crop="markers", overlay=False)
+    state = LiveState(backend, crop="markers", overlay=False)
     _, r = process_frame(scene.frame(0).image, state)
     assert r.roi == "markers" and r.markers == [0, 1, 2, 3]
     _, r = process_frame(np.full((480, 640, 3), 90, np.uint8), state)
@@ -246,37 +273,44 @@ def test_pipeline_from_generated_video_file(tmp_path, toaster_patch_path, capsys
     for i, size in sizes.items():
         assert size == pytest.approx(attack_scene.frame(i).patch_size_px, rel=0.02, abs=1.5)
     assert len(summary["attack"]["by_size"]) >= 3
-    if toaster_patch_path == SHIPPED_TOASTER:  # the shipped EOT patch must actually win against the baseline
-        assert summary["attack"]["target"]["ci95"][0] > summary["baseline"]["target"]["ci95"][1]
-    print(f"\n[{toaster_patch_path.name}] video: target share {summary['attack']['target']['share']:.2f} "
-          f"{summary['attack']['target']['ci95']} vs baseline {summary['baseline']['target']['share']:.2f}")
+    attack, baseline = summary["attack"]["target"], summary["baseline"]["target"]
+    print(f"\n[{toaster_patch_path.name}] video: target share {attack['share']:.3f} ({attack['k']}/{attack['n']}) "
+          f"vs baseline {baseline['share']:.3f} ({baseline['k']}/{baseline['n']})")
+    assert attack["share"] >= at_least(VIDEO_SHARE, n), attack          # >= 24 of 32
+    assert baseline["share"] <= at_most(BASELINE_SHARE, n), baseline    # <= 3 of 32
 
 
-def test_pipeline_from_synthetic_source(tmp_path, onnx_backend, toaster_patch):
+def test_pipeline_from_synthetic_source(tmp_path, backend, toaster_patch):
     """The synthetic source with the patch printed on the sheet, then with the patch pasted virtually."""
     from patchlab.capture import open_source
 
     source = open_source("synthetic:24", synthetic={"patch": toaster_patch, "seed": 3, "fps": 8})
-    state = LiveState(onnx_backend, target="toaster", detect="on", patch_scale=SHEET_PATCH_SCALE)
+    state = LiveState(backend, target="toaster", detect="on", patch_scale=SHEET_PATCH_SCALE)
     result = run_session(source, state, recorder=Recorder(tmp_path / "printed"))
     assert result.stopped == "ended" and result.frames == 24
     summary = _check_recording(tmp_path / "printed")
+    printed = summary["attack"]["target"]
     _, records = load_recording(tmp_path / "printed")
     truth = SyntheticScene(patch=toaster_patch, seed=3, fps=8)
     for r in records:
         if r["patch_size_px"]:
             assert r["patch_size_px"] == pytest.approx(truth.frame(r["index"]).patch_size_px, rel=0.02, abs=1.5)
 
-    state = LiveState(onnx_backend, patch=toaster_patch, virtual=True, detect="on")
+    state = LiveState(backend, patch=toaster_patch, virtual=True, detect="on")
     result = run_session(SyntheticSource(frames=24, seed=3, fps=8), state, recorder=Recorder(tmp_path / "virtual"))
     assert result.stopped == "ended" and result.frames == 24
     summary = _check_recording(tmp_path / "virtual")
     _, records = load_recording(tmp_path / "virtual")
     assert sum(r["virtual_patch"] for r in records) >= 22
     assert summary["attack"]["target_label"] == "toaster"
+    virtual = summary["attack"]["target"]
+    print(f"\nsynthetic source: printed {printed['k']}/{printed['n']}, virtual {virtual['k']}/{virtual['n']}")
+    # the shipped patch has to win here too, at the docs' rates (docs/camera.md) minus the Wilson margin at n = 24
+    assert printed["share"] >= at_least(PRINTED_SHARE, 24), printed
+    assert virtual["share"] >= at_least(VIRTUAL_SHARE, 24), virtual
 
 
-def test_max_frames_and_ctrl_c_stop_cleanly(tmp_path, onnx_backend):
+def test_max_frames_and_ctrl_c_stop_cleanly(tmp_path, backend):
     class Interrupting:
         info = {"kind": "test"}
 
@@ -296,7 +330,7 @@ def test_max_frames_and_ctrl_c_stop_cleanly(tmp_path, onnx_backend):
             self.closed = True
 
     source = Interrupting()
-    state = LiveState(onnx_backend, target="toaster")
+    state = LiveState(backend, target="toaster")
     result = run_session(source, state, recorder=Recorder(tmp_path / "rec"))
     assert result.stopped == "interrupted" and result.frames == 5 and source.closed
     assert json.loads((tmp_path / "rec" / "summary.json").read_text())["attack"]["target"]["n"] == 5
@@ -304,7 +338,7 @@ def test_max_frames_and_ctrl_c_stop_cleanly(tmp_path, onnx_backend):
     assert result.stopped == "max-frames" and result.frames == 3
 
 
-def test_failing_camera_mid_stream_stops_with_summary(tmp_path, onnx_backend):
+def test_failing_camera_mid_stream_stops_with_summary(tmp_path, backend):
     scene = SyntheticScene(seed=2)
 
     class Cap:
@@ -331,7 +365,7 @@ def test_failing_camera_mid_stream_stops_with_summary(tmp_path, onnx_backend):
     reader = LatestFrameReader(opener, name="camera 0", first=OpenCVSource(0, "camera", Cap(6), "camera 0", {}),
                                policy=ReconnectPolicy(max_failures=2, backoff_s=0.01, read_timeout_s=2),
                                on_state=lambda s: states.append(s.state.value))
-    result = run_session(reader, LiveState(onnx_backend, target="toaster"), recorder=Recorder(tmp_path / "rec"))
+    result = run_session(reader, LiveState(backend, target="toaster"), recorder=Recorder(tmp_path / "rec"))
     assert result.stopped == "failed"
     assert "stopped after 2 failed reconnect attempts" in result.error
     assert states[:1] == ["reconnecting"] and states[-1] == "failed"

@@ -25,6 +25,9 @@ def eight_images(tmp_path_factory, imagenet_dir):
     return folder
 
 
+ENSEMBLE_STEPS = 30
+
+
 def _tiny(folder, out, **kw):
     base = dict(images=str(folder), patch_size=32, batch=2, steps=4, holdout=0.0, checkpoint_every=2,
                 log_every=1, out=str(out), preset_dummy=None)
@@ -344,15 +347,25 @@ def test_cli_train_then_eval(eight_images, tmp_path, capsys):
     assert main(["patch", "eval", str(out), "--images", str(eight_images), "--areas", "2"]) == 2
 
 
-def test_ensemble_of_models_with_different_input_sizes(eight_images, lite0, tmp_path):
-    """Two models, one at another input size: frames are rendered once at the largest size and resized."""
+def test_ensemble_of_models_with_different_input_sizes(eight_images, imagenet_dir, lite0, tmp_path):
+    """Two models, one at another input size: frames are rendered once at the largest size and resized. The patch
+    trained on both must work on both: on 8 unseen images its target probability is far above the noise patch's for
+    each model (measured: 0.0060 vs 0.00024 at 224 px, 0.0089 vs 0.00016 at 192 px; a training run that breaks
+    stays at the noise level)."""
     from patchlab.models import Classifier
 
     small = Classifier(lite0.net, lite0.normalize, "lite0_at_192", 192, lite0.labels)
-    cfg = _tiny(eight_images, tmp_path / "ens.png", steps=2, models=["efficientnet_lite0", "lite0_at_192"])
+    cfg = _tiny(eight_images, tmp_path / "ens.png", steps=ENSEMBLE_STEPS, batch=4, patch_size=48, area=0.2, lr=0.05,
+                eot="digital", checkpoint_every=100, models=["efficientnet_lite0", "lite0_at_192"])
     res = train_patch(cfg, models=[lite0, small])
-    assert res.meta["models"] == ["efficientnet_lite0", "lite0_at_192"] and res.step == 2
-    assert torch.isfinite(res.rgba).all()
+    assert res.meta["models"] == ["efficientnet_lite0", "lite0_at_192"] and res.step == ENSEMBLE_STEPS
+    unseen = [p for p in sorted(imagenet_dir.iterdir())[40::87][:8]]
+    ev = evaluate_patch(tmp_path / "ens.png", unseen, models=[lite0, small], areas=[0.2], draws=2, seed=5)
+    for name in ("efficientnet_lite0", "lite0_at_192"):
+        row = ev["models"][name]["curve"][0]
+        print(f"\n{name}: p(toaster) {row['mean_target_prob']:.4f}, noise "
+              f"{row['baselines']['random_noise']['mean_target_prob']:.5f}")
+        assert row["mean_target_prob"] > 10 * row["baselines"]["random_noise"]["mean_target_prob"], (name, row)
 
 
 def test_init_starts_from_an_existing_patch(eight_images, lite0, tmp_path):

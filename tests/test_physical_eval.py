@@ -24,7 +24,7 @@ def test_clean_cells_agree_with_digital_predictions(imagenet_dir, lite0):
     noise, JPEG 70): photo-eval's top-1 must match the digital top-1 in >= 90 % of the 96 cells.
 
     Measured: 91.7 % here with the default unsharp mask on the crops (also 91.7 % without it). Over five samples
-    (768 cells) 92.6 % with it and 90.2 % without; see the README. Every miss is an image the model was unsure of
+    (768 cells) 92.6 % with it and 90.2 % without; docs/physical.md. Every miss is an image the model was unsure of
     digitally. The sharpening itself is checked on the crops: it must bring them closer to the digital images.
     """
     from patchlab.models import preprocess

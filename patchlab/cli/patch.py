@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -51,13 +52,21 @@ def train_cmd(
     init: Path = typer.Option(None, "--init", help="Start from this patch PNG (e.g. the shipped one) instead of noise"),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast for the model (not faster on every CPU: "
                               "see docs/benchmarks.md)"),
+    distributed: bool = typer.Option(False, "--distributed", help="Data-parallel over the processes torchrun "
+                                     "started; --batch is the global batch (see docs/distributed.md)"),
     device: str = DeviceOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Train a universal patch (Brown 2017) under EOT: <out>.png, <out>.patch.json and the checkpoint
     <out>.ckpt.pt; Ctrl-C saves the checkpoint."""
+    from patchlab.errors import PatchlabError
     from patchlab.patch import PatchConfig, train_patch
+    from patchlab.patch.distributed import torchrun_world_size
     from patchlab.patch.io import sidecar_path
+
+    if torchrun_world_size() > 1 and not distributed:
+        raise PatchlabError(f"torchrun started {torchrun_world_size()} processes: add --distributed")
+    main_rank = not distributed or os.environ.get("RANK", "0") == "0"  # rank 0 reports, the others stay quiet
 
     cfg = PatchConfig(images=str(images), models=list(model), target=target, area=area, shape=shape,
                       patch_size=size, eot=preset, colour=str(colour) if colour else None, steps=steps,
@@ -66,11 +75,14 @@ def train_cmd(
                       seed=seed, checkpoint_every=checkpoint_every, eval_every=eval_every, out=str(out),
                       device=device, bf16=bf16, init=str(init) if init else None)
     try:
-        with rich_progress("patch", enabled=not json_out) as cb:
-            result = train_patch(cfg, progress=cb, resume=resume, force=force)
+        with rich_progress("patch", enabled=not json_out and main_rank) as cb:
+            result = train_patch(cfg, progress=cb, resume=resume, force=force, distributed=distributed)
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: checkpoint saved to {cfg.checkpoint_path()}; rerun with --resume", err=True)
+        if main_rank:
+            typer.echo(f"interrupted: checkpoint saved to {cfg.checkpoint_path()}; rerun with --resume", err=True)
         raise typer.Exit(130)
+    if result.rank != 0:
+        return
     last = next((h for h in reversed(result.history) if "target_prob" in h), {})
     summary = {"out": str(result.path), "steps": result.step, "seconds": result.meta["train_seconds"],
                "model": result.meta["models"][0], "models": result.meta["models"], "target": result.meta["target"],

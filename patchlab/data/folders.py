@@ -48,12 +48,14 @@ def labelled_folder(folder: str | Path, class_names: list[str] | tuple[str, ...]
 
 
 def shared_data_dir() -> Path | None:
-    """The shared data folder ($PATCHLAB_SHARED_DATA, or ../shared/data beside the checkout), if present."""
+    """The shared data folder, if present: $PATCHLAB_SHARED_DATA when set (and only it, so a wrong setting reads as
+    missing rather than silently finding another copy), else ../shared/data beside the checkout or the cwd."""
     env = os.environ.get("PATCHLAB_SHARED_DATA")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    candidates += [parent / "shared" / "data" for parent in here.parents]
-    candidates += [Path.cwd().parent / "shared" / "data"]
+    if env:
+        candidates = [Path(env)]
+    else:
+        here = Path(__file__).resolve()
+        candidates = [parent / "shared" / "data" for parent in here.parents] + [Path.cwd().parent / "shared" / "data"]
     for c in candidates:
         if (c / "imagenet-sample").is_dir():
             return c

@@ -14,7 +14,7 @@ top-left, top-right, bottom-right, bottom-left of the patch image.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,10 @@ class EOTParams:
         for effect in effects:
             changes.update(EFFECTS[effect])
         return replace(self, **{k: torch.full_like(getattr(self, k), v) for k, v in changes.items()})
+
+    def select(self, rows: slice) -> "EOTParams":
+        """The draws of samples `rows` (a data-parallel rank's share of a batch)."""
+        return EOTParams(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
 
 # The physical effects a breakdown can switch off, as the per-sample draws that make them up and their neutral values.
@@ -161,8 +165,11 @@ class EOT:
         room = (size - (hi - lo)).clamp(min=0)
         return proj + (-0.5 - lo + params.position * room)[:, None]
 
-    def place(self, patch: torch.Tensor, scenes: torch.Tensor, params: EOTParams) -> tuple[torch.Tensor, ...]:
-        """Composite an RGBA patch (4, h, w) into scenes (B, 3, S, S): returns (frames, corners, alpha)."""
+    def place(self, patch: torch.Tensor, scenes: torch.Tensor, params: EOTParams,
+              whole: EOTParams | None = None) -> tuple[torch.Tensor, ...]:
+        """Composite an RGBA patch (4, h, w) into scenes (B, 3, S, S): returns (frames, corners, alpha). When
+        `params` are some rows of a larger batch's draws `whole`, the texture is shrunk and the warp boxes are sized
+        as for the whole batch, so the rows render exactly as they would within it."""
         from kornia.geometry.transform import get_perspective_transform, warp_perspective
 
         b, _, size, size_w = scenes.shape
@@ -173,7 +180,8 @@ class EOT:
         fill = float(alpha.detach().mean().clamp(min=1e-3))
         corners = self.corners(params, size, aspect=w / h, fill=fill)
         # antialias: shrink the texture to about the largest on-screen side first (a one-level mipmap)
-        edges = (corners - corners.roll(1, dims=1)).norm(dim=-1).max()
+        sizing = corners if whole is None else self.corners(whole, size, aspect=w / h, fill=fill)
+        edges = (sizing - sizing.roll(1, dims=1)).norm(dim=-1).max()
         target = int(math.ceil(float(edges) * 1.5))
         tex = patch[None]
         if max(h, w) > target >= 4:
@@ -194,9 +202,13 @@ class EOT:
         homography = get_perspective_transform(src[None].expand(b, -1, -1), corners.to(dev))
         # warp only into a box around each quad (the same box size for the batch, placed per sample), then paste:
         # the patch covers a small part of the frame, and outside its quad the warp is zero anyway
-        lo = (corners.min(1).values.floor() - 1).clamp(0, size).long()          # (B, 2) x, y
-        hi = (corners.max(1).values.ceil() + 2).clamp(0, size).long()
-        bw, bh = int((hi - lo)[:, 0].max()), int((hi - lo)[:, 1].max())
+        def box(quads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return ((quads.min(1).values.floor() - 1).clamp(0, size).long(),    # (B, 2) x, y
+                    (quads.max(1).values.ceil() + 2).clamp(0, size).long())
+
+        lo, _ = box(corners)
+        box_lo, box_hi = box(sizing)  # the batch's box size (the whole batch's, for rows of it)
+        bw, bh = int((box_hi - box_lo)[:, 0].max()), int((box_hi - box_lo)[:, 1].max())
         x0 = torch.minimum(lo[:, 0], torch.tensor(size - bw)).tolist()
         y0 = torch.minimum(lo[:, 1], torch.tensor(size - bh)).tolist()
         shift = torch.eye(3).repeat(b, 1, 1)
@@ -265,8 +277,10 @@ class EOT:
 
     # -- the whole thing -----------------------------------------------------------------------------------------------
     def __call__(self, patch: torch.Tensor, scenes: torch.Tensor, area: float | torch.Tensor,
-                 generator: torch.Generator, params: EOTParams | None = None) -> EOTOutput:
-        """Render `patch` (RGBA (4, h, w) or RGB (3, h, w), opaque) into every scene under fresh EOT draws."""
+                 generator: torch.Generator, params: EOTParams | None = None,
+                 whole: EOTParams | None = None) -> EOTOutput:
+        """Render `patch` (RGBA (4, h, w) or RGB (3, h, w), opaque) into every scene under fresh EOT draws (or
+        `params`; `whole`: see `place`)."""
         if patch.dim() != 3 or patch.shape[0] not in (3, 4):
             raise PatchlabError(f"patch must be (3|4, H, W), got {tuple(patch.shape)}")
         if patch.shape[0] == 3:
@@ -274,7 +288,7 @@ class EOT:
         patch = patch.to(scenes.device)
         if params is None:
             params = self.sample(len(scenes), scenes.shape[-1], area, generator)
-        frames, corners, alpha = self.place(patch, scenes, params)
+        frames, corners, alpha = self.place(patch, scenes, params, whole)
         frames = self.camera(self.photometric(frames, params), params)
         return EOTOutput(frames, corners, alpha, params)
 

@@ -4,10 +4,10 @@ breakdown), and the PNG + sidecar format."""
 from patchlab.patch.io import load_patch, save_patch
 from patchlab.patch.losses import default_palette, non_printability, total_variation
 from patchlab.patch.shapes import make_mask
-from patchlab.patch.train import PatchConfig, PatchResult, train_patch
+from patchlab.patch.train import PatchConfig, PatchResult, PatchTrainer, train_patch
 
-__all__ = ["PatchConfig", "PatchResult", "default_palette", "effect_breakdown", "evaluate_patch", "load_patch",
-           "make_mask", "non_printability", "plot_curve", "save_patch", "total_variation", "train_patch"]
+__all__ = ["PatchConfig", "PatchResult", "PatchTrainer", "default_palette", "effect_breakdown", "evaluate_patch",
+           "load_patch", "make_mask", "non_printability", "plot_curve", "save_patch", "total_variation", "train_patch"]
 
 
 def __getattr__(name):

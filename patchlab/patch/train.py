@@ -17,14 +17,11 @@ import threading
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 
 from patchlab.errors import PatchlabError
-
-ProgressFn = Callable[[int, int, dict], None]
+from patchlab.progress import ProgressFn
 CKPT_FORMAT = "patchlab-patch-checkpoint-1"
 LOSSES = ("logprob", "success")
 
@@ -69,31 +66,32 @@ class PatchConfig:
         if isinstance(self.models, str):
             self.models = [m.strip() for m in self.models.split(",") if m.strip()]
         if not self.models:
-            raise PatchlabError("at least one --model is needed")
+            raise PatchlabError("at least one model is needed (models=)")
         check_unit_interval("area", self.area, allow_zero=False)
-        if self.area > 0.5:
-            raise PatchlabError(f"area must be at most 0.5 of the image, got {self.area}")
+        from patchlab.eot import MAX_PATCH_AREA
+
+        if self.area > MAX_PATCH_AREA:
+            raise PatchlabError(f"area= must be at most {MAX_PATCH_AREA} of the image, got {self.area}")
         for name in ("steps", "batch", "patch_size", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:
-                raise PatchlabError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise PatchlabError(f"{name}= must be at least 1, got {getattr(self, name)}")
         if self.patch_size < 8 or self.patch_size > 2048:
-            raise PatchlabError(f"patch size must lie in [8, 2048] pixels, got {self.patch_size}")
+            raise PatchlabError(f"patch_size= must lie in [8, 2048] pixels, got {self.patch_size}")
         if not self.lr > 0:
-            raise PatchlabError(f"lr must be positive, got {self.lr}")
+            raise PatchlabError(f"lr= must be positive, got {self.lr}")
         if self.loss not in LOSSES:
-            raise PatchlabError(f"unknown loss '{self.loss}'; choose from {', '.join(LOSSES)}")
+            raise PatchlabError(f"unknown loss= '{self.loss}'; choose from {', '.join(LOSSES)}")
         if not self.loss_temperature > 0:
-            raise PatchlabError(f"loss temperature must be positive, got {self.loss_temperature}")
+            raise PatchlabError(f"loss_temperature= must be positive, got {self.loss_temperature}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "PatchConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PatchlabError(f"unknown patch setting '{unknown[0]}'")
+        from patchlab.registry import check_known
+
+        check_known(data, (f.name for f in fields(cls)), "patch setting")
         return cls(**data)
 
     def to_yaml(self) -> str:
@@ -119,6 +117,7 @@ class PatchResult:
     step: int
     stopped: bool = False       # True when the stop event ended the run early
     path: Path | None = None    # where the PNG was written
+    rank: int = 0               # this process's rank in a data-parallel run (only rank 0 writes the files)
 
 
 def _resolve_target(target) -> tuple[int | None, str | None]:
@@ -168,13 +167,20 @@ def _lr_at(cfg: PatchConfig | dict, step: int) -> float:
     return lr * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def _at_input_size(frames: torch.Tensor, model) -> torch.Tensor:
+    """Frames rendered at the ensemble's largest input size, resized for `model` when it takes another size."""
+    if frames.shape[-1] == model.input_size:
+        return frames
+    return F.interpolate(frames, size=(model.input_size, model.input_size), mode="bilinear", align_corners=False,
+                         antialias=True)
+
+
 def _adv_loss(models, frames: torch.Tensor, target: int | None, labels: torch.Tensor | None, bf16: bool = False,
               kind: str = "logprob", temperature: float = 2.0):
     """Mean over models of the adversarial loss; also the mean target probability and batch success."""
     total, prob, succ = 0.0, 0.0, 0.0
     for m in models:
-        x = frames if frames.shape[-1] == m.input_size else F.interpolate(
-            frames, size=(m.input_size, m.input_size), mode="bilinear", align_corners=False, antialias=True)
+        x = _at_input_size(frames, m)
         with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = m(x)
         logp = logits.float().log_softmax(-1)
@@ -191,12 +197,6 @@ def _adv_loss(models, frames: torch.Tensor, target: int | None, labels: torch.Te
         succ += float((hit if target is not None else ~hit).float().mean())
     n = len(models)
     return total / n, prob / n, succ / n
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    from patchlab.artifacts import save_torch
-
-    save_torch(state, path)
 
 
 def check_patch_outputs(cfg: PatchConfig, resume: bool = False, force: bool = False) -> None:
@@ -218,170 +218,354 @@ def check_patch_outputs(cfg: PatchConfig, resume: bool = False, force: bool = Fa
                            "starts over", ckpt, same=True)
 
 
+# -- checkpoint files (the trainer's state_dict on disk) -------------------------------------------------------------
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a trainer's `state_dict()` atomically (tensors, numbers and strings only: it loads with weights_only)."""
+    from patchlab.artifacts import save_torch
+
+    save_torch(state, path)
+
+
+def read_checkpoint(path: Path | None) -> dict:
+    """A patch checkpoint's state, loaded with weights_only=True; one-line errors for a missing or foreign file."""
+    if path is None or not path.is_file():
+        raise PatchlabError(f"resume=True but there is no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
+        raise PatchlabError(f"{path}: not a patchlab patch checkpoint")
+    return state
+
+
+# -- the trainer ------------------------------------------------------------------------------------------------------
+EVAL_CHUNK = 32             # scenes per no-grad forward pass (labelling the bank, the held-out monitor): bounds memory
+HELDOUT_SEED_OFFSET = 7919  # the monitor's EOT draws come from seed + this prime: the same draws at every check, and
+                            # apart from the training draws (which come from seed itself)
+
+
+class PatchTrainer:
+    """One patch run: `prepare` (a chain of `_prepare_*` steps), `step` (one optimiser step), `heldout_success`,
+    `state_dict` / `load_state_dict` (what a checkpoint holds), `meta` (the sidecar) and `fit` (the loop: logging,
+    held-out monitoring, checkpoints). Checkpoint files are read and written apart, by `read_checkpoint` and
+    `save_checkpoint`.
+
+        trainer = PatchTrainer(config, models=models).prepare()
+        while trainer.steps_taken < config.steps:
+            metrics = trainer.step()
+        rgba, meta = trainer.rgba(), trainer.meta()
+
+    `ranks` (a `patchlab.patch.distributed.RankGroup`) makes it one process of a data-parallel run: every rank draws
+    the whole batch from the shared generator and renders its slice; the gradient is averaged over the ranks."""
+
+    def __init__(self, config: PatchConfig | dict, models=None, ranks=None):
+        from patchlab.patch.distributed import RankGroup
+
+        self.cfg = config if isinstance(config, PatchConfig) else PatchConfig.from_dict(config)
+        self.models = models
+        self.ranks = ranks if ranks is not None else RankGroup()
+        self.checkpoint = self.cfg.checkpoint_path()
+        self.steps_taken, self.history, self.elapsed = 0, [], 0.0
+        self.stop_agreed = False  # a data-parallel run stops when any rank's stop event was set during a step
+
+    # -- prepare: ranks -> outputs -> transforms -> models -> scenes -> patch -> shared scenes -> checkpoint --------
+    def prepare(self, resume: bool = False, force: bool = False, progress: ProgressFn | None = None) -> "PatchTrainer":
+        """Everything before the first step. `resume` continues from the checkpoint beside `config.out`; outputs
+        there are replaced only with `force`. `progress` reports the loading of the scene images."""
+        ranks = self.ranks
+        if ranks.world > 1:
+            self._prepare_ranks()
+        if not self.cfg.images:
+            raise PatchlabError("patch training needs an image folder (images=)")
+        with ranks.all_or_none("checking the outputs"):
+            if ranks.is_main:  # rank 0 owns the files
+                check_patch_outputs(self.cfg, resume, force)
+        with ranks.all_or_none("preparing"):
+            self._prepare_transforms()
+            self._prepare_models()
+            self._prepare_scenes(progress)
+            self._prepare_patch()
+        if ranks.world > 1:
+            self._share_scenes()
+        state = None
+        if resume:
+            with ranks.all_or_none("reading the checkpoint"):
+                state = read_checkpoint(self.checkpoint) if ranks.is_main else None
+        if ranks.world > 1:  # every rank starts from rank 0's state, also where only rank 0 can read the checkpoint
+            state = ranks.broadcast(_to_cpu(state if resume else self.state_dict()))
+        if state is not None:
+            with ranks.all_or_none("resuming"):
+                self.load_state_dict(state)
+        return self
+
+    def _prepare_transforms(self) -> None:
+        from patchlab.eot import EOT, ColourModel, load_config
+        from patchlab.models import resolve_device
+        from patchlab.patch.shapes import make_mask
+
+        cfg = self.cfg
+        self.device = self.ranks.device or resolve_device(cfg.device)
+        self.target, self.target_name = _resolve_target(cfg.target)
+        self.eot_cfg = load_config(cfg.eot)
+        self.colour = ColourModel.from_json(cfg.colour) if cfg.colour else None
+        self.eot = EOT(self.eot_cfg, self.colour)
+        self.eval_eot = EOT(self.eot_cfg.replace(area_scale=(1.0, 1.0)), self.colour)  # exactly the nominal area
+        self.mask = make_mask(cfg.shape, cfg.patch_size).to(self.device)
+        self.palette = _palette(self.colour).to(self.device)
+
+    def _prepare_models(self) -> None:
+        from patchlab.models import load_model
+
+        if self.models is None:
+            self.models = [load_model(name, self.device) for name in self.cfg.models]
+        self.size = max(m.input_size for m in self.models)  # frames are rendered once, at the largest input size
+
+    def _prepare_scenes(self, progress: ProgressFn | None) -> None:
+        from patchlab.patch.data import load_scenes, split_scenes
+
+        cfg = self.cfg
+        self.split = split_scenes(cfg.images, cfg.holdout, cfg.split_seed, exclude_label=self.target)
+        self.bank = load_scenes(self.split.train, self.size, progress=progress)
+        self.labels = None
+        if self.target is None:  # untargeted: push away from the true label, or from the clean prediction
+            if self.split.labels is not None:
+                self.labels = torch.tensor([self.split.labels[p.name] for p in self.split.train])
+            else:
+                self.labels = self._predicted_labels()
+        self.eval_bank = None
+        if cfg.eval_every and self.split.heldout and self.target is not None and self.ranks.is_main:
+            self.eval_bank = load_scenes(self.split.heldout[:cfg.eval_images], self.size)  # targeted runs only
+
+    def _predicted_labels(self) -> torch.Tensor:
+        from patchlab.patch.data import to_float
+
+        judge = self.models[0]
+        with torch.no_grad():
+            return torch.cat([judge.predict(_at_input_size(to_float(self.bank[i:i + EVAL_CHUNK], self.device), judge))
+                              .argmax(-1).cpu() for i in range(0, len(self.bank), EVAL_CHUNK)])
+
+    def _prepare_patch(self) -> None:
+        cfg = self.cfg
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # every draw of the run comes from here (CPU: replayable)
+        texture = torch.rand((3, cfg.patch_size, cfg.patch_size), generator=self.gen)
+        if cfg.init:
+            from patchlab.patch.io import load_patch
+
+            start_rgba, _ = load_patch(cfg.init)
+            texture = F.interpolate(start_rgba[None, :3].float(), size=(cfg.patch_size, cfg.patch_size),
+                                    mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
+        self.texture = texture.to(self.device).requires_grad_(True)
+        self.opt = torch.optim.Adam([self.texture], lr=cfg.lr)
+
+    def _prepare_ranks(self) -> None:
+        """Data parallel, before any work: the ranks must run the same settings, and each needs a sample per step.
+        Every rank decides from the same gathered facts, so an error never leaves one rank waiting for the others."""
+        ranks = self.ranks
+        settings = json.dumps({k: v for k, v in self.cfg.to_dict().items() if k != "device"}, sort_keys=True,
+                              default=str)
+        differs = [rank for rank, theirs in enumerate(ranks.gather(settings)) if theirs != settings]
+        if differs:
+            raise PatchlabError(f"rank {differs[0]} runs other settings than rank {ranks.rank}: start every process "
+                                "with the same command")
+        if self.cfg.batch < ranks.world:
+            raise PatchlabError(f"batch={self.cfg.batch} is smaller than the {ranks.world} processes: each renders at "
+                                "least one sample per step")
+
+    def _share_scenes(self) -> None:
+        """Data parallel: the same training scenes on every rank (each machine reads its own copy of the folder)."""
+        import hashlib
+
+        ranks = self.ranks
+        self.labels = ranks.broadcast(self.labels)  # predicted labels: rank 0's, should hardware differ at a tie
+        digest = hashlib.blake2b(self.bank.numpy().tobytes(), digest_size=16)
+        digest.update(json.dumps([p.name for p in self.split.train]).encode())
+        differs = [rank for rank, theirs in enumerate(ranks.gather(digest.hexdigest())) if theirs != digest.hexdigest()]
+        if differs:
+            raise PatchlabError(f"rank {differs[0]} has other training images than rank {ranks.rank} in "
+                                f"{self.cfg.images}: give every machine the same folder")
+
+    # -- one step ------------------------------------------------------------------------------------------------------
+    def step(self, stop: threading.Event | None = None) -> dict:
+        """One Adam step on a fresh batch of scenes under fresh EOT draws; returns the step's metrics (the whole
+        batch's, also on a data-parallel rank). A set `stop` ends a data-parallel run after this step, on every rank."""
+        from patchlab.patch.data import to_float
+        from patchlab.patch.losses import non_printability, total_variation
+
+        cfg, ranks = self.cfg, self.ranks
+        for group in self.opt.param_groups:
+            group["lr"] = _lr_at(cfg, self.steps_taken)
+        # the whole batch's draws come from the shared generator on every rank; a rank renders only its rows
+        idx = torch.randint(0, len(self.bank), (cfg.batch,), generator=self.gen)
+        params = self.eot.sample(cfg.batch, self.size, cfg.area, self.gen)
+        rows = ranks.rows(cfg.batch)
+        mine = params if ranks.world == 1 else params.select(rows)
+        scenes = to_float(self.bank[idx[rows]], self.device)
+        patch = torch.cat([self.texture, self.mask], 0)
+        out = self.eot(patch, scenes, cfg.area, self.gen, params=mine, whole=None if mine is params else params)
+        labels = self.labels[idx[rows]] if self.labels is not None else None
+        adv, prob, succ = _adv_loss(self.models, out.images, self.target, labels, cfg.bf16, cfg.loss,
+                                    cfg.loss_temperature)
+        share = ranks.share(cfg.batch)  # this rank's rows / the batch
+        if ranks.world > 1:  # scaled so that the ranks' average gradient is the whole batch's
+            adv = adv * (share * ranks.world)
+        nps = non_printability(self.texture, self.palette, self.mask)
+        tv = total_variation(self.texture, self.mask)
+        loss = adv + cfg.nps_weight * nps + torch.clamp(cfg.tv_weight * tv, min=cfg.tv_floor)
+        self.opt.zero_grad(set_to_none=True)  # clear the patch gradient every step (ART's bug)
+        loss.backward()
+        metrics = {"loss": float(loss.detach()), "target_prob": prob, "batch_success": succ,
+                   "nps": float(nps.detach()), "tv": float(tv.detach())}
+        if ranks.world > 1:  # one all-reduce: the averaged gradient, the batch's metrics and the stop vote
+            regulariser = metrics["loss"] - float(adv.detach())
+            batch_adv, prob, succ, votes = ranks.average_gradient(
+                self.texture.grad, [float(adv.detach()) / ranks.world, prob * share, succ * share,
+                                    float(stop is not None and stop.is_set())])
+            metrics.update(loss=batch_adv + regulariser, target_prob=prob, batch_success=succ)
+            self.stop_agreed = votes > 0
+        self.opt.step()
+        with torch.no_grad():
+            self.texture.clamp_(0, 1)
+        self.steps_taken += 1
+        return metrics
+
+    def heldout_success(self) -> float:
+        """Targeted top-1 success of the current patch on the held-out monitor scenes (the first `eval_images` of the
+        held-out split), judged by the first model only, under the EOT preset at exactly the nominal area with the
+        same draws at every check (seed + HELDOUT_SEED_OFFSET). A convergence log, not the evaluation."""
+        from patchlab.patch.data import to_float
+
+        g = torch.Generator().manual_seed(self.cfg.seed + HELDOUT_SEED_OFFSET)
+        judge = self.models[0]
+        rgba = torch.cat([self.texture.detach(), self.mask], 0)
+        hits, total = 0, 0
+        with torch.no_grad():
+            for i in range(0, len(self.eval_bank), EVAL_CHUNK):
+                scenes = to_float(self.eval_bank[i:i + EVAL_CHUNK], self.device)
+                frames = self.eval_eot(rgba, scenes, self.cfg.area, g).images
+                pred = judge(_at_input_size(frames, judge)).argmax(-1).cpu()
+                hits += int((pred == self.target).sum())
+                total += len(pred)
+        return hits / max(total, 1)
+
+    # -- state ---------------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs (the checkpoint's content): patch, Adam, generator, step, logs, settings."""
+        cfg = self.cfg
+        return {"format": CKPT_FORMAT, "step": self.steps_taken, "texture": self.texture.detach().cpu().clone(),
+                "adam": self.opt.state_dict(), "rng": self.gen.get_state(), "config_key": _config_key(cfg),
+                "schedule": json.dumps({k: getattr(cfg, k) for k in ("lr", *SCHEDULE_KEYS)}),
+                "history": json.dumps(self.history), "elapsed": self.elapsed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state`, refusing one made with other settings or whose lr schedule the config rewrites."""
+        cfg, where = self.cfg, self.checkpoint or "checkpoint"
+        if not _same_settings(state["config_key"], cfg):
+            raise PatchlabError(f"{where}: was made with different settings; only steps, lr_final and decay_start may "
+                                "change on resume")
+        taken = int(state["step"])
+        saved_schedule = json.loads(state.get("schedule", "{}")) or {"lr": cfg.lr, "lr_final": 1.0, "decay_start": 0,
+                                                                      "steps": taken}
+        if any(abs(_lr_at(saved_schedule, k) - _lr_at(cfg, k)) > 1e-12 for k in range(taken)):
+            raise PatchlabError(f"{where}: the new lr schedule differs for steps already taken; start the decay at or "
+                                f"after step {taken}")
+        with torch.no_grad():
+            self.texture.copy_(state["texture"].to(self.device))
+        self.opt.load_state_dict(state["adam"])
+        self.gen.set_state(state["rng"])
+        self.steps_taken, self.history, self.elapsed = taken, json.loads(state["history"]), float(state["elapsed"])
+
+    def rgba(self) -> torch.Tensor:
+        return torch.cat([self.texture.detach(), self.mask], 0).cpu()
+
+    def meta(self) -> dict:
+        """The sidecar: what was trained, how, on which images, and the training log."""
+        import patchlab
+
+        cfg, split = self.cfg, self.split
+        meta = {
+            "patchlab_version": patchlab.__version__, "kind": "adversarial_patch",
+            "target": self.target, "target_name": self.target_name, "models": [m.name for m in self.models],
+            "area": cfg.area, "shape": cfg.shape, "patch_size": cfg.patch_size,
+            "eot": self.eot_cfg.to_dict(), "colour": self.colour.to_dict() if self.colour else None,
+            "seed": cfg.seed, "steps": self.steps_taken, "config": cfg.to_dict(),
+            "images": str(cfg.images), "split": {"holdout": cfg.holdout, "split_seed": cfg.split_seed,
+                                                 "train_n": len(split.train), "heldout_n": len(split.heldout)},
+            "train_images": [p.name for p in split.train],
+            "train_seconds": round(self.elapsed, 1), "device": str(self.device), "torch": torch.__version__,
+            "history": self.history,
+        }
+        if self.ranks.world > 1:
+            meta["distributed"] = {"world_size": self.ranks.world, "backend": self.ranks.backend}
+        return meta
+
+    # -- the loop ------------------------------------------------------------------------------------------------------
+    def fit(self, progress: ProgressFn | None = None, stop: threading.Event | None = None) -> PatchResult:
+        """Step to `config.steps`, logging every `log_every` steps, monitoring held-out success every `eval_every`,
+        checkpointing every `checkpoint_every` (and on `stop` or Ctrl-C), then write the PNG and sidecar."""
+        cfg = self.cfg
+        stopped = False
+        t_last = time.perf_counter()
+        try:
+            while self.steps_taken < cfg.steps:
+                if (self.stop_agreed if self.ranks.world > 1 else stop is not None and stop.is_set()):
+                    stopped = True
+                    break
+                metrics = self.step(stop)
+                step = self.steps_taken
+                now = time.perf_counter()
+                self.elapsed += now - t_last
+                t_last = now
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    self.history.append({"step": step, "seconds": round(self.elapsed, 2),
+                                         **{k: round(v, 5) for k, v in metrics.items()}})
+                if self.eval_bank is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                    rate = self.heldout_success()
+                    self.history.append({"step": step, "seconds": round(self.elapsed, 2), "heldout_success": rate,
+                                         "heldout_n": len(self.eval_bank)})
+                    metrics["heldout_success"] = rate
+                    t_last = time.perf_counter()  # evaluation time is not training time
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    self._save()
+                if progress:
+                    progress(step, cfg.steps, metrics)
+        except KeyboardInterrupt:
+            self._save()
+            raise
+        if stopped:
+            self._save()
+        result = PatchResult(self.rgba(), self.meta(), self.history, self.steps_taken, stopped, rank=self.ranks.rank)
+        if cfg.out and not stopped and self.ranks.is_main:
+            from patchlab.patch.io import save_patch
+
+            result.path = save_patch(cfg.out, result.rgba[:3], result.rgba[3:], result.meta)
+        return result
+
+    def _save(self) -> None:
+        if self.checkpoint is not None and self.ranks.is_main:
+            save_checkpoint(self.checkpoint, self.state_dict())
+
+
+def _to_cpu(obj):
+    """A state with every tensor on the CPU (to broadcast it: a CUDA tensor would unpickle on rank 0's GPU)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 def train_patch(config: PatchConfig | dict, progress: ProgressFn | None = None,
                 stop: threading.Event | None = None, resume: bool = False, models=None,
-                force: bool = False) -> PatchResult:
+                force: bool = False, distributed: bool = False) -> PatchResult:
     """Optimise a universal patch. Checkpoints every `checkpoint_every` steps beside `config.out`; `resume=True`
     continues from that checkpoint. A set `stop` event (or Ctrl-C) saves a checkpoint and ends the run early.
     `models` may pass already-loaded classifiers (same names as config.models) to skip loading. Existing outputs at
-    `config.out` are replaced only with `force` (see `check_patch_outputs`)."""
-    import patchlab
-    from patchlab.eot import EOT, ColourModel, load_config
-    from patchlab.models import load_model, resolve_device
-    from patchlab.patch.data import load_scenes, split_scenes, to_float
-    from patchlab.patch.losses import non_printability, total_variation
-    from patchlab.patch.shapes import make_mask
-
+    `config.out` are replaced only with `force` (see `check_patch_outputs`). `distributed=True` makes this process
+    one rank of a data-parallel run that torchrun started (see patchlab.patch.distributed); rank 0 writes the files."""
     cfg = config if isinstance(config, PatchConfig) else PatchConfig.from_dict(config)
-    if not cfg.images:
-        raise PatchlabError("patch training needs an image folder (--images DIR)")
-    check_patch_outputs(cfg, resume, force)
-    device = resolve_device(cfg.device)
-    target, target_name = _resolve_target(cfg.target)
-    eot_cfg = load_config(cfg.eot)
-    colour = ColourModel.from_json(cfg.colour) if cfg.colour else None
-    eot = EOT(eot_cfg, colour)
-    eval_eot = EOT(eot_cfg.replace(area_scale=(1.0, 1.0)), colour)  # held-out checks at exactly the nominal area
-    mask = make_mask(cfg.shape, cfg.patch_size).to(device)
-    palette = _palette(colour).to(device)
-    if models is None:
-        models = [load_model(name, device) for name in cfg.models]
-    size = max(m.input_size for m in models)
+    if not distributed:
+        return PatchTrainer(cfg, models).prepare(resume, force, progress).fit(progress, stop)
+    from patchlab.patch.distributed import process_group
 
-    split = split_scenes(cfg.images, cfg.holdout, cfg.split_seed, exclude_label=target)
-    bank = load_scenes(split.train, size, progress=progress)
-    labels = None
-    if target is None:  # untargeted: push away from the true label, or from the clean prediction when unlabelled
-        if split.labels is not None:
-            labels = torch.tensor([split.labels[p.name] for p in split.train])
-        else:
-            with torch.no_grad():
-                labels = torch.cat([models[0].predict(F.interpolate(to_float(bank[i:i + 32], device),
-                                    size=models[0].input_size, mode="bilinear", antialias=True)).argmax(-1).cpu()
-                                    for i in range(0, len(bank), 32)])
-    eval_bank = None
-    if cfg.eval_every and split.heldout and target is not None:  # held-out monitoring is for targeted runs
-        eval_bank = load_scenes(split.heldout[:cfg.eval_images], size)
-
-    gen = torch.Generator().manual_seed(cfg.seed)
-    texture = torch.rand((3, cfg.patch_size, cfg.patch_size), generator=gen)
-    if cfg.init:
-        from patchlab.patch.io import load_patch
-
-        start_rgba, _ = load_patch(cfg.init)
-        texture = F.interpolate(start_rgba[None, :3].float(), size=(cfg.patch_size, cfg.patch_size), mode="bilinear",
-                                align_corners=False, antialias=True)[0].clamp(0, 1)
-    texture = texture.to(device).requires_grad_(True)
-    opt = torch.optim.Adam([texture], lr=cfg.lr)
-    start_step, history, elapsed = 0, [], 0.0
-    ckpt = cfg.checkpoint_path()
-    if resume:
-        if ckpt is None or not ckpt.is_file():
-            raise PatchlabError(f"--resume: no checkpoint at {ckpt}")
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state.get("format") != CKPT_FORMAT:
-            raise PatchlabError(f"{ckpt}: not a patchlab patch checkpoint")
-        if not _same_settings(state["config_key"], cfg):
-            raise PatchlabError(f"{ckpt}: was made with different settings; only --steps and the lr decay may "
-                                "change on --resume")
-        saved_schedule = json.loads(state.get("schedule", "{}")) or {"lr": cfg.lr, "lr_final": 1.0, "decay_start": 0,
-                                                                      "steps": int(state["step"])}
-        if any(abs(_lr_at(saved_schedule, k) - _lr_at(cfg, k)) > 1e-12 for k in range(int(state["step"]))):
-            raise PatchlabError(f"{ckpt}: the new lr schedule differs for steps already taken; start the decay "
-                                f"at or after step {int(state['step'])}")
-        with torch.no_grad():
-            texture.copy_(state["texture"].to(device))
-        opt.load_state_dict(state["adam"])
-        gen.set_state(state["rng"])
-        start_step, history, elapsed = int(state["step"]), json.loads(state["history"]), float(state["elapsed"])
-
-    def snapshot(step: int) -> dict:
-        return {"format": CKPT_FORMAT, "step": step, "texture": texture.detach().cpu().clone(),
-                "adam": opt.state_dict(), "rng": gen.get_state(), "config_key": _config_key(cfg),
-                "schedule": json.dumps({k: getattr(cfg, k) for k in ("lr", *SCHEDULE_KEYS)}),
-                "history": json.dumps(history), "elapsed": elapsed}
-
-    def heldout_success(step: int) -> float:
-        g = torch.Generator().manual_seed(cfg.seed + 7919)
-        hits, total = 0, 0
-        rgba = torch.cat([texture.detach(), mask], 0)
-        with torch.no_grad():
-            for i in range(0, len(eval_bank), 32):
-                scenes = to_float(eval_bank[i:i + 32], device)
-                frames = eval_eot(rgba, scenes, cfg.area, g).images
-                for m in models[:1]:
-                    x = frames if size == m.input_size else F.interpolate(frames, size=m.input_size, mode="bilinear",
-                                                                          antialias=True)
-                    pred = m(x).argmax(-1).cpu()
-                    hits += int((pred == target).sum())
-                    total += len(pred)
-        return hits / max(total, 1)
-
-    stopped = False
-    step = start_step
-    t_last = time.perf_counter()
-    try:
-        while step < cfg.steps:
-            if stop is not None and stop.is_set():
-                stopped = True
-                break
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(cfg, step)
-            idx = torch.randint(0, len(bank), (cfg.batch,), generator=gen)
-            scenes = to_float(bank[idx], device)
-            patch = torch.cat([texture, mask], 0)
-            out = eot(patch, scenes, cfg.area, gen)
-            adv, prob, succ = _adv_loss(models, out.images, target, labels[idx] if labels is not None else None, cfg.bf16,
-                                         cfg.loss, cfg.loss_temperature)
-            nps = non_printability(texture, palette, mask)
-            tv = total_variation(texture, mask)
-            loss = adv + cfg.nps_weight * nps + torch.clamp(cfg.tv_weight * tv, min=cfg.tv_floor)
-            opt.zero_grad(set_to_none=True)  # clear the patch gradient every step (ART's bug)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                texture.clamp_(0, 1)
-            step += 1
-            now = time.perf_counter()
-            elapsed += now - t_last
-            t_last = now
-            metrics = {"loss": float(loss.detach()), "target_prob": prob, "batch_success": succ, "nps": float(nps.detach()),
-                       "tv": float(tv.detach())}
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                history.append({"step": step, "seconds": round(elapsed, 2), **{k: round(v, 5) for k, v in metrics.items()}})
-            if eval_bank is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-                rate = heldout_success(step)
-                history.append({"step": step, "seconds": round(elapsed, 2), "heldout_success": rate,
-                                "heldout_n": len(eval_bank)})
-                metrics["heldout_success"] = rate
-                t_last = time.perf_counter()  # evaluation time is not training time
-            if ckpt is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-                _save_checkpoint(ckpt, snapshot(step))
-            if progress:
-                progress(step, cfg.steps, metrics)
-    except KeyboardInterrupt:
-        if ckpt is not None:
-            _save_checkpoint(ckpt, snapshot(step))
-        raise
-    if stopped and ckpt is not None:
-        _save_checkpoint(ckpt, snapshot(step))
-
-    rgba = torch.cat([texture.detach(), mask], 0).cpu()
-    meta = {
-        "patchlab_version": patchlab.__version__, "kind": "adversarial_patch",
-        "target": target, "target_name": target_name, "models": [m.name for m in models],
-        "area": cfg.area, "shape": cfg.shape, "patch_size": cfg.patch_size,
-        "eot": eot_cfg.to_dict(), "colour": colour.to_dict() if colour else None,
-        "seed": cfg.seed, "steps": step, "config": cfg.to_dict(),
-        "images": str(cfg.images), "split": {"holdout": cfg.holdout, "split_seed": cfg.split_seed,
-                                             "train_n": len(split.train), "heldout_n": len(split.heldout)},
-        "train_images": [p.name for p in split.train],
-        "train_seconds": round(elapsed, 1), "device": str(device), "torch": torch.__version__,
-        "history": history,
-    }
-    result = PatchResult(rgba, meta, history, step, stopped)
-    if cfg.out and not stopped:
-        from patchlab.patch.io import save_patch
-
-        result.path = save_patch(cfg.out, rgba[:3], rgba[3:], meta)
-    return result
+    with process_group(cfg.device) as ranks:
+        return PatchTrainer(cfg, models, ranks).prepare(resume, force, progress).fit(progress, stop)

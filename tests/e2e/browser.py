@@ -14,6 +14,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("PATCHLAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 SHOTS = REPO / "test-artifacts" / "e2e"
+# Tests write only under test-artifacts/; `make screenshots` sets this to refresh docs/screenshots/ on purpose.
+DOCS_SHOTS = os.environ.get("PATCHLAB_DOCS_SCREENSHOTS")
 
 
 def free_port() -> int:
@@ -75,15 +77,14 @@ def open_page(page, server, url_path: str = "", timeout: float = 60_000) -> None
 
 
 def shoot(page, name: str, docs: bool = False, max_height: int = 3000, fit: bool = True) -> Path:
-    """Screenshot the whole page. Streamlit scrolls inside its main container, so grow the viewport to fit it
+    """Screenshot the whole page into test-artifacts/e2e/ (docs=True: one of docs/screenshots/, see _publish).
+    Streamlit scrolls inside its main container, so grow the viewport to fit it
     (fit=False keeps the viewport: resizing restarts a live WebRTC stream)."""
     path = SHOTS / f"{name}.png"
     size = page.viewport_size
     if not fit:
         page.screenshot(path=str(path))
-        if docs:
-            shutil.copy(path, REPO / "docs" / "screenshots" / path.name)
-        return path
+        return _publish(path, docs)
     height = page.evaluate("() => Math.max(...['stMain', 'stSidebarContent'].map(id => "
                            "(document.querySelector(`[data-testid='${id}']`) || {scrollHeight: 0}).scrollHeight))")
     page.set_viewport_size({"width": size["width"], "height": min(max(size["height"], int(height)), max_height)})
@@ -91,8 +92,13 @@ def shoot(page, name: str, docs: bool = False, max_height: int = 3000, fit: bool
     page.wait_for_timeout(400)
     page.screenshot(path=str(path))
     page.set_viewport_size(size)
-    if docs:
-        dest = REPO / "docs" / "screenshots"
+    return _publish(path, docs)
+
+
+def _publish(path: Path, docs: bool) -> Path:
+    """A docs screenshot is also copied to $PATCHLAB_DOCS_SCREENSHOTS (relative to the repo) when that is set."""
+    if docs and DOCS_SHOTS:
+        dest = REPO / DOCS_SHOTS
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, dest / path.name)
     return path

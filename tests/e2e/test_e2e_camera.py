@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from patchlab.stats import wilson_interval
+
 from .browser import choose, open_page, shoot, wait_idle
 
 pytestmark = pytest.mark.e2e
@@ -51,9 +53,12 @@ def test_live_camera_streams_and_updates_predictions(page, server):
     page.get_by_role("button", name="Stop recording").click()
     page.get_by_text("● recording").wait_for(state="hidden")
     page.locator("[data-testid='stMetric']").filter(has_text="Recorded frames").wait_for(timeout=30_000)
-    assert int(metric_value(page, "Recorded frames")) >= 3
+    n = int(metric_value(page, "Recorded frames"))
+    assert n >= 3
     share = metric_value(page, "Top-1 = toaster")
-    assert share.endswith("%") and int(share[:-1]) >= 50, share  # the patch wins in most recorded frames
+    # docs/app.md: toaster top-1 in every recorded frame; allowed: that level minus its Wilson 95% margin at this n
+    floor = 100 * wilson_interval(n, n)[0]
+    assert share.endswith("%") and int(share[:-1]) >= floor - 0.5, (share, n, floor)  # the page rounds to 1%
     webrtc.get_by_role("button", name="STOP").click()  # a still page for the screenshot
     page.get_by_text("Stream stopped: showing the last frame's result.").wait_for()
     wait_idle(page)

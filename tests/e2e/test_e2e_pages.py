@@ -120,6 +120,7 @@ def test_print_page_kurakin_photo_eval_and_colour_fit(page, server):
     page.get_by_role("button", name="Fit the colour model").click()
     metric = page.locator("[data-testid='stMetric']").filter(has_text="Held-out ΔE2000 (median)")
     metric.wait_for(timeout=120_000)
-    assert float(metric.locator("[data-testid='stMetricValue']").inner_text()) < 10
+    # docs/physical.md, "Colour calibration": 0.61 for this simulated photo (seed 0; seeds 0-3 give 0.61-0.99)
+    assert float(metric.locator("[data-testid='stMetricValue']").inner_text()) < 1.0
     wait_idle(page)
     shoot(page, "print_colour_fit")

@@ -59,7 +59,7 @@ def _library_error_messages():
     """(file, line, text) of every string literal inside a `raise PatchlabError(...)` outside the CLI and the app."""
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE).as_posix()
-        if rel.startswith(("cli/", "app/")) or rel == "patch/train.py":  # train.py: being rewritten (branch trainer)
+        if rel.startswith(("cli/", "app/")):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and \
@@ -90,8 +90,7 @@ def test_cli_shows_the_flags(capsys):
 def test_one_of_each():
     """One progress type, one OpenCV import style, one quad area, validators in errors.py."""
     texts = {p.relative_to(PACKAGE).as_posix(): p.read_text() for p in PACKAGE.rglob("*.py")}
-    own = {k: v for k, v in texts.items() if k != "patch/train.py"}  # train.py: being rewritten (branch trainer)
-    assert [k for k, v in own.items() if re.search(r"^ProgressFn = ", v, re.M)] == ["progress.py"]
+    assert [k for k, v in texts.items() if re.search(r"^ProgressFn = ", v, re.M)] == ["progress.py"]
     assert not [k for k, v in texts.items() if "def _cv2(" in v]
     assert [k for k, v in texts.items() if "def quad_area(" in v] == ["geometry.py"]
     for name in ("parse_fraction", "parse_eps", "positive_int", "positive_float", "check_unit_interval"):

@@ -133,3 +133,21 @@ def test_control_a_plain_write_killed_mid_write_is_truncated(tmp_path):
     target = _kill_mid_write(tmp_path, "plain", "adv.png")
     with pytest.raises(Exception):
         Image.open(target).load()
+
+
+def test_the_next_write_sweeps_a_killed_writers_stale_temporary(tmp_path):
+    """A SIGKILLed writer leaves its hidden temporary; the next write of the same file deletes it once it is older
+    than STALE_PART_SECONDS (a younger one may belong to a writer still at work, and stays)."""
+    import os
+
+    from patchlab.artifacts import STALE_PART_SECONDS, write_json
+
+    target = _kill_mid_write(tmp_path, "write_json", "p.eval.json")
+    (part,) = tmp_path.glob(".*.part*")
+    write_json(target, {"version": 3}, "patch-eval", "test")
+    assert part.exists()  # fresh: could be another writer's
+    old = part.stat().st_mtime - STALE_PART_SECONDS - 60
+    os.utime(part, (old, old))
+    write_json(target, {"version": 4}, "patch-eval", "test")
+    assert not part.exists() and json.loads(target.read_text())["version"] == 4
+    assert not list(tmp_path.glob(".*.part*"))

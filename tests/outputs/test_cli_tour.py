@@ -1,4 +1,4 @@
-"""Issue 21's acceptance: the README's CLI tour run in one folder as a user would (train -> eval -> breakdown -> print
+"""Issue 21's acceptance: the docs' CLI tour run in one folder as a user would (train -> eval -> breakdown -> print
 -> simulate-photo -> photo-eval -> camera record twice -> perturb -> attack --out), at small sizes. After every step,
 and again at the end, every file an earlier step wrote must be there byte for byte, unless the user asked for
 --force; reruns and cross-command name clashes are refused with one line and change nothing."""
