@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -38,9 +39,10 @@ def publish(name: str, title: str, table: str, result: dict, figure=None, note: 
     clean = _jsonable(result)
     write_text(RESULTS / f"transfer_{name}.json", json.dumps(clean, indent=1, default=float) + "\n")
     stamp = datetime.date.today().isoformat()
+    node = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]  # the test that made this table
     seconds = result.get("seconds", 0.0)
     write_text(RESULTS / f"transfer_{name}.md",
-               f"# {title}\n\n{stamp}, `pytest -m benchmark -s tests/benchmarks/test_bench_transfer.py -k {name}`, "
+               f"# {title}\n\n{stamp}, `pytest -m benchmark -s '{node}'`, "
                f"{platform.machine()} CPU, torch {torch.__version__}, {seconds:.0f} s (measured on a loaded machine "
                f"shared by several jobs: times are indicative only).\n\n{note}{table}\n"
                + (f"\n![{name}](transfer_{name}.png)\n" if figure is not None else ""))
@@ -154,7 +156,7 @@ def test_steal_lr(mnist_dir):
     check_targets(targets)
 
 
-def test_steal(mnist_dir):
+def test_steal_cnn(mnist_dir):
     from patchlab.transfer import experiments as E
     from patchlab.transfer.figures import extraction_figure
     from patchlab.transfer.report import extraction_md
