@@ -1,8 +1,8 @@
 """Transfer, black-box and theft experiments at full size on the shared MNIST set and the ImageNet sample.
 
-Each test runs one experiment, writes its table to docs/results/transfer_<name>.md (with the JSON and PNG beside it)
-and checks the result against its goal. Trained models and checkpoints go to test-artifacts/transfer-bench, so a
-rerun reuses them and an interrupted run resumes. Run one at a time on a busy machine, e.g.
+Each test runs one experiment, writes its table to test-artifacts/transfer-results/transfer_<name>.md (with the JSON
+and PNG beside it; docs/results/ holds the copies the docs link to) and checks the result against its goal. Trained
+models and checkpoints go to test-artifacts/transfer-bench, so a rerun reuses them and an interrupted run resumes. Run one at a time on a busy machine, e.g.
 
     pytest -m benchmark -s tests/benchmarks/test_bench_transfer.py -k substitute
 
@@ -25,7 +25,8 @@ from patchlab.bench.targets import Target, check_targets, format_targets
 pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(4 * 3600)]  # CPU runs take hours
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "docs" / "results"
+RESULTS = REPO / "test-artifacts" / "transfer-results"  # tests write only under test-artifacts/; the docs copy
+# them: cp test-artifacts/transfer-results/transfer_* docs/results/
 WORK = REPO / "test-artifacts" / "transfer-bench"
 
 
