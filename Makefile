@@ -15,7 +15,7 @@ $(VENV)/.app-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.app-installed
-	$(PIP) install -e ".[app,onnx,dev]"
+	$(PIP) install -e ".[app,onnx,cluster,dev]"
 	# torchattacks pins requests~=2.25 and would drag streamlit back to 1.9: install it without deps.
 	$(PIP) install --no-deps torchattacks==3.5.1
 	$(PIP) install adversarial-robustness-toolbox==1.20.1

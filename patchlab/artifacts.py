@@ -149,6 +149,8 @@ for _k in (
     Kind("figure", ".png", "figure", "patchlab attack-demo", "png"),
     Kind("transfer-result", ".transfer.json", "transfer/theft result", "patchlab transfer"),
     Kind("transfer-figure", ".transfer.png", "transfer/theft figure", "patchlab transfer", "png"),
+    Kind("bench-results", ".bench.json", "benchmark results (every target)", "patchlab bench"),
+    Kind("gpu-check", ".gpu.json", "GPU check results", "patchlab bench gpu"),
 ):
     register_kind(_k)
 

@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from patchlab.bench.suite import Measured, benchmark
+from patchlab.bench.targets import Target
 from patchlab.capture.inference import load_backend, onnxruntime_available
 from patchlab.capture.overlay import draw_overlay
 from patchlab.capture.pipeline import FrameResult, LiveState, centre_square, process_frame
@@ -168,3 +170,24 @@ def format_table(result: dict) -> str:
                     f"{s['speedup_vs_naive']:.2f}x / {s['speedup_p50_vs_naive']:.2f}x | {b['fps']:.1f} / "
                     f"{b['p95_ms']:.1f} / {b['speedup_vs_naive']:.2f}x |")
     return "\n".join(rows)
+
+
+@benchmark("camera", "Live camera pipeline: patchlab vs a naive pipeline and the bare inference call",
+           needs=("cv2",), data=False)
+def run_camera_benchmark(quick: bool, images=None, frames: int | None = None, rounds: int | None = None,
+                         threads: int = 1) -> Measured:
+    """Targets (issue #14): >= 60 FPS, p95 <= 25 ms, >= 3x the naive pipeline, within 1.2x of the bare inference
+    call; judged on each pipeline's best round."""
+    rounds = rounds or (3 if quick else 5)
+    r = bench_camera("efficientnet_lite0", frames=frames or (60 if quick else 300), rounds=rounds, threads=threads)
+    name = "patchlab onnx" if "patchlab onnx" in r["pipelines"] else "patchlab eager"
+    best, bare, naive = r["pipelines"][name]["best"], r["pipelines"][BARE]["best"], r["pipelines"][NAIVE]["best"]
+    targets = [Target(f"camera ({name}): FPS, best round", best["fps"], ">=", 60.0, "FPS"),
+               Target(f"camera ({name}): p95 latency, best round", best["p95_ms"], "<=", 25.0, "ms"),
+               Target(f"camera ({name}) speed-up vs naive (mean latency)", best["speedup_vs_naive"], ">=", 3.0, "x",
+                      f"naive {naive['fps']:.1f} FPS"),
+               Target(f"camera ({name}) / bare inference call (mean latency)", best["mean_ms"] / bare["mean_ms"], "<=",
+                      1.2, "x", f"bare call {bare['mean_ms']:.2f} ms, pipeline {best['mean_ms']:.2f} ms")]
+    head = (f"{r['frame']} frames, {r['threads']} threads, {rounds} interleaved rounds, torch {r['torch']}; backends "
+            f"{r['backends']}")
+    return Measured(targets, head + "\n\n" + format_table(r), r)

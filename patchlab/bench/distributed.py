@@ -24,6 +24,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from patchlab.bench.suite import Measured, benchmark
+
 ALLREDUCE_REPS = 20
 
 
@@ -142,6 +144,44 @@ def format_scaling(result: dict) -> str:
                      f"{r['samples_per_s']:9.2f} {eff} {r['cpu_s']:10.2f} {cpu_eff} "
                      f"{r['allreduce_s'] * 1e3:8.2f}ms {r['comm_share']:10.2%} {r['allreduce_share']:18.2%}")
     return "\n".join(lines)
+
+
+IDLE_LOAD = 1.0  # the wall-time efficiency is asserted only below this 1-minute load average
+
+
+def scaling_targets(result: dict, load_before: float = 0.0) -> list:
+    """Targets (issue #20): communication share <= 5% and CPU-time efficiency >= 0.8 always; wall-time efficiency
+    >= 0.8 only on an idle machine (with other load, 2 ranks get less than 2 cores and the ratio measures the load)."""
+    from patchlab.bench.targets import Target
+
+    one, two = result["rows"][0], result["rows"][1]
+    load = max(load_before, result["load_average"])
+    idle = load < IDLE_LOAD
+    targets = [Target("distributed: communication share of a 2-process step", two["comm_share"] * 100, "<=", 5.0,
+                      "%", f"all-reduce {two['allreduce_s'] * 1e3:.1f} ms of a {two['wall_s']:.2f} s step"),
+               Target("distributed: weak-scaling efficiency in CPU time, 2 vs 1 process", two["cpu_efficiency"], ">=",
+                      0.8, "x", f"CPU s/step per rank {one['cpu_s']:.3f} -> {two['cpu_s']:.3f}")]
+    if idle:
+        targets.append(Target("distributed: weak-scaling efficiency, 2 vs 1 process", two["efficiency"], ">=", 0.8,
+                              "x", f"{one['steps_per_s']:.3f} -> {two['steps_per_s']:.3f} steps/s"))
+    return targets
+
+
+@benchmark("distributed", "Data-parallel patch training: weak scaling 1 vs 2 gloo processes (torchrun)")
+def run_distributed_benchmark(quick: bool, images: Path, steps: int | None = None, rounds: int | None = None,
+                              with_threads: bool | None = None) -> Measured:
+    load_before = os.getloadavg()[0]
+    runs = [ScalingRun(1), ScalingRun(2)]
+    if (not quick) if with_threads is None else with_threads:
+        runs.append(ScalingRun(1, threads=2, per_rank_batch=8))
+    with tempfile.TemporaryDirectory(prefix="patchlab-scaling-scenes-") as tmp:
+        for f in sorted(Path(images).iterdir())[::20][:32]:
+            (Path(tmp) / f.name).symlink_to(f)
+        result = weak_scaling(tmp, runs, steps=steps or (3 if quick else 5), rounds=rounds or (1 if quick else 2))
+    wall, load = result["rows"][1], max(load_before, result["load_average"])
+    note = "" if load < IDLE_LOAD else (f"\n\nwall-time efficiency {wall['efficiency']:.2f} not asserted: load "
+                                        f"average {load:.1f} on {result['cpus']} CPUs")
+    return Measured(scaling_targets(result, load_before), "```\n" + format_scaling(result) + "\n```" + note, result)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from patchlab.bench.suite import Measured, benchmark
+from patchlab.bench.targets import Target
 from patchlab.bench.timing import best, interleaved, median
 from patchlab.models import load_model, reference_model
 from patchlab.models.efficientnet_lite import LiteScale
@@ -60,3 +62,26 @@ def bench_models(name: str = "efficientnet_lite0", batch: int = 8, repeats: int 
                        "speedup": low["reference"] / low["patchlab"], "patchlab_median_s": mid["patchlab"],
                        "reference_median_s": mid["reference"]}
     return result
+
+
+def format_models(r: dict) -> str:
+    rows = [f"{r['model']}, batch {r['batch']}, {r['threads']} threads, best (median) of {r['rounds']} interleaved "
+            "rounds", "", "| pass | patchlab ms | reference ms | speed-up |", "|---|---|---|---|"]
+    for key, title in (("fwd_bwd", f"fwd+bwd to the input, batch {r['batch']}"),
+                       ("fwd_bwd_params", f"fwd+bwd to the weights, batch {r['batch']}"),
+                       ("latency", "batch-1 latency")):
+        row = r[key]
+        rows.append(f"| {title} | {row['patchlab_s'] * 1e3:.1f} ({row['patchlab_median_s'] * 1e3:.1f}) | "
+                    f"{row['reference_s'] * 1e3:.1f} ({row['reference_median_s'] * 1e3:.1f}) | {row['speedup']:.2f}x |")
+    return "\n".join(rows)
+
+
+@benchmark("models", "EfficientNet-Lite0: patchlab vs the reference efficientnet_lite_pytorch",
+           needs=("efficientnet_lite_pytorch",), data=False)
+def run_models_benchmark(quick: bool, images=None, rounds: int | None = None) -> Measured:
+    """Target (issue #14): forward+backward >= 1.4x the reference, to the input and to the weights."""
+    r = bench_models("efficientnet_lite0", batch=8, repeats=rounds or (3 if quick else 10), device="cpu")
+    targets = [Target("model fwd+bwd to the input, reference / patchlab", r["fwd_bwd"]["speedup"], ">=", 1.4, "x"),
+               Target("model fwd+bwd to the weights, reference / patchlab", r["fwd_bwd_params"]["speedup"], ">=", 1.4,
+                      "x")]
+    return Measured(targets, format_models(r), r)

@@ -53,13 +53,20 @@ class EagerBackend:
         self.name, self.input_size, self.labels = model.name, int(model.input_size), list(model.labels)
         self.device = model.device
         self._lock = getattr(model, "lock", None) or threading.Lock()
+        self._staging: torch.Tensor | None = None  # a pinned frame buffer, reused for every frame (CUDA only)
 
     def logits(self, rgb: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
-        x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous(memory_format=torch.channels_last)
-        with self._lock, torch.inference_mode():  # inference_mode is thread-local: enter it here
-            out = self.model(x)
-        return out[0].float().cpu().numpy()
+        from patchlab.models import to_device
+
+        frame = torch.from_numpy(np.ascontiguousarray(rgb))
+        with self._lock:
+            if self.device.type == "cuda" and (self._staging is None or self._staging.shape != frame.shape):
+                self._staging = torch.empty(frame.shape, dtype=frame.dtype).pin_memory()
+            x = to_device(frame, self.device, self._staging)  # the staging buffer is free again after .cpu() below
+            x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():  # inference_mode is thread-local: enter it here
+                out = self.model(x)
+            return out[0].float().cpu().numpy()
 
     def describe(self) -> str:
         return f"eager torch ({self.device}, channels_last, {torch.get_num_threads()} threads)"

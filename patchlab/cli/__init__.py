@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("PATCHLAB_DEBUG") == "1"
     try:
-        app(args=args, prog_name="patchlab", standalone_mode=False)
+        code = app(args=args, prog_name="patchlab", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool):  # typer.Exit(n) comes back as n here
+            return code
     except PatchlabError as exc:
         if debug:
             raise

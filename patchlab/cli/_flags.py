@@ -14,8 +14,9 @@ FLAG_FOR = {
 }
 # the parameters library errors may name: a `word=` that is not one of them is left as it is (file names, data)
 PARAMETERS = {
-    "anchor", "append", "arch", "area", "areas", "cell_mm", "device", "dpi", "force", "images", "kind", "manifest",
-    "min_markers", "model", "models", "page", "patch", "resume", "size_mm", "source", "steps",
+    "address", "anchor", "append", "arch", "area", "areas", "cell_mm", "device", "dpi", "executor", "force", "images",
+    "kind", "manifest", "min_markers", "model", "models", "out", "page", "patch", "resume", "size_mm", "source", "steps",
+    "workers",
 }
 _KEYWORD = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=(True\b|[\w.:/-]*)")
 

@@ -122,6 +122,21 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+def to_device(t: torch.Tensor, device: str | torch.device, staging: torch.Tensor | None = None) -> torch.Tensor:
+    """A host tensor on `device`. To CUDA it goes through pinned (page-locked) memory with a non-blocking copy, so the
+    transfer overlaps the work already queued on the GPU; `staging` may be a reusable pinned buffer of t's shape and
+    dtype (image streams: one per stream). Elsewhere it is a plain `.to(device)`."""
+    device = torch.device(device)
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    if staging is not None and staging.shape == t.shape and staging.dtype == t.dtype:
+        staging.copy_(t)
+        t = staging
+    elif not t.is_pinned():
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 def load_checkpoint_state(path: str | Path) -> dict:
     """A state dict from .safetensors or a torch file loaded with weights_only=True (never unpickled)."""
     path = Path(path)

@@ -29,3 +29,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_line(text)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "benchmarks.md").write_text(text + "\n")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """`patchlab bench` runs test-only benchmarks through pytest and reads their targets back from this file."""
+    import json
+
+    from patchlab.bench.targets import RESULTS
+
+    path = os.environ.get("PATCHLAB_BENCH_TARGETS")
+    if path:
+        Path(path).write_text(json.dumps([{"name": t.name, "value": t.value, "op": t.op, "bound": t.bound,
+                                           "unit": t.unit, "note": t.note} for t in RESULTS], default=float))

@@ -1,0 +1,118 @@
+"""EOT patch optimisation throughput (samples/s, forward+backward through transforms and model) against IBM ART 1.20
+AdversarialPatchPyTorch. Same efficientnet_lite0 weights, batch 8, 224 px square patch, CPU, one run. ART runs on the
+reference `efficientnet_lite_pytorch` net (what an ART user loads) and, to separate the library from the model, on
+patchlab's own model (timm, static padding, BatchNorm folded, ReLU6 fused, channels_last). Each contender's per-step
+cost is (best T(1 + N steps) - best T(1 step)) / N, in wall and CPU seconds, over `rounds` >= 3 interleaved rounds
+(every contender runs in every round, so load from other processes hits all alike). The physical limit is listed
+beside them: a bare forward+backward of the same batch through the same net.
+
+Targets (issue #14): patchlab's `digital` step >= 2x faster than ART's AdversarialPatchPyTorch (reference net), and
+within 1.1x of the bare forward+backward (digital) and 1.5x (print).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from patchlab.bench.suite import Measured, benchmark
+from patchlab.bench.targets import Target
+from patchlab.bench.timing import interleaved
+
+BATCH, PATCH = 8, 224
+
+
+def bench_patch(images: str | Path, steps: int = 6, rounds: int = 3, bf16: bool = False, model=None) -> Measured:
+    from art.attacks.evasion import AdversarialPatchPyTorch
+    from art.estimators.classification import PyTorchClassifier
+
+    from patchlab.models import load_model
+    from patchlab.models.classify import load_batch
+    from patchlab.models.efficientnet_lite import LiteScale, reference_model
+    from patchlab.patch import PatchConfig, train_patch
+
+    lite0 = model or load_model("efficientnet_lite0", "cpu")
+    files = sorted(Path(images).iterdir())[::50][:BATCH]
+    x = load_batch(files, 224).numpy().astype(np.float32)
+    y = np.zeros((BATCH, 1000), dtype=np.float32)
+    y[:, 859] = 1
+    reference = torch.nn.Sequential(LiteScale(), reference_model("efficientnet_lite0")).eval().requires_grad_(False)
+
+    def bare(net):
+        def run(n):
+            for _ in range(n):
+                xb = torch.from_numpy(x).requires_grad_(True)
+                net(xb).log_softmax(-1)[:, 859].sum().backward()
+        return run
+
+    def art(net):
+        est = PyTorchClassifier(net, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 224, 224), nb_classes=1000,
+                                clip_values=(0.0, 1.0), device_type="cpu")
+
+        def run(n):  # square patch, rotation +-22.5, scale around 10% area, Adam
+            attack = AdversarialPatchPyTorch(est, rotation_max=22.5, scale_min=0.25, scale_max=0.4, learning_rate=0.03,
+                                             max_iter=n, batch_size=BATCH, patch_shape=(3, PATCH, PATCH),
+                                             patch_type="square", optimizer="Adam", targeted=True, verbose=False)
+            attack.generate(x=x, y=y)
+        return run
+
+    with tempfile.TemporaryDirectory(prefix="patchlab-bench-") as tmp:
+        folder = Path(tmp) / "scenes"
+        folder.mkdir()
+        for f in files:
+            (folder / f.name).symlink_to(f)
+
+        def ours(preset, use_bf16):
+            def run(n):
+                cfg = PatchConfig(images=str(folder), models=["efficientnet_lite0"], patch_size=PATCH, batch=BATCH,
+                                  steps=n, holdout=0.0, eot=preset, bf16=use_bf16, out=None)
+                train_patch(cfg, models=[lite0])
+            return run
+
+        contenders = {"bare fwd+bwd, reference net": bare(reference), "bare fwd+bwd, patchlab net": bare(lite0),
+                      "ART AdversarialPatchPyTorch": art(reference), "ART on patchlab's model": art(lite0),
+                      "patchlab digital fp32": ours("digital", False), "patchlab print fp32": ours("print", False)}
+        if bf16:
+            contenders.update({"patchlab digital bf16": ours("digital", True),
+                               "patchlab print bf16": ours("print", True)})
+        timed = {}
+        for name, run in contenders.items():
+            timed[(name, 1)] = lambda run=run: run(1)
+            timed[(name, 1 + steps)] = lambda run=run: run(1 + steps)
+        cpu: dict = {}
+        wall = interleaved(timed, rounds=rounds, cpu=cpu)
+    step = {name: (min(wall[(name, 1 + steps)]) - min(wall[(name, 1)])) / steps for name in contenders}
+    cpu_step = {name: (min(cpu[(name, 1 + steps)]) - min(cpu[(name, 1)])) / steps for name in contenders}
+    art_w, bare_w = step["ART AdversarialPatchPyTorch"], step["bare fwd+bwd, patchlab net"]
+    art_c, bare_c = cpu_step["ART AdversarialPatchPyTorch"], cpu_step["bare fwd+bwd, patchlab net"]
+    lines = [f"threads={torch.get_num_threads()} batch={BATCH} patch={PATCH}px steps={steps}: per step from the best "
+             f"of {rounds} interleaved rounds", "",
+             "| contender | wall s/step | samples/s | vs ART | / bare patchlab fwd+bwd | CPU s/step | CPU: vs ART | "
+             "CPU: / bare |", "|---|---|---|---|---|---|---|---|"]
+    for name, w in step.items():
+        c = cpu_step[name]
+        lines.append(f"| {name} | {w:.3f} | {BATCH / w:.1f} | {art_w / w:.2f}x | {w / bare_w:.2f}x | {c:.3f} | "
+                     f"{art_c / c:.2f}x | {c / bare_c:.2f}x |")
+    digital, printed = step["patchlab digital fp32"], step["patchlab print fp32"]
+
+    def cpu_note(name: str, ref: str) -> str:
+        return f"CPU time: {cpu_step[name] / cpu_step[ref]:.2f}x"
+
+    targets = [Target("EOT step, ART / patchlab digital", art_w / digital, ">=", 2.0, "x",
+                      f"ART / its own bare fwd+bwd = {art_w / step['bare fwd+bwd, reference net']:.2f}x; CPU time: "
+                      f"{art_c / cpu_step['patchlab digital fp32']:.2f}x"),
+               Target("EOT step, patchlab digital / bare fwd+bwd (physical limit)", digital / bare_w, "<=", 1.1, "x",
+                      cpu_note("patchlab digital fp32", "bare fwd+bwd, patchlab net")),
+               Target("EOT step, patchlab print / bare fwd+bwd (physical limit)", printed / bare_w, "<=", 1.5, "x",
+                      cpu_note("patchlab print fp32", "bare fwd+bwd, patchlab net"))]
+    return Measured(targets, "\n".join(lines), {"step_s": step, "cpu_step_s": cpu_step})
+
+
+@benchmark("eot-patch", "EOT patch step: patchlab vs ART AdversarialPatchPyTorch, and the bare forward+backward",
+           needs=("art", "efficientnet_lite_pytorch"))
+def run_patch_benchmark(quick: bool, images: Path, steps: int | None = None, rounds: int | None = None,
+                        bf16: bool = False) -> Measured:
+    return bench_patch(images, steps=steps or (2 if quick else 6), rounds=rounds or 3, bf16=bf16)
