@@ -149,8 +149,20 @@ for _k in (
     Kind("figure", ".png", "figure", "patchlab attack-demo", "png"),
     Kind("transfer-result", ".transfer.json", "transfer/theft result", "patchlab transfer"),
     Kind("transfer-figure", ".transfer.png", "transfer/theft figure", "patchlab transfer", "png"),
+    Kind("influence-figure", ".influence.png", "influence figure (test image, most helpful and harmful training "
+         "images)", "patchlab poison influence", "png"),
+    Kind("influence-loo-figure", ".loo.png", "influence vs leave-one-out plot", "patchlab poison influence", "png"),
+    Kind("poison-run", "/", "poisoning output folder (run.json, results JSONL, poison PNGs, figures)",
+         "patchlab poison koh-liang", "folder"),
+    Kind("poison-settings", "run.json", "poisoning run settings", "patchlab poison koh-liang"),
+    Kind("poison", ".poison.png", "poisoned training image", "patchlab poison koh-liang", "png"),
+    Kind("poison-figure", ".figure.png", "poisoning figure (original, poison, difference, predictions)",
+         "patchlab poison koh-liang", "png"),
     Kind("bench-results", ".bench.json", "benchmark results (every target)", "patchlab bench"),
     Kind("gpu-check", ".gpu.json", "GPU check results", "patchlab bench gpu"),
+    Kind("defense-model", ".safetensors", "model trained by a defense (safetensors)", "patchlab defend train",
+         "safetensors"),
+    Kind("defense-plot", ".png", "defense evaluation plot", "patchlab defend", "png"),
 ):
     register_kind(_k)
 
@@ -330,6 +342,8 @@ def _identify_file(path: Path) -> Identity | None:
         return _legacy_image(path)
     if head.startswith(b"%PDF"):
         return _identify_pdf(path)
+    if path.suffix == ".safetensors":
+        return _identify_safetensors(head)
     if head.startswith(b"PK\x03\x04") and path.suffix == ".pt":
         return _identify_torch(path)
     if head.lstrip()[:1] == b"{":
@@ -377,6 +391,23 @@ def _identify_pdf(path: Path) -> Identity | None:
     return None
 
 
+def safetensors_tag(kind: str, written_by: str | None = None) -> dict:
+    """The metadata entry that tags a safetensors file (pass it in `save_file(..., metadata=)`)."""
+    return {"artifact": json.dumps(tag(kind, written_by))}
+
+
+def _identify_safetensors(head: bytes) -> Identity | None:
+    """A safetensors file starts with its header's length (u64, little-endian) and the JSON header itself."""
+    if len(head) < 8:
+        return None
+    size = struct.unpack("<Q", head[:8])[0]
+    try:
+        meta = json.loads(head[8:8 + size]).get("__metadata__") or {}
+        return _tag_identity(json.loads(meta["artifact"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _identify_torch(path: Path) -> Identity | None:
     try:
         import torch
@@ -389,13 +420,17 @@ def _identify_torch(path: Path) -> Identity | None:
     return None
 
 
+# run folders known by the settings file `run.json` inside them: its kind -> the folder's kind
+RUN_FOLDERS = {"attack-settings": "attack-run", "poison-settings": "poison-run"}
+
+
 def identify(path: str | Path) -> Identity | None:
     """What the file or folder at `path` is and which command wrote it; None when patchlab cannot tell."""
     path = Path(path)
     if path.is_dir():
         found = identify(path / "run.json") if (path / "run.json").is_file() else None
-        if found is not None and found.kind == "attack-settings":
-            return Identity("attack-run", found.written_by, found.legacy)
+        if found is not None and found.kind in RUN_FOLDERS:
+            return Identity(RUN_FOLDERS[found.kind], found.written_by, found.legacy)
         found = identify(path / "meta.json") if (path / "meta.json").is_file() else None
         if found is not None and found.kind == "recording-meta":
             return Identity("recording", found.written_by, found.legacy)

@@ -44,6 +44,12 @@ def draw_overlay(frame: np.ndarray, result, roi_quad=None, markers: dict | None 
         bar = int((panel_w - 12) * row["prob"])
         cv2.rectangle(frame, (6, y + 2), (6 + bar, y + LINE - 3), RED if is_target else (90, 90, 90), -1)
         _text(frame, f"{row['prob'] * 100:5.1f}% {row['label'][:30]}", (10, y + LINE - 6), YELLOW if k == 0 else WHITE)
+    if getattr(result, "defense", None):
+        y = 8 + LINE * len(rows) + 4
+        cert = {True: "  CERTIFIED", False: "  not certified", None: ""}[result.certified]
+        line = f"{result.defense}: {result.defended_label[:26]}{cert}"
+        _shade(frame, 0, y, panel_w, y + LINE + 4)
+        _text(frame, line, (10, y + LINE - 4), GREEN if result.certified else YELLOW)
     status = f"{result.fps:5.1f} FPS  {result.latency_ms:5.1f} ms"
     (tw, _), _ = cv2.getTextSize(status, cv2.FONT_HERSHEY_SIMPLEX, FONT_SCALE, 1)
     _shade(frame, w - tw - 12, 0, w, LINE + 6)

@@ -80,6 +80,10 @@ class FrameResult:
     patch_size_px: float | None = None         # apparent patch size (side of a square of equal area)
     roi: str = "centre"                        # the input region actually used
     virtual_patch: bool = False                # a virtual patch was pasted into this frame
+    defense: str | None = None                 # with a defense, is_target is about its (defended) prediction
+    defended_index: int | None = None
+    defended_label: str | None = None
+    certified: bool | None = None              # PatchCleanser: no patch within its budget could change the answer
 
     @property
     def top1(self) -> dict:
@@ -130,12 +134,14 @@ class LiveState:
     anchor: sheet | marker[:id] | fixed[:cx,cy,size]; patch_scale: the patch's side relative to the anchor quad
     (where the virtual patch goes, and for a printed sheet how big the patch is relative to the area between the
     markers' inner corners, for the apparent-size measurement); crop: centre | full | markers;
-    detect: 'auto' runs ArUco detection only when the patch, the markers crop or a recording needs it.
+    detect: 'auto' runs ArUco detection only when the patch, the markers crop or a recording needs it;
+    defense: a `patchlab.defenses.live.LiveDefense` applied to each model input (its answer is the frame's verdict).
     """
 
     def __init__(self, backend: Backend, target: str | int | None = None, patch: Patch | None = None,
                  virtual: bool = False, anchor: str | Anchor = "sheet", patch_scale: float = 1.0,
-                 crop: str = "centre", detect: str | bool = "auto", overlay: bool = True, topk: int = 5):
+                 crop: str = "centre", detect: str | bool = "auto", overlay: bool = True, topk: int = 5,
+                 defense=None):
         from patchlab.data import imagenet_classes
 
         if crop not in CROPS:
@@ -143,6 +149,7 @@ class LiveState:
         if virtual and patch is None:
             raise PatchlabError("a virtual patch needs a patch (patch=)")
         self.backend, self.crop, self.overlay, self.topk = backend, crop, overlay, int(topk)
+        self.defense = defense  # a patchlab.defenses.live.LiveDefense (or None): called on the model input
         self.patch = patch
         if target is None and patch is not None:
             target = patch.target_index if patch.target_index is not None else patch.target
@@ -207,6 +214,12 @@ def process_frame(frame_bgr: np.ndarray, state: LiveState, inplace: bool = False
         result.target_index, result.target_label = state.target_index, state.target_label
         result.target_prob = float(probs[state.target_index])
         result.is_target = int(order[0]) == state.target_index
+    if state.defense is not None:
+        defended = state.defense(x)
+        result.defense, result.defended_index = state.defense.name, defended.index
+        result.defended_label, result.certified = defended.label, defended.certified
+        if state.target_index is not None:
+            result.is_target = defended.index == state.target_index
     if state.overlay:
         if roi_quad is None and state.crop != "full":
             roi_quad = centre_square(frame.shape)

@@ -20,7 +20,8 @@ from patchlab.stats import wilson_interval
 
 SIZE_EDGES = (0, 40, 60, 80, 100, 130, 160, 200, 260, 340, 10_000)
 CSV_FIELDS = ("index", "time_s", "top1_index", "top1_label", "top1_prob", "top5", "target_index", "target_prob",
-              "is_target", "patch_size_px", "markers", "fps", "latency_ms", "roi", "virtual_patch")
+              "is_target", "patch_size_px", "markers", "fps", "latency_ms", "roi", "virtual_patch", "defense",
+              "defended_label", "certified")
 
 
 def _share(records: list[dict]) -> dict:
@@ -35,6 +36,12 @@ def summarize(records: list[dict], edges: tuple[float, ...] = SIZE_EDGES) -> dic
     out: dict = {"frames": len(records)}
     if not records:
         return out
+    defended = [r for r in records if r.get("defense")]
+    if defended:  # with a defense, is_target (and so the target share) is about the defended prediction
+        out["defense"] = defended[0]["defense"]
+        certs = [r.get("certified") for r in defended if r.get("certified") is not None]
+        if certs:
+            out["certified"] = _share([{"is_target": c} for c in certs])
     targeted = [r for r in records if r.get("target_index") is not None]
     if targeted:
         out["target_index"] = targeted[0]["target_index"]
@@ -77,7 +84,8 @@ def _flatten(result: dict) -> dict:
             "is_target": result.get("is_target"), "patch_size_px": result.get("patch_size_px"),
             "markers": " ".join(map(str, result.get("markers", []))), "fps": f"{result['fps']:.2f}",
             "latency_ms": f"{result['latency_ms']:.3f}", "roi": result.get("roi"),
-            "virtual_patch": result.get("virtual_patch")}
+            "virtual_patch": result.get("virtual_patch"), "defense": result.get("defense"),
+            "defended_label": result.get("defended_label"), "certified": result.get("certified")}
 
 
 def _unflatten(row: dict, labels: list[str] | None) -> dict:

@@ -36,6 +36,8 @@ def _status_line(result, status, recorded: int) -> str:
         parts.append(f"{result.target_label[:16]} {result.target_prob:.0%}{' HIT' if result.is_target else ''}")
     if result.patch_size_px:
         parts.append(f"patch {result.patch_size_px:.0f}px")
+    if result.defense:
+        parts.append(f"{result.defense}: {result.defended_label[:22]}{' CERTIFIED' if result.certified else ''}")
     parts.append(status.state.value if hasattr(status, "state") else "")
     if recorded:
         parts.append(f"rec {recorded}")
@@ -75,7 +77,8 @@ def _print_summary(console, result, summary: dict) -> None:
 def _json_summary(result, summary: dict, model: str, backend: str) -> dict:
     attack = summary.get("attack", {})
     t = attack.get("target") or {}
-    out = {"model": model, "backend": backend, "n": result.frames, "seconds": result.seconds, "fps": result.fps,
+    out = {"model": model, "backend": backend, "defense": attack.get("defense", "none"), "n": result.frames,
+           "seconds": result.seconds, "fps": result.fps, "certified": attack.get("certified"),
            "stopped": result.stopped, "error": result.error, "latency_ms": attack.get("latency_ms"),
            "success_rate": t.get("share"), "success_rate_ci95": t.get("ci95"), "target": attack.get("target_label"),
            "by_size": attack.get("by_size"), "top1_counts": attack.get("top1_counts"),
@@ -126,6 +129,11 @@ def camera_cmd(
     realtime: bool = typer.Option(False, "--realtime", help="Pace the synthetic scene at its frame rate"),
     loop: bool = typer.Option(False, "--loop", help="Loop an image folder"),
     save_video: Path = typer.Option(None, "--save-video", help="Also write the annotated frames (.avi/.mp4/.y4m)"),
+    defense: str = typer.Option("none", "--defense", help="none, patchcleanser (certified), lgs, jpeg or median"),
+    defense_area: float = typer.Option(0.1, "--defense-area", help="PatchCleanser: largest patch it certifies "
+                                       "against, as a fraction of the model input"),
+    defense_masks: int = typer.Option(6, "--defense-masks", min=1, help="PatchCleanser: masks per side (fewer "
+                                      "is faster: k*k*(k*k+1)/2 passes for a certificate)"),
     json_out: bool = JsonOpt,
 ) -> None:
     """Live classifier with overlay, virtual patch and per-frame recording. q/Esc or Ctrl-C ends it cleanly."""
@@ -138,6 +146,9 @@ def camera_cmd(
     opencv_quiet()
     err = Console(stderr=True)
     baseline = _check_camera_options(onnx, eager, record_format, baseline, record, append, force, save_video)
+    from patchlab.defenses.registry import check_defenses
+
+    defense, = check_defenses([defense], "live")  # one line naming the choices, before a source opens
     the_patch = load_patch(patch) if patch is not None else None
     synthetic = {"patch": the_patch if (the_patch is not None and not virtual) else None, "realtime": realtime}
     if source.strip() == "synthetic":
@@ -148,8 +159,13 @@ def camera_cmd(
         kind = "onnx" if onnx else "eager" if eager else "auto"
         with err.status(f"loading {model} ({kind})", spinner="dots") if not json_out else nullcontext():
             net = load_backend(model, kind, device, threads=threads, arch=arch)
+        guard = None
+        if defense != "none":
+            from patchlab.defenses.live import LiveDefense, live_model
+
+            guard = LiveDefense(defense, live_model(net), defense_area, defense_masks)
         state = LiveState(net, target=target, patch=the_patch, virtual=virtual, anchor=anchor,
-                          patch_scale=patch_scale, crop=crop, detect="on" if record else "auto")
+                          patch_scale=patch_scale, crop=crop, detect="on" if record else "auto", defense=guard)
         info = dict(getattr(src, "info", {}))
         window = not headless and _window_available(err)
         if not json_out:
@@ -158,7 +174,8 @@ def camera_cmd(
         recorder = None if record is None else _open_recorder(record, append, force, record_format, {
             "source": source, "source_info": info, "model": net.name, "backend": net.describe(),
             "target": state.target_label, "target_index": state.target_index,
-            "patch": str(patch) if patch else None, "virtual": virtual, "anchor": anchor, "crop": crop})
+            "patch": str(patch) if patch else None, "virtual": virtual, "anchor": anchor, "crop": crop,
+            "defense": defense, **({"defense_settings": guard.settings} if guard else {})})
     except BaseException:
         src.close()
         raise

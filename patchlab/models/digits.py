@@ -121,13 +121,18 @@ def make_digits_model(kind: str, size: int = 28, seed: int | None = 0, **kwargs)
         return cls(size=size, **kwargs)
 
 
-def save_digits_model(model: _DigitsBase, path: str | Path) -> Path:
-    """Weights as safetensors with the constructor settings in its metadata (loads without unpickling)."""
+def save_digits_model(model: _DigitsBase, path: str | Path, kind: str | None = None,
+                      written_by: str | None = None) -> Path:
+    """Weights as safetensors with the constructor settings in its metadata (loads without unpickling); with
+    `kind`, tagged as that artifact kind (`patchlab.artifacts.identify` reads it back)."""
     from safetensors.torch import save_file
 
+    from patchlab.artifacts import safetensors_tag
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"patchlab": json.dumps(model.config), **(safetensors_tag(kind, written_by) if kind else {})}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"patchlab": json.dumps(model.config)})
+        save_file(state, str(tmp), metadata=meta)
     return Path(path)
 
 

@@ -28,9 +28,22 @@ def build_state(settings: dict):
     if patch is not None:
         cap_patch = Patch.from_rgba(to_uint8_hwc(patch["rgba"]), name=patch["name"],
                                     target=ui.patch_target(patch["meta"]))
-    return LiveState(live_backend(settings["model"], settings["backend"]), target=settings["target"],
+    backend = live_backend(settings["model"], settings["backend"])
+    return LiveState(backend, target=settings["target"],
                      patch=cap_patch, virtual=settings["virtual"] and cap_patch is not None,
-                     anchor=settings["anchor"], patch_scale=settings["scale"], crop=settings["crop"])
+                     anchor=settings["anchor"], patch_scale=settings["scale"], crop=settings["crop"],
+                     defense=live_defense(settings["model"], settings["backend"], settings["defense"],
+                                          settings["defense_area"]))
+
+
+@st.cache_resource(show_spinner="Preparing the defense…", max_entries=4)
+def live_defense(model_name: str, kind: str, name: str, area: float):
+    """Shared like the backend: LiveDefense takes the model's lock around each call."""
+    if name == "none":
+        return None
+    from patchlab.defenses.live import LiveDefense, live_model
+
+    return LiveDefense(name, live_model(live_backend(model_name, kind)), patch_area=area)
 
 
 def show_result(result, frames: int | None = None, rates: dict | None = None) -> None:
@@ -52,6 +65,10 @@ def show_result(result, frames: int | None = None, rates: dict | None = None) ->
     st.dataframe({"class": [t["label"] for t in result.top5], "probability": [t["prob"] for t in result.top5]},
                  hide_index=True, width="stretch", column_config={"probability": st.column_config.ProgressColumn(
                      "probability", min_value=0.0, max_value=1.0, format="percent")})
+    if result.defense:
+        cert = {True: "certified", False: "not certified", None: "no certificate"}[result.certified]
+        st.metric(f"Defended ({result.defense})", result.defended_label, cert, delta_color="normal"
+                  if result.certified else "off", delta_arrow="off")
     extra = [f"input region: {result.roi}", f"markers seen: {result.markers or 'none'}"]
     if result.patch_size_px:
         extra.append(f"patch ≈ {result.patch_size_px:.0f} px")
@@ -96,13 +113,21 @@ with ui.user_errors():
         scale = st.slider("Virtual patch scale", 0.3, 2.0, 1.0, 0.1, key="live_scale", disabled=not virtual)
         crop = st.selectbox("Input region", ["centre", "full", "markers"], key="live_crop",
                             help="centre: the eval centre crop; full: the whole frame; markers: the rectified sheet")
+        from patchlab.defenses.live import LIVE_DEFENSES
+
+        defense = st.selectbox("Defense", list(LIVE_DEFENSES), key="live_defense",
+                               help="patchcleanser: certified double masking (slow on CPU: up to 666 passes per "
+                                    "frame); lgs, jpeg, median: input transformations (see the Defenses page)")
+        defense_area = st.slider("Certify against patches up to (share of the input)", 0.02, 0.25, 0.10, 0.01,
+                                 key="live_defense_area", disabled=defense != "patchcleanser")
         with st.expander("Network (ICE servers)"):
             ice_text = st.text_area("iceServers (JSON)", "[]", key="live_ice",
                                     help="None are needed on localhost. For remote use add STUN/TURN, e.g. "
                                          '[{"urls": ["stun:stun.l.google.com:19302"]}]')
 
     settings = {"model": model, "backend": backend, "patch": patch, "target": None if target == "(none)" else target,
-                "virtual": virtual, "anchor": anchor, "scale": scale, "crop": crop}
+                "virtual": virtual, "anchor": anchor, "scale": scale, "crop": crop, "defense": defense,
+                "defense_area": defense_area}
     key = repr({k: (v["name"] if k == "patch" and v else v) for k, v in settings.items()})
     if st.session_state.get("live_state_key") != key:
         st.session_state["live_state"] = build_state(settings)
@@ -182,7 +207,8 @@ with ui.user_errors():
 
                 folder = next_run_folder(ui.session_dir() / "recordings")  # run-001, run-002, ... never reused
                 feed.start_recording(folder, meta={"model": model, "target": settings["target"],
-                                                   "patch": patch["name"] if patch else None, "source": "browser"})
+                                                   "patch": patch["name"] if patch else None, "source": "browser",
+                                                   "defense": defense})
                 st.rerun()
         elif rec_cols[0].button("Stop recording", key="live_rec_stop", type="primary"):
             st.session_state["live_recording"] = feed.stop_recording()

@@ -1,0 +1,236 @@
+"""Adversarial training of the small MNIST CNN (Madry et al. 2018; Wong, Rice, Kolter 2020) and its evaluation.
+
+Training minimises the loss at an adversarial point the *training attack* finds inside the eps-ball: PGD with a
+random start (Madry), or one FGSM step from a uniform random start with step 1.25 eps (Wong's "fast" FGSM-RS).
+The training attack only finds a lower bound on the inner maximum, so the model is then scored with stronger
+attacks (PGD-40 with restarts, PGD-100 with restarts, MI-FGSM; "strongest" = an example counts as robust only if
+it survives all of them), and the report shows the training attack's (higher) robust accuracy beside them.
+
+FGSM-RS can "catastrophically overfit" (Wong §5): robust accuracy against PGD collapses within an epoch while
+FGSM accuracy soars. Early stopping: after every epoch, PGD accuracy on a fixed monitor set drawn from the training
+split; a drop of more than `overfit_drop` below the best ends the run, and the best epoch's weights are kept.
+
+The loop is `patchlab.models.digits.fit` with an attack inside `loss_fn` (`patchlab.attacks` PGD, seeded from fit's
+per-epoch generator), so runs are seeded and resume from their per-epoch checkpoint exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from patchlab.errors import PatchlabError
+from patchlab.progress import ProgressFn
+
+METHODS = ("standard", "fgsm_rs", "pgd")
+
+
+@dataclass
+class AdvTrainConfig:
+    method: str = "pgd"
+    eps: float = 0.3
+    steps: int = 10              # PGD training steps (method "pgd")
+    alpha: float | None = None   # step size: PGD 2.5 eps / steps (Madry's rule), FGSM-RS 1.25 eps (Wong)
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-3
+    train: int = 8000            # images of the shared MNIST test set used for training; the rest is the test side
+    split_seed: int = 0
+    seed: int = 0
+    width: int = 32
+    hidden: int = 128
+    monitor: int = 500           # training images the early-stopping PGD check runs on
+    overfit_drop: float = 0.2
+    ramp_epochs: int = 0         # grow eps linearly over the first N epochs (eps * (epoch + 1) / N)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise PatchlabError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not 0 <= self.eps <= 1 or self.epochs < 1 or self.steps < 1:
+            raise PatchlabError("eps must lie in [0, 1], epochs and steps must be >= 1")
+
+    @property
+    def step_size(self) -> float:
+        if self.alpha is not None:
+            return float(self.alpha)
+        return 1.25 * self.eps if self.method == "fgsm_rs" else 2.5 * self.eps / self.steps
+
+
+def training_attack(model, cfg: AdvTrainConfig, seed: int | None):
+    """The attack the training loop uses (PGD with a random start; FGSM-RS is its one-step case)."""
+    from patchlab.attacks import make_attack
+
+    steps = 1 if cfg.method == "fgsm_rs" else cfg.steps
+    return make_attack("pgd", model, eps=cfg.eps, steps=steps, alpha=cfg.step_size, random_start=True, seed=seed)
+
+
+def eps_at(cfg: AdvTrainConfig, epoch: int) -> float:
+    """The training eps in (0-based) `epoch` under the linear ramp."""
+    if cfg.ramp_epochs <= 0:
+        return cfg.eps
+    return cfg.eps * min(1.0, (epoch + 1) / cfg.ramp_epochs)
+
+
+def adversarial_loss(cfg: AdvTrainConfig, epoch: list[int] | None = None):
+    """A `fit` loss: cross-entropy at the training attack's point (plain cross-entropy for "standard").
+    `epoch` is a one-element list holding the current epoch (for the eps ramp), kept up to date by the caller."""
+    from dataclasses import replace
+
+    def adversarial_cross_entropy(model, x, y, gen):
+        if cfg.method == "standard":
+            return F.cross_entropy(model(x), y)
+        seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen))
+        # a ramped eps keeps a given alpha; without one, Madry's / Wong's step rule follows the ramped eps
+        now = cfg if not cfg.ramp_epochs or epoch is None else replace(cfg, eps=eps_at(cfg, epoch[0]))
+        adv = training_attack(model, now, seed)(x, y).adv
+        return F.cross_entropy(model(adv), y)
+
+    adversarial_cross_entropy.__name__ = f"adv_{cfg.method}_{cfg.eps}_{cfg.steps}_{cfg.step_size}"
+    return adversarial_cross_entropy
+
+
+def mnist_split(folder: str | Path, cfg: AdvTrainConfig):
+    from patchlab.data import load_mnist, split_digits
+
+    return split_digits(load_mnist(folder), {"train": cfg.train, "test": -1}, seed=cfg.split_seed)
+
+
+def pgd_accuracy(model, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10, restarts: int = 1,
+                 seed: int = 0, batch: int = 500) -> float:
+    from patchlab.attacks import make_attack
+
+    attack = make_attack("pgd", model, eps=eps, steps=steps, restarts=restarts, seed=seed, batch_size=batch)
+    return float((~attack(x, y).success).float().mean())
+
+
+def train_adversarial(cfg: AdvTrainConfig, mnist: str | Path, out: str | Path, checkpoint: str | Path | None = None,
+                      progress: ProgressFn | None = None) -> dict:
+    """Train a digits CNN with `cfg`, write it to `out` (.safetensors), return the run summary with wall and CPU
+    seconds. With `checkpoint`, a rerun continues (fit's checkpoint plus the early-stopping record beside it)."""
+    import copy
+    import threading
+
+    from patchlab.artifacts import write_text
+    from patchlab.models.digits import FitConfig, fit, make_digits_model, save_digits_model
+
+    parts = mnist_split(mnist, cfg)
+    tr = parts["train"]
+    model = make_digits_model("cnn", size=28, seed=cfg.seed, width=cfg.width, hidden=cfg.hidden)
+    g = torch.Generator().manual_seed(cfg.seed + 17)
+    mon = torch.randperm(len(tr), generator=g)[:cfg.monitor]
+    mon_x, mon_y = tr.images[mon], tr.labels[mon]
+    record_path = Path(str(checkpoint) + ".monitor.json") if checkpoint else None
+    record = {"config": asdict(cfg), "epochs": [], "best_epoch": 0, "best": -1.0, "stopped": False, "cpu_seconds": 0.0}
+    best_state = None
+    if record_path is not None and record_path.is_file():
+        saved = json.loads(record_path.read_text())
+        if {**saved.get("config", {}), "epochs": None} != {**asdict(cfg), "epochs": None}:  # more epochs may follow
+            raise PatchlabError(f"{record_path}: was written with other settings; delete it to start over")
+        record = saved
+        best_file = Path(str(checkpoint) + ".best.pt")
+        if best_file.is_file():
+            best_state = torch.load(best_file, map_location="cpu", weights_only=True)
+    steps_per_epoch = -(-len(tr) // cfg.batch_size)
+    epoch_now = [0]  # the eps ramp's clock: the epoch fit is in (it resumes after its last saved epoch)
+    if checkpoint and Path(checkpoint).is_file():
+        epoch_now[0] = len(json.loads(torch.load(checkpoint, map_location="cpu", weights_only=True)["history"]))
+    stop = threading.Event()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+
+    def on_step(step: int, total: int, metrics: dict) -> None:
+        nonlocal best_state
+        if progress:
+            progress(step, total, metrics)
+        if step % steps_per_epoch:
+            return
+        epoch = step // steps_per_epoch
+        epoch_now[0] = epoch
+        robust = pgd_accuracy(model, mon_x, mon_y, cfg.eps, steps=10, seed=epoch)  # early-stopping monitor
+        model.train()
+        # an epoch redone after an interruption (fit resumes from its last saved epoch) replaces its old record
+        record["epochs"] = [r for r in record["epochs"] if r["epoch"] < epoch]
+        record["epochs"].append({"epoch": epoch, "monitor_pgd10_accuracy": robust})
+        if robust > record["best"]:
+            record["best"], record["best_epoch"] = robust, epoch
+            best_state = copy.deepcopy(model.state_dict())
+            if checkpoint:
+                from patchlab.artifacts import save_torch
+
+                save_torch(best_state, Path(str(checkpoint) + ".best.pt"))
+        elif cfg.method != "standard" and epoch > cfg.ramp_epochs and robust < record["best"] - cfg.overfit_drop:
+            record["stopped"] = True  # catastrophic overfitting: keep the best epoch's weights
+            stop.set()
+        record["cpu_seconds"] += time.process_time() - on_step.cpu
+        on_step.cpu = time.process_time()
+        if record_path is not None:
+            write_text(record_path, json.dumps(record))
+
+    on_step.cpu = cpu0
+    fit_cfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="adam", seed=cfg.seed)
+    if not record["stopped"]:
+        fit(model, tr.images, tr.labels, fit_cfg, loss_fn=adversarial_loss(cfg, epoch_now), progress=on_step,
+            checkpoint=checkpoint, stop=stop)
+    if best_state is not None and cfg.method != "standard":
+        model.load_state_dict(best_state)
+    model.eval()
+    save_digits_model(model, out, "defense-model", "patchlab defend train adversarial")
+    return {"out": str(out), "method": cfg.method, "eps": cfg.eps, "n": len(tr), "settings": asdict(cfg),
+            "epochs_run": len(record["epochs"]),
+            "best_epoch": record["best_epoch"] if cfg.method != "standard" else len(record["epochs"]),
+            "early_stopped": record["stopped"], "monitor": record["epochs"],
+            "cpu_seconds": record["cpu_seconds"], "seconds": time.perf_counter() - wall0}
+
+
+def evaluate_robustness(model, x: torch.Tensor, y: torch.Tensor, eps: float = 0.3, restarts: int = 10,
+                        train_cfg: AdvTrainConfig | None = None, seed: int = 0, batch: int = 500,
+                        long_restarts: int = 2, progress: ProgressFn | None = None) -> dict:
+    """Accuracy under each attack at `eps` and under all of them together ("strongest"), with Wilson intervals:
+    FGSM, PGD-40 (alpha 0.01, Madry's), PGD-40 with `restarts`, PGD-100 with `long_restarts`, MI-FGSM-100.
+    `train_cfg` adds the training attack, to show that it is the weaker one."""
+    from patchlab.attacks import make_attack
+    from patchlab.stats import wilson_interval
+
+    start = time.perf_counter()
+    attacks = {"fgsm": make_attack("fgsm", model, eps=eps),
+               "pgd40": make_attack("pgd", model, eps=eps, steps=40, alpha=0.01 if eps >= 0.1 else None,
+                                    restarts=1, seed=seed, batch_size=batch),
+               f"pgd40x{restarts}": make_attack("pgd", model, eps=eps, steps=40, alpha=0.01 if eps >= 0.1 else None,
+                                                 restarts=restarts, seed=seed + 1, batch_size=batch),
+               f"pgd100x{long_restarts}": make_attack("pgd", model, eps=eps, steps=100, restarts=long_restarts,
+                                                       seed=seed + 2, batch_size=batch),
+               "mifgsm100": make_attack("mifgsm", model, eps=eps, steps=100, batch_size=batch)}
+    if train_cfg is not None and train_cfg.method != "standard":
+        attacks = {f"training attack ({train_cfg.method})": training_attack(model, train_cfg, seed + 3), **attacks}
+    n = len(x)
+    with torch.no_grad():
+        clean_ok = model(x).argmax(1) == y
+    rows, survives = [], clean_ok.clone()
+    lo, hi = wilson_interval(int(clean_ok.sum()), n)
+    rows.append({"attack": "none", "accuracy": float(clean_ok.float().mean()), "ci95": [lo, hi]})
+    for i, (name, attack) in enumerate(attacks.items()):
+        t0 = time.perf_counter()
+        ok = ~attack(x, y).success & clean_ok
+        if not name.startswith("training"):
+            survives &= ok
+        lo, hi = wilson_interval(int(ok.sum()), n)
+        rows.append({"attack": name, "accuracy": float(ok.float().mean()), "ci95": [lo, hi],
+                     "seconds": time.perf_counter() - t0})
+        if progress:
+            progress(i + 1, len(attacks), {"attack": name, "accuracy": rows[-1]["accuracy"]})
+    lo, hi = wilson_interval(int(survives.sum()), n)
+    strongest = float(survives.float().mean())
+    rows.append({"attack": "strongest (all of the above)", "accuracy": strongest, "ci95": [lo, hi]})
+    pgd40 = next(r for r in rows if r["attack"] == "pgd40")
+    return {"n": n, "eps": eps, "clean_accuracy": rows[0]["accuracy"], "robust_accuracy": strongest,
+            "ci95": [lo, hi], "pgd40_accuracy": pgd40["accuracy"], "rows": rows,
+            "seconds": time.perf_counter() - start, "seed": seed}
+
+
+__all__ = ["AdvTrainConfig", "METHODS", "adversarial_loss", "eps_at", "evaluate_robustness", "mnist_split",
+           "pgd_accuracy",
+           "train_adversarial", "training_attack"]
