@@ -148,6 +148,8 @@ for _k in (
     Kind("video", ".avi", "video", "patchlab camera-scene", "none"),
     Kind("eot-preview", ".png", "EOT preview grid", "patchlab eot preview", "png"),
     Kind("figure", ".png", "figure", "patchlab attack-demo", "png"),
+    Kind("transfer-result", ".transfer.json", "transfer/theft result", "patchlab transfer"),
+    Kind("transfer-figure", ".transfer.png", "transfer/theft figure", "patchlab transfer", "png"),
     Kind("influence-figure", ".influence.png", "influence figure (test image, most helpful and harmful training "
          "images)", "patchlab poison influence", "png"),
     Kind("influence-loo-figure", ".loo.png", "influence vs leave-one-out plot", "patchlab poison influence", "png"),

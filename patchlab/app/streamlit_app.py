@@ -14,6 +14,7 @@ PAGES = {
     "patch": st.Page("app_pages/patch_studio.py", title="Patch studio", icon=":material/extension:", url_path="patch"),
     "camera": st.Page("app_pages/live_camera.py", title="Live camera", icon=":material/videocam:", url_path="camera"),
     "print": st.Page("app_pages/print_photo.py", title="Print & photo", icon=":material/print:", url_path="print"),
+    "transfer": st.Page("app_pages/transfer.py", title="Transfer & theft", icon=":material/swap_horiz:", url_path="transfer"),
     "poisoning": st.Page("app_pages/poisoning.py", title="Poisoning", icon=":material/science:", url_path="poisoning"),
     "defenses": st.Page("app_pages/defenses.py", title="Defenses", icon=":material/shield:", url_path="defenses"),
     "privacy": st.Page("app_pages/privacy.py", title="Privacy", icon=":material/shield_lock:", url_path="privacy"),
