@@ -11,11 +11,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(VENV)/.app-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e ".[app,onnx]"
+	$(PIP) install -e ".[app,onnx,privacy]"
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.app-installed
-	$(PIP) install -e ".[app,onnx,cluster,dev]"
+	$(PIP) install -e ".[app,onnx,cluster,dev,privacy]"
 	# torchattacks pins requests~=2.25 and would drag streamlit back to 1.9: install it without deps.
 	$(PIP) install --no-deps torchattacks==3.5.1
 	$(PIP) install adversarial-robustness-toolbox==1.20.1

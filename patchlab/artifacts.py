@@ -99,7 +99,8 @@ def save_figure(fig, path: str | Path, kind: str | None = None, written_by: str 
 @dataclass(frozen=True)
 class Kind:
     """One kind of output: its registry name, the suffix its default name ends with, what it is, which command
-    writes it, and where its tag lives (json, png, pdf, jpeg, folder, or none for formats without room for one)."""
+    writes it, and where its tag lives (json, png, pdf, jpeg, safetensors metadata, folder, or none for formats
+    without room for one; checkpoints are known by their own "format" field)."""
 
     name: str
     suffix: str
@@ -163,6 +164,23 @@ for _k in (
     Kind("defense-model", ".safetensors", "model trained by a defense (safetensors)", "patchlab defend train",
          "safetensors"),
     Kind("defense-plot", ".png", "defense evaluation plot", "patchlab defend", "png"),
+    # privacy (patchlab privacy dpsgd|pate|mia|bench): fixed names inside the --out folder, plus models and state
+    Kind("digits-model", ".digits.safetensors", "digits model (safetensors)", "patchlab", "safetensors"),
+    Kind("trained-model-job", ".job.json", "trained model's job and key (reused by reruns)", "patchlab privacy"),
+    Kind("digits-fit-checkpoint", ".fit.pt", "digits model training checkpoint", "patchlab", "none"),
+    Kind("dpsgd-checkpoint", ".dpsgd.pt", "DP-SGD checkpoint (model, optimiser, accountant)", "patchlab privacy dpsgd",
+         "none"),
+    Kind("dpsgd-results", "dpsgd.json", "DP-SGD results", "patchlab privacy dpsgd"),
+    Kind("dpsgd-plot", "dpsgd.png", "DP-SGD accuracy against epsilon plot", "patchlab privacy dpsgd", "png"),
+    Kind("dpsgd-history-plot", ".history.png", "DP-SGD epsilon and loss per epoch plot", "patchlab privacy dpsgd",
+         "png"),
+    Kind("pate-results", "pate.json", "PATE results", "patchlab privacy pate"),
+    Kind("pate-plot", "pate.png", "PATE privacy plot", "patchlab privacy pate", "png"),
+    Kind("mia-results", "mia.json", "membership inference results", "patchlab privacy mia"),
+    Kind("mia-roc-plot", "roc.png", "membership inference ROC plot", "patchlab privacy mia", "png"),
+    Kind("privacy-bench-cell", ".privacy-cell.json", "privacy benchmark cell (reused by reruns)",
+         "patchlab privacy bench"),
+    Kind("scatter-features", ".features.pt", "cached ScatterNet features", "patchlab privacy bench", "none"),
 ):
     register_kind(_k)
 
@@ -403,6 +421,8 @@ def _identify_safetensors(head: bytes) -> Identity | None:
     size = struct.unpack("<Q", head[:8])[0]
     try:
         meta = json.loads(head[8:8 + size]).get("__metadata__") or {}
+        if "artifact" not in meta and "patchlab" in meta:  # a digits model saved before models were tagged
+            return Identity("digits-model", KINDS["digits-model"].writer, legacy=True)
         return _tag_identity(json.loads(meta["artifact"]))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -415,9 +435,16 @@ def _identify_torch(path: Path) -> Identity | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - not a checkpoint we can read safely
         return None
-    if isinstance(state, dict) and str(state.get("format", "")).startswith("patchlab-patch-checkpoint"):
-        return Identity("patch-checkpoint", KINDS["patch-checkpoint"].writer)
+    fmt = str(state.get("format", "")) if isinstance(state, dict) else ""
+    for prefix, kind in TORCH_FORMATS.items():
+        if fmt.startswith(prefix):
+            return Identity(kind, str(state.get("written_by") or KINDS[kind].writer))
     return None
+
+
+# checkpoint "format" prefixes -> kinds (the checkpoints' own format fields identify them)
+TORCH_FORMATS = {"patchlab-patch-checkpoint": "patch-checkpoint", "patchlab-dpsgd": "dpsgd-checkpoint",
+                 "patchlab-digits-fit": "digits-fit-checkpoint", "patchlab-scatter-features": "scatter-features"}
 
 
 # run folders known by the settings file `run.json` inside them: its kind -> the folder's kind

@@ -17,5 +17,6 @@ PAGES = {
     "transfer": st.Page("app_pages/transfer.py", title="Transfer & theft", icon=":material/swap_horiz:", url_path="transfer"),
     "poisoning": st.Page("app_pages/poisoning.py", title="Poisoning", icon=":material/science:", url_path="poisoning"),
     "defenses": st.Page("app_pages/defenses.py", title="Defenses", icon=":material/shield:", url_path="defenses"),
+    "privacy": st.Page("app_pages/privacy.py", title="Privacy", icon=":material/shield_lock:", url_path="privacy"),
 }
 st.navigation(list(PAGES.values())).run()

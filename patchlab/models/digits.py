@@ -6,7 +6,7 @@ BatchNorm anywhere: DP-SGD (Opacus) needs per-sample gradients, which BatchNorm 
 
     from patchlab.models.digits import make_digits_model, fit, accuracy
     net = make_digits_model("cnn", size=28)
-    fit(net, x_train, y_train, epochs=5, checkpoint="runs/cnn.ckpt.pt")   # resumes if the file exists
+    fit(net, x_train, y_train, epochs=5, checkpoint="runs/cnn.fit.pt")     # resumes if the file exists
     accuracy(net, x_test, y_test)
 """
 
@@ -83,6 +83,76 @@ class DigitsCNN(_DigitsBase):
         self.head = nn.Linear(hidden, num_classes)
 
 
+class DigitsDPCNN(_DigitsBase):
+    """The small CNN that DP-SGD work on MNIST uses (TF-Privacy's tutorial, Papernot et al. 2021, Opacus's MNIST
+    example): 16 8x8 stride-2 filters, max-pool 2 stride 1, 32 4x4 stride-2 filters, max-pool, 32 hidden units.
+    About 26k parameters and strided early layers, so per-sample gradients stay cheap. Needs size >= 16."""
+
+    kind = "dpcnn"
+
+    def __init__(self, size: int = 28, channels: int = 1, num_classes: int = 10, width: int = 16, hidden: int = 32,
+                 activation: str = "tanh"):
+        super().__init__()
+        if size < 16:
+            raise PatchlabError(f"the dpcnn model needs images of at least 16 px (got {size}); use 'cnn' for 8x8 "
+                                "digits or resize them with resize_digits")
+        self._setup(size, channels, num_classes, width=int(width), hidden=int(hidden), activation=activation)
+        s1 = (size - 2) // 2 + 1 - 1          # conv 8x8/2 (padding 3), then max-pool 2/1
+        s2 = (s1 - 4) // 2 + 1 - 1            # conv 4x4/2, then max-pool 2/1
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 8, stride=2, padding=3), _activation(activation), nn.MaxPool2d(2, 1),
+            nn.Conv2d(width, 2 * width, 4, stride=2), _activation(activation), nn.MaxPool2d(2, 1),
+            nn.Flatten(), nn.Linear(2 * width * s2 * s2, hidden), _activation(activation))
+        self.head = nn.Linear(hidden, num_classes)
+
+
+class DigitsScatterLinear(_DigitsBase):
+    """A linear model on fixed ScatterNet features (Tramer & Boneh 2021): a wavelet scattering transform of order 2
+    (kymatio; J scales, L angles, no trainable weights), per-image GroupNorm without parameters, one linear layer.
+    `fixed_features` and `trainable` let DP-SGD compute the features once and train only the linear part."""
+
+    kind = "scatter"
+
+    def __init__(self, size: int = 28, channels: int = 1, num_classes: int = 10, J: int = 2, L: int = 8,
+                 groups: int = 27):
+        super().__init__()
+        if size % (2 ** J):
+            raise PatchlabError(f"the scatter model needs a size divisible by 2^J = {2 ** J} (got {size})")
+        self._setup(size, channels, num_classes, J=int(J), L=int(L), groups=int(groups))
+        feats = channels * (1 + J * L + L * L * J * (J - 1) // 2)
+        if feats % groups:
+            raise PatchlabError(f"groups={groups} must divide the {feats} scattering channels")
+        side = size // 2 ** J
+        self.feature_shape = (feats, side, side)
+        self.trainable = nn.Sequential(nn.GroupNorm(groups, feats, affine=False), nn.Flatten(),
+                                       nn.Linear(feats * side * side, num_classes))
+        self._scattering = None  # built on first use; a plain attribute, so it is neither saved nor moved
+
+    def _scatter_op(self):
+        if self._scattering is None:
+            try:  # the 2-D frontend only: `kymatio.torch` also imports the 3-D code, which needs scipy < 1.15
+                from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
+            except ImportError:
+                raise PatchlabError("the scatter model needs kymatio (pip install 'patchlab[privacy]')") from None
+            J, L, size = self.config["J"], self.config["L"], self.config["size"]
+            self.__dict__["_scattering"] = ScatteringTorch2D(J=J, shape=(size, size), L=L)  # not a submodule
+        return self._scattering
+
+    @torch.no_grad()
+    def fixed_features(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """(N, C, S, S) images -> (N, feats, S/2^J, S/2^J) scattering coefficients, on x's device."""
+        op = self._scatter_op().to(x.device)
+        out = [op(x[i:i + batch_size]).reshape(len(x[i:i + batch_size]), *self.feature_shape)
+               for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else x.new_zeros((0, *self.feature_shape))
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trainable[1](self.trainable[0](self.fixed_features(x)))
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.trainable[2](z)
+
+
 class DigitsMLP(_DigitsBase):
     kind = "mlp"
 
@@ -107,7 +177,7 @@ class DigitsLogReg(_DigitsBase):
 
 
 DIGITS_MODELS: Registry[type[_DigitsBase]] = Registry("digits model")
-for _cls in (DigitsCNN, DigitsMLP, DigitsLogReg):
+for _cls in (DigitsCNN, DigitsMLP, DigitsLogReg, DigitsDPCNN, DigitsScatterLinear):
     DIGITS_MODELS.register(_cls.kind, _cls)
 
 

@@ -52,7 +52,8 @@ def test_every_registry_serves_its_lookups():
                               (DEMOS.get, "pand", "panda")):
         with pytest.raises(PatchlabError, match=f"did you mean '{hint}'"):
             lookup(bad) if lookup is not make_attack else lookup(bad, None)
-    assert list(PRESETS) == ["digital", "print", "webcam"] and list(DIGITS_MODELS) == ["cnn", "mlp", "logreg"]
+    assert list(PRESETS) == ["digital", "print", "webcam"]
+    assert list(DIGITS_MODELS) == ["cnn", "mlp", "logreg", "dpcnn", "scatter"]
 
 
 def _library_error_messages():

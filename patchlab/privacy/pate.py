@@ -1,0 +1,287 @@
+"""PATE (Papernot et al. 2016, 2018): teachers on disjoint parts of the private data vote on public inputs; a noisy
+aggregate of their votes labels the public data; a student trained on those labels is what gets released.
+
+    from patchlab.privacy.pate import PATEConfig, run_pate
+    result = run_pate(data, PATEConfig(teachers=50, aggregator="confident"), out_dir="runs/pate")
+    result.student_accuracy, result.epsilon, result.answered
+
+Aggregators (`aggregate`): "lnmax" (Laplace noise of scale 1/gamma on the counts, 2016), "gnmax" (Gaussian noise
+sigma, 2018) and "confident" (Confident-GNMax: answer only if max count + N(0, sigma1^2) >= threshold, then GNMax
+with sigma). The privacy analysis is in `pate_analysis` (our own code). The student is semi-supervised when
+`pseudo_label` > 0: after training on the teachers' answers it labels the public inputs the aggregator did not
+answer and keeps those it is at least that confident about, then retrains (the student's own predictions are
+post-processing: no privacy cost).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from patchlab.errors import PatchlabError
+from patchlab.privacy.data import PrivacyData
+from patchlab.privacy.pate_analysis import PateAnalysis, analyse
+from patchlab.privacy.parallel import TrainJob, train_many
+
+from patchlab.progress import ProgressFn
+from patchlab.registry import Registry
+
+
+@dataclass
+class PATEConfig:
+    teachers: int = 50
+    aggregator: str = "confident"
+    gamma: float = 0.05          # LNMax: Laplace scale 1/gamma (2016: 0.05)
+    sigma: float = 10.0          # GNMax sigma (sigma2 of Confident-GNMax)
+    threshold: float | None = None  # Confident-GNMax T; None = 0.6 x teachers
+    sigma1: float | None = None     # Confident-GNMax threshold noise; None = 0.5 x teachers
+    queries: int = 1000          # public inputs shown to the aggregator (the rest stays unlabelled)
+    delta: float = 1e-5
+    model: str = "dpcnn"         # teachers' and student's digits model kind
+    activation: str = "relu"
+    teacher_epochs: int = 40
+    teacher_lr: float = 2e-3
+    teacher_batch_size: int = 32
+    student_epochs: int = 40
+    student_lr: float = 2e-3
+    student_batch_size: int = 32
+    pseudo_label: float = 0.0    # > 0: semi-supervised student keeps its own predictions at least this confident
+    seed: int = 0
+    workers: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PATEConfig":
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise PatchlabError(f"unknown PATE settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    @property
+    def t(self) -> float:
+        return 0.6 * self.teachers if self.threshold is None else float(self.threshold)
+
+    @property
+    def s1(self) -> float:
+        return 0.5 * self.teachers if self.sigma1 is None else float(self.sigma1)
+
+    def validate(self, n_private: int, n_public: int) -> None:
+        self.aggregator = AGGREGATORS.resolve(self.aggregator)
+        if self.teachers < 2:
+            raise PatchlabError(f"teachers must be >= 2, got {self.teachers}")
+        if self.teachers > n_private:
+            raise PatchlabError(f"{self.teachers} teachers need at least that many private examples "
+                                f"(there are {n_private})")
+        if not 1 <= self.queries <= n_public:
+            raise PatchlabError(f"queries must lie in [1, {n_public}] (the public part), got {self.queries}")
+        if self.aggregator == "lnmax" and not self.gamma > 0:
+            raise PatchlabError(f"gamma must be > 0, got {self.gamma}")
+        if self.aggregator != "lnmax" and not self.sigma > 0:
+            raise PatchlabError(f"sigma must be > 0, got {self.sigma}")
+        if self.aggregator == "confident" and not self.s1 > 0:
+            raise PatchlabError(f"sigma1 must be > 0, got {self.s1}")
+        if not 0 < self.delta < 1:
+            raise PatchlabError(f"delta must lie in (0, 1), got {self.delta}")
+        if not 0 <= self.pseudo_label < 1:
+            raise PatchlabError(f"pseudo_label must lie in [0, 1), got {self.pseudo_label}")
+
+
+def partition(n: int, parts: int, seed: int) -> list[list[int]]:
+    """Disjoint, near-equal random parts of range(n)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).tolist()
+    return [order[i::parts] for i in range(parts)]
+
+
+def vote_counts(predictions: torch.Tensor, num_classes: int) -> np.ndarray:
+    """(teachers, queries) predicted labels -> (queries, classes) vote counts."""
+    p = torch.as_tensor(predictions, dtype=torch.long)
+    counts = torch.zeros(p.shape[1], num_classes, dtype=torch.long)
+    counts.scatter_add_(1, p.t(), torch.ones_like(p.t()))
+    return counts.numpy()
+
+
+@dataclass
+class Aggregate:
+    labels: np.ndarray      # (queries,) chosen label, -1 where Confident-GNMax declined to answer
+    answered: np.ndarray    # (queries,) bool
+
+
+# The noisy-max mechanisms: (counts, rng, gamma, sigma, threshold, sigma1) -> Aggregate
+AGGREGATORS: Registry = Registry("aggregator")
+
+
+@AGGREGATORS.register("lnmax", title="LNMax (Laplace noisy max, 2016)", aliases=("laplace",))
+def _lnmax(c: np.ndarray, rng: np.random.Generator, gamma, sigma, threshold, sigma1) -> Aggregate:
+    labels = np.argmax(c + rng.laplace(0.0, 1.0 / gamma, size=c.shape), axis=1)
+    return Aggregate(labels, np.ones(len(c), dtype=bool))
+
+
+@AGGREGATORS.register("gnmax", title="GNMax (Gaussian noisy max, 2018)", aliases=("gaussian",))
+def _gnmax(c: np.ndarray, rng: np.random.Generator, gamma, sigma, threshold, sigma1) -> Aggregate:
+    labels = np.argmax(c + rng.normal(0.0, sigma, size=c.shape), axis=1)
+    return Aggregate(labels, np.ones(len(c), dtype=bool))
+
+
+@AGGREGATORS.register("confident", title="Confident-GNMax (answers only clear majorities, 2018)",
+                      aliases=("confident-gnmax",))
+def _confident(c: np.ndarray, rng: np.random.Generator, gamma, sigma, threshold, sigma1) -> Aggregate:
+    answered = c.max(axis=1) + rng.normal(0.0, sigma1, size=len(c)) >= threshold
+    noisy = np.argmax(c + rng.normal(0.0, sigma, size=c.shape), axis=1)
+    return Aggregate(np.where(answered, noisy, -1), answered)
+
+
+def aggregate(counts, aggregator: str, rng: np.random.Generator, *, gamma: float | None = None,
+              sigma: float | None = None, threshold: float | None = None, sigma1: float | None = None) -> Aggregate:
+    """Noisy-max labels from (queries, classes) vote counts by a registered aggregator."""
+    return AGGREGATORS.get(aggregator)(np.asarray(counts, dtype=np.float64), rng, gamma, sigma, threshold, sigma1)
+
+
+@dataclass
+class PATEResult:
+    config: PATEConfig
+    student: torch.nn.Module
+    student_accuracy: float
+    teacher_accuracy: list[float]
+    ensemble_accuracy: float            # plurality vote, no noise, on the test part
+    label_accuracy: float               # answered labels vs the public part's true labels
+    answered: int
+    pseudo_labelled: int
+    epsilon: float                      # data-dependent, tight conversion
+    epsilon_classic: float
+    epsilon_independent: float
+    order: float
+    analysis: PateAnalysis
+    counts: np.ndarray
+    labels: np.ndarray
+    n: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        from patchlab.stats import wilson_interval
+
+        n_test = self.n["test"]
+        k = round(self.student_accuracy * n_test)
+        per_query = self.analysis.per_query()
+        return {
+            **self.config.to_dict(), "threshold": self.config.t if self.config.aggregator == "confident" else None,
+            "sigma1": self.config.s1 if self.config.aggregator == "confident" else None,
+            "accuracy": self.student_accuracy, "ci95": list(wilson_interval(k, n_test)), "n": n_test,
+            "teacher_accuracy_mean": float(np.mean(self.teacher_accuracy)),
+            "teacher_accuracy_min": float(np.min(self.teacher_accuracy)),
+            "ensemble_accuracy": self.ensemble_accuracy, "label_accuracy": self.label_accuracy,
+            "queries": int(len(self.labels)), "answered": self.answered, "pseudo_labelled": self.pseudo_labelled,
+            "epsilon": self.epsilon, "epsilon_classic": self.epsilon_classic,
+            "epsilon_data_independent": self.epsilon_independent, "delta": self.config.delta,
+            "order": self.order, "per_query_rdp_mean": float(per_query.mean()) if len(per_query) else 0.0,
+            "epsilon_curve": [{"queries": q, "epsilon": e} for q, e in self.analysis.curve()],
+            "sizes": self.n, "seconds": self.seconds,
+        }
+
+
+def _predict(models, x: torch.Tensor) -> torch.Tensor:
+    from patchlab.models.digits import predict_logits
+
+    return torch.stack([predict_logits(m, x).argmax(1) for m in models])
+
+
+def train_teachers(data: PrivacyData, cfg: PATEConfig, *, out_dir: str | Path | None = None,
+                   progress: ProgressFn | None = None, stop: threading.Event | None = None) -> list:
+    parts = partition(len(data.private), cfg.teachers, cfg.seed)
+    model = {"kind": cfg.model, "size": data.size}
+    if cfg.model in ("cnn", "dpcnn", "mlp"):
+        model["activation"] = cfg.activation
+    jobs = [TrainJob(name=f"teacher-{i:03d}", indices=idx, model={**model, "seed": cfg.seed * 10_007 + i},
+                     settings={"epochs": cfg.teacher_epochs, "lr": cfg.teacher_lr,
+                               "batch_size": cfg.teacher_batch_size, "seed": cfg.seed * 10_007 + i})
+            for i, idx in enumerate(parts)]
+    models, _ = train_many(jobs, data.private.images, data.private.labels, workers=cfg.workers, out_dir=out_dir,
+                           progress=progress, stop=stop)
+    return models
+
+
+def train_student(x: torch.Tensor, y: torch.Tensor, cfg: PATEConfig, unlabelled: torch.Tensor | None = None):
+    """A student on (x, y); with cfg.pseudo_label, a second round that adds its confident labels of `unlabelled`.
+    Returns (model, how many pseudo-labels it used)."""
+    from patchlab.models.digits import fit, make_digits_model, predict_logits
+
+    kwargs = {"activation": cfg.activation} if cfg.model in ("cnn", "dpcnn", "mlp") else {}
+    size = int(x.shape[-1])
+
+    def _fit(xs, ys):
+        net = make_digits_model(cfg.model, size=size, seed=cfg.seed + 777, **kwargs)
+        fit(net, xs, ys, epochs=cfg.student_epochs, lr=cfg.student_lr, batch_size=cfg.student_batch_size,
+            seed=cfg.seed + 777)
+        return net
+
+    if len(x) == 0:
+        raise PatchlabError("the aggregator answered no query: lower the threshold or the noise")
+    student = _fit(x, y)
+    used = 0
+    if cfg.pseudo_label > 0 and unlabelled is not None and len(unlabelled):
+        probs = predict_logits(student, unlabelled).softmax(1)
+        conf, guess = probs.max(1)
+        keep = conf >= cfg.pseudo_label
+        used = int(keep.sum())
+        if used:
+            student = _fit(torch.cat([x, unlabelled[keep]]), torch.cat([y, guess[keep]]))
+    return student, used
+
+
+def run_pate(data: PrivacyData, config: PATEConfig | None = None, *, out_dir: str | Path | None = None,
+             progress: ProgressFn | None = None, stop: threading.Event | None = None, teachers: list | None = None,
+             **overrides) -> PATEResult:
+    """Teachers (trained in parallel, resumable through out_dir), noisy aggregation of their votes on the first
+    `queries` public inputs, the privacy analysis, and the student. Progress: teachers first, then the student."""
+    from patchlab.models.digits import accuracy
+
+    cfg = PATEConfig.from_dict({**(config or PATEConfig()).to_dict(), **overrides})
+    cfg.validate(len(data.private), len(data.public))
+    t0 = time.perf_counter()
+    total = cfg.teachers + 2
+
+    def teacher_progress(step, _total, metrics):
+        if progress is not None:
+            progress(step, total, {"stage": "teachers", **metrics})
+
+    if teachers is None:
+        teachers = train_teachers(data, cfg, out_dir=Path(out_dir) / "teachers" if out_dir else None,
+                                  progress=teacher_progress, stop=stop)
+    if stop is not None and stop.is_set():
+        raise PatchlabError("stopped while training the teachers (finished teachers are kept in out_dir)")
+    num_classes = int(data.private.labels.max()) + 1
+    xq = data.public.images[:cfg.queries]
+    counts = vote_counts(_predict(teachers, xq), num_classes)
+    rng = np.random.default_rng(cfg.seed + 4242)
+    agg = aggregate(counts, cfg.aggregator, rng, gamma=cfg.gamma, sigma=cfg.sigma, threshold=cfg.t, sigma1=cfg.s1)
+    an = analyse(counts, cfg.aggregator, cfg.delta, sigma=cfg.sigma, gamma=cfg.gamma, threshold=cfg.t,
+                 sigma1=cfg.s1, answered=agg.answered)
+    if progress is not None:
+        progress(cfg.teachers + 1, total, {"stage": "aggregated", "answered": int(agg.answered.sum()),
+                                           "epsilon": an.epsilon()})
+    keep = torch.as_tensor(agg.answered)
+    ys = torch.as_tensor(agg.labels[agg.answered], dtype=torch.long)
+    unlabelled = torch.cat([xq[~keep], data.public.images[cfg.queries:]])
+    student, used = train_student(xq[keep], ys, cfg, unlabelled)
+    truth = data.public.labels[:cfg.queries].numpy()
+    test_votes = vote_counts(_predict(teachers, data.test.images), num_classes)
+    result = PATEResult(
+        config=cfg, student=student, student_accuracy=accuracy(student, data.test.images, data.test.labels),
+        teacher_accuracy=[accuracy(m, data.test.images, data.test.labels) for m in teachers],
+        ensemble_accuracy=float((test_votes.argmax(1) == data.test.labels.numpy()).mean()),
+        label_accuracy=float((agg.labels[agg.answered] == truth[agg.answered]).mean()) if agg.answered.any() else 0.0,
+        answered=int(agg.answered.sum()), pseudo_labelled=used, epsilon=an.epsilon(),
+        epsilon_classic=an.epsilon(conversion="classic"), epsilon_independent=an.epsilon(dependent=False),
+        order=an.order(), analysis=an, counts=counts, labels=agg.labels,
+        n={"private": len(data.private), "public": len(data.public), "test": len(data.test),
+           "per_teacher": len(data.private) // cfg.teachers},
+        seconds=time.perf_counter() - t0)
+    if progress is not None:
+        progress(total, total, {"stage": "student", "accuracy": result.student_accuracy})
+    return result

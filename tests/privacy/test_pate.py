@@ -1,0 +1,168 @@
+"""PATE: vote counting, the aggregators' noise on constructed votes, the data-dependent analysis against worked
+values and against the data-independent bound, and a small real run (seeded, resumable, parallel)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from patchlab.errors import PatchlabError
+from patchlab.privacy import pate_analysis as pa
+from patchlab.privacy.pate import PATEConfig, aggregate, partition, run_pate, vote_counts
+from patchlab.privacy.rdp import eps_from_rdp
+from patchlab.stats import wilson_interval
+
+Z = 3.29  # 99.9% two-sided: these checks run many draws, keep false alarms rare
+
+
+def _inside(hits: int, n: int, p: float) -> bool:
+    lo, hi = wilson_interval(hits, n, Z)
+    return lo <= p <= hi
+
+
+def test_vote_counts_and_partition():
+    preds = torch.tensor([[0, 1, 2], [0, 1, 1], [3, 1, 1], [0, 2, 1]])  # 4 teachers x 3 queries
+    counts = vote_counts(preds, 4)
+    assert counts.tolist() == [[3, 0, 0, 1], [0, 3, 1, 0], [0, 3, 1, 0]]
+    parts = partition(103, 10, seed=1)
+    flat = sorted(i for p in parts for i in p)
+    assert flat == list(range(103)) and {len(p) for p in parts} == {10, 11}
+    assert parts == partition(103, 10, seed=1) and parts != partition(103, 10, seed=2)
+
+
+def test_gnmax_noise_on_constructed_votes():
+    # two classes, gap d: the runner-up wins exactly when N(0, 2 sigma^2) > d
+    n, sigma, d = 20_000, 10.0, 12.0
+    counts = np.tile([50.0, 50.0 - d], (n, 1))
+    agg = aggregate(counts, "gnmax", np.random.default_rng(0), sigma=sigma)
+    p = 0.5 * math.erfc(d / (2 * sigma))
+    assert _inside(int((agg.labels == 1).sum()), n, p)
+    assert math.exp(pa.logq_gnmax([50, 50 - d], sigma)) == pytest.approx(p, rel=1e-9)  # exact for two classes
+
+
+def test_lnmax_noise_on_constructed_votes():
+    # two classes: Pr[Lap(b) - Lap(b) > d] = (2 + d/b) / (4 e^(d/b)), the 2016 paper's Lemma 4 (exact here)
+    n, gamma, d = 20_000, 0.1, 10.0
+    agg = aggregate(np.tile([30.0, 30.0 - d], (n, 1)), "lnmax", np.random.default_rng(1), gamma=gamma)
+    p = (2 + gamma * d) / (4 * math.exp(gamma * d))
+    assert _inside(int((agg.labels == 1).sum()), n, p)
+    assert math.exp(pa.logq_lnmax([30, 30 - d], gamma)) == pytest.approx(p, rel=1e-9)
+
+
+def test_confident_gnmax_threshold_on_constructed_votes():
+    n, t, s1 = 20_000, 40.0, 8.0
+    counts = np.tile([35.0, 10.0, 5.0], (n, 1))
+    agg = aggregate(counts, "confident", np.random.default_rng(2), sigma=1.0, threshold=t, sigma1=s1)
+    p = 0.5 * math.erfc((t - 35) / (s1 * math.sqrt(2)))
+    assert _inside(int(agg.answered.sum()), n, p)
+    assert np.all(agg.labels[~agg.answered] == -1) and np.all(agg.labels[agg.answered] == 0)
+    assert math.exp(pa.logpr_answered([35, 10, 5], t, s1)) == pytest.approx(p, rel=1e-9)
+
+
+def test_data_independent_worked_values():
+    # GNMax, sigma = 40, 100 queries, delta = 1e-5, classic conversion: min over alpha of 100 alpha / 1600 +
+    # log(1e5) / (alpha - 1); on the 0.5 grid the optimum is alpha = 14.5: 0.90625 + 11.5129 / 13.5 = 1.75906
+    rdp = 100 * pa.rdp_gnmax_independent(40.0)
+    eps, order = eps_from_rdp(pa.PATE_ORDERS, rdp, 1e-5, "classic")
+    assert order == 14.5 and eps == pytest.approx(0.90625 + math.log(1e5) / 13.5, abs=1e-9)
+    # LNMax as in Papernot et al. 2016 (gamma = 0.05: each query 0.1-DP; 100 queries; moments l = 1..8):
+    # alpha(l) = 2 gamma^2 l (l + 1) per query; the best l = 5 gives (15 + log 1e5) / 5 = 5.3026
+    orders = np.arange(2, 10)
+    eps, order = eps_from_rdp(orders, 100 * pa.rdp_lnmax_independent(0.05, orders), 1e-5, "classic")
+    assert order == 6 and eps == pytest.approx((15 + math.log(1e5)) / 5, abs=1e-9)
+
+
+def _theorem6_direct(q: float, sigma: float, alpha: float) -> float:
+    """Thm 6 of Papernot et al. 2018 evaluated directly in 50-digit arithmetic (an independent check)."""
+    import mpmath as mp
+
+    mp.mp.dps = 50
+    q, sigma, alpha = mp.mpf(q), mp.mpf(sigma), mp.mpf(alpha)
+    mu2 = sigma * mp.sqrt(-mp.log(q))
+    mu1 = mu2 + 1
+    e1, e2 = mu1 / sigma ** 2, mu2 / sigma ** 2
+    a = (1 - q) / (1 - (q * mp.e ** e2) ** ((mu2 - 1) / mu2))
+    b = mp.e ** e1 / q ** (1 / (mu1 - 1))
+    return float(mp.log((1 - q) * a ** (alpha - 1) + q * b ** (alpha - 1)) / (alpha - 1))
+
+
+def test_data_dependent_worked_values():
+    # 250 unanimous teachers, sigma = 40: q <= 9 Pr[N(0, 3200) > 250]
+    counts = [250] + [0] * 9
+    q = 9 * 0.5 * math.erfc(250 / (2 * 40))
+    assert pa.logq_gnmax(counts, 40.0) == pytest.approx(math.log(q), rel=1e-12)
+    for alpha in (2.0, 10.0, 50.0, 120.0):
+        got = float(pa.rdp_gnmax_dependent(math.log(q), 40.0, [alpha])[0])
+        assert got == pytest.approx(_theorem6_direct(q, 40.0, alpha), rel=1e-9)
+        assert got <= alpha / 40 ** 2
+        if alpha <= 50:
+            assert got < 0.1 * alpha / 40 ** 2  # far below the data-independent alpha / sigma^2
+    # beyond mu1 = sigma sqrt(log 1/q) + 1 ~ 127.6 the theorem does not apply: the independent bound is returned
+    assert float(pa.rdp_gnmax_dependent(math.log(q), 40.0, [200.0])[0]) == pytest.approx(200 / 1600)
+
+
+def test_data_dependent_below_independent_when_teachers_agree():
+    rng = np.random.default_rng(0)
+    for aggregator, kw in (("gnmax", {"sigma": 20.0}), ("lnmax", {"gamma": 0.05}),
+                           ("confident", {"sigma": 20.0, "threshold": 150.0, "sigma1": 60.0})):
+        # strong agreement: 230-250 of 250 teachers on one class
+        top = rng.integers(230, 251, size=100)
+        agree = np.zeros((100, 10))
+        agree[:, 0] = top
+        agree[:, 1] = 250 - top
+        an = pa.analyse(agree, aggregator, 1e-5, **kw)
+        assert np.all(an.rdp_dependent <= an.rdp_independent + 1e-12)
+        assert an.epsilon(True) < 0.6 * an.epsilon(False), aggregator
+        # random votes: never above the data-independent bound
+        noisy = rng.multinomial(250, rng.dirichlet(np.ones(10)), size=100)
+        an = pa.analyse(noisy, aggregator, 1e-5, **kw)
+        assert np.all(an.rdp_dependent <= an.rdp_independent + 1e-12)
+        assert an.epsilon(True) <= an.epsilon(False) + 1e-9
+    # a tie gives no data-dependent saving
+    tie = pa.rdp_gnmax_dependent(pa.logq_gnmax([125, 125, 0], 20.0), 20.0)
+    np.testing.assert_allclose(tie, pa.rdp_gnmax_independent(20.0))
+
+
+def test_confident_only_answered_queries_pay_for_gnmax():
+    counts = np.array([[240, 10, 0], [120, 100, 30]], dtype=float)
+    kw = dict(sigma=20.0, threshold=150.0, sigma1=50.0)
+    both = pa.analyse(counts, "confident", 1e-5, answered=[True, True], **kw)
+    first = pa.analyse(counts, "confident", 1e-5, answered=[True, False], **kw)
+    step1 = pa.rdp_threshold_independent(50.0)
+    np.testing.assert_allclose(first.rdp_independent[1], step1)
+    np.testing.assert_allclose(both.rdp_independent[1], step1 + pa.rdp_gnmax_independent(20.0))
+    with pytest.raises(PatchlabError):
+        pa.analyse(counts, "confident", 1e-5, sigma=20.0)
+
+
+def test_small_pate_run_repeats_and_resumes(digits_split, tmp_path):
+    cfg = PATEConfig(teachers=8, aggregator="confident", sigma=2.0, threshold=5.0, sigma1=2.0, queries=200,
+                     model="logreg", teacher_epochs=10, teacher_lr=0.05, teacher_batch_size=64, student_epochs=15,
+                     student_lr=0.05, student_batch_size=64, pseudo_label=0.9, workers=1, seed=3)
+    a = run_pate(digits_split, cfg, out_dir=tmp_path / "run")
+    assert a.n["per_teacher"] == 125 and len(a.teacher_accuracy) == 8
+    assert 0 < a.answered <= 200 and a.counts.sum(1).tolist() == [8] * 200 and a.pseudo_labelled > 0
+    assert a.epsilon <= a.epsilon_independent and math.isfinite(a.epsilon)
+    assert a.ensemble_accuracy >= 0.8 and a.student_accuracy >= 0.7
+    summary = a.summary()
+    assert summary["epsilon_curve"][-1]["epsilon"] == pytest.approx(a.epsilon)
+    # the same seed repeats exactly, reusing the saved teachers
+    b = run_pate(digits_split, cfg, out_dir=tmp_path / "run")
+    assert np.array_equal(a.labels, b.labels) and a.epsilon == b.epsilon
+    assert b.student_accuracy == a.student_accuracy
+    with pytest.raises(PatchlabError, match="queries"):
+        run_pate(digits_split, cfg, queries=10_000)
+
+
+def test_teachers_in_parallel_processes_equal_in_process(digits_split):
+    from patchlab.privacy.pate import train_teachers
+
+    cfg = PATEConfig(teachers=4, model="logreg", teacher_epochs=3, teacher_lr=0.05, seed=1)
+    one = train_teachers(digits_split, cfg.__class__(**{**cfg.to_dict(), "workers": 1}))
+    two = train_teachers(digits_split, cfg.__class__(**{**cfg.to_dict(), "workers": 2}))
+    for m1, m2 in zip(one, two):
+        for (k, v1), v2 in zip(m1.state_dict().items(), m2.state_dict().values()):
+            assert torch.equal(v1, v2), k
