@@ -133,7 +133,11 @@ def test_live_feed_counts_camera_frames_and_processes_the_newest(lite0, scene_fr
     queued = [av.VideoFrame.from_ndarray(f, format="bgr24") for f in scene_frames[:3]]
     for i, f in enumerate(queued):
         f.pts = i
-    out = asyncio.run(feed.queued_callback(queued))
+    # in a thread of its own: the suite's shared sync Playwright keeps an event loop running in the main thread
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        out = pool.submit(asyncio.run, feed.queued_callback(queued)).result()
     assert len(out) == 1 and out[0].pts == 2  # the newest frame, annotated
     rates = feed.rates()
     assert rates["received"] == 3 and rates["processed"] == 1
