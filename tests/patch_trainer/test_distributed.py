@@ -7,9 +7,9 @@ Checked here, on one process:
 - every 2-process step, replayed on 1 process from the same state, gives the same patch to float tolerance (the
   draws are the global batch's, each rank renders its rows bit-identically, the all-reduce averages the gradient)
   and the same generator state, Adam moments and batch metrics;
-- the free-running 2-process patch after STEPS steps equals the 1-process one within FREE_TOL (rounding differs,
-  and Adam's per-texel normalisation amplifies it from step to step exactly as a change of thread count does in one
-  process: docs/distributed.md);
+- the free-running 2-process patch after STEPS steps is as close to the 1-process one as the same process at 2 threads
+  is (within FREE_TOL or twice that divergence): rounding differs, and Adam's per-texel normalisation and JPEG's
+  rounding amplify it from step to step exactly as a change of thread count does (docs/distributed.md);
 - checkpoints resume across world sizes (1 -> 2 through the CLI, 2 -> 1 here), and only rank 0 writes files.
 """
 
@@ -27,7 +27,7 @@ import torch
 
 STEPS = 3
 STEP_TOL = 1e-6   # one step from the same state: a few float32 ulps of a value in [0, 1]
-FREE_TOL = 1e-4   # STEPS free-running steps (measured: 2.6e-6 here, see the module docstring)
+FREE_TOL = 1e-4   # STEPS free-running steps, or twice a thread-count change's own divergence (docs/distributed.md)
 WORKER = Path(__file__).with_name("dist_worker.py")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,11 +112,20 @@ def test_two_gloo_processes_follow_one_process(scenes, lite0, tmp_path, one_thre
         for key in ("loss", "target_prob", "nps", "tv"):
             assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-7), (k, key)
 
-    # free-running: the same seed and global batch from scratch, STEPS steps
+    # free-running: the same seed and global batch from scratch, STEPS steps. Float rounding decides the direction of
+    # Adam's steps for texels with near-zero gradients, and JPEG's rounding makes that chaotic, so "float tolerance"
+    # here is what one process does to itself when only its thread count changes (the same run at 2 threads)
     reference = _texture(tmp_path / "one.ckpt.pt")
     diff = float((_texture(tmp_path / f"state{STEPS}.pt") - reference).abs().max())
-    print(f"2 gloo processes vs 1 process after {STEPS} steps: max |patch difference| = {diff:.2e}")
-    assert diff <= FREE_TOL
+    torch.set_num_threads(2)
+    threads = PatchTrainer(PatchConfig(**_config(scenes)), models=[lite0]).prepare()
+    for _ in range(STEPS):
+        threads.step()
+    torch.set_num_threads(1)
+    own = float((threads.texture.detach() - reference).abs().max())
+    print(f"after {STEPS} steps, max |patch difference| against 1 process at 1 thread: 2 gloo processes {diff:.2e}, "
+          f"1 process at 2 threads {own:.2e}")
+    assert diff <= max(FREE_TOL, 2 * own)
 
     # resume across world sizes: 1 -> 2 (the command line above) and 2 -> 1 (from the 2-process state at step 1)
     resumed = torch.load(tmp_path / "resumed.ckpt.pt", weights_only=True)
