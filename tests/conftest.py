@@ -82,9 +82,11 @@ class WriteGuard:
             if isinstance(path, int) or not (any(c in (mode or "") for c in "wax+") or (flags or 0) & self.WRITE_FLAGS):
                 return
             path = os.path.abspath(os.fsdecode(path))
+            rel = os.path.relpath(path, self.root)
             if (path.startswith(self.root) and not path.startswith(self.allowed)
-                    and f"{os.sep}__pycache__{os.sep}" not in path):
-                self.written.add(os.path.relpath(path, self.root))
+                    and f"{os.sep}__pycache__{os.sep}" not in path
+                    and not rel.startswith("pytest-cache-files-")):  # pytest's own cache, made then renamed
+                self.written.add(rel)
         except Exception:  # noqa: BLE001 - an audit hook must never break the open() it watches
             pass
 
