@@ -86,6 +86,22 @@ def save_torch(obj, path: str | Path) -> Path:
     return Path(path)
 
 
+def load_keyed_checkpoint(path: str | Path | None, fmt: str, key: str, what: str | None = None) -> dict | None:
+    """A resumable run's checkpoint (weights_only), or None when there is none. One written by another kind of run
+    (its "format" is not `fmt`) or with other settings (its "key" is not `key`) is refused with a one-line error."""
+    import torch
+
+    if path is None or not Path(path).is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise PatchlabError(f"{path}: not a {what or fmt} checkpoint")
+    if state.get("key") != key:
+        raise PatchlabError(f"{path}: was written with other settings or data; give another checkpoint= or delete it "
+                            "to start over")
+    return state
+
+
 def save_figure(fig, path: str | Path, kind: str | None = None, written_by: str | None = None,
                 **savefig_kwargs) -> Path:
     """A matplotlib Figure saved as PNG through a temporary file, tagged with `kind` (a PNG text chunk)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from patchlab.cli._common import ArchOpt, DeviceOpt, JsonOpt, ModelOpt, print_json, rich_progress
+from patchlab.cli._common import ArchOpt, DeviceOpt, JsonOpt, ModelOpt, add_group, print_json, rich_progress
 
 MnistOpt = typer.Option(None, "--mnist", help="MNIST IDX folder (default: the shared data's mnist/)")
 ImagesOpt = typer.Option(..., "--images", help="Labelled image folder (<wnid>_<name>.jpg); the shared split is used")
@@ -424,22 +424,10 @@ def train_patch_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Defenses: certify (PatchCleanser, randomized smoothing), train robust models, "
-                        "evaluate defenses against patches and adaptive attacks.", no_args_is_help=True)
-    app.add_typer(group, name="defend")
-    certify = typer.Typer(help="Certified defenses.", no_args_is_help=True)
-    group.add_typer(certify, name="certify")
-    evaluate = typer.Typer(help="Defenses against patches and adaptive attacks.", no_args_is_help=True)
-    group.add_typer(evaluate, name="evaluate")
-    train = typer.Typer(help="Train robust models.", no_args_is_help=True)
-    group.add_typer(train, name="train")
-
-    certify.command('patchcleanser')(certify_patchcleanser)
-    evaluate.command('patch')(evaluate_patch_cmd)
-    train.command('masking')(train_masking)
-    train.command('adversarial')(train_adversarial_cmd)
-    train.command('smoothing')(train_smoothing_cmd)
-    certify.command('smoothing')(certify_smoothing)
-    evaluate.command('transforms')(evaluate_transforms_cmd)
-    evaluate.command('adversarial')(evaluate_adversarial_cmd)
-    train.command('patch')(train_patch_cmd)
+    group = add_group(app, "defend", "Defenses: certify (PatchCleanser, randomized smoothing), train robust models, "
+                      "evaluate defenses against patches and adaptive attacks.")
+    add_group(group, "certify", "Certified defenses.", patchcleanser=certify_patchcleanser, smoothing=certify_smoothing)
+    add_group(group, "evaluate", "Defenses against patches and adaptive attacks.", patch=evaluate_patch_cmd,
+              transforms=evaluate_transforms_cmd, adversarial=evaluate_adversarial_cmd)
+    add_group(group, "train", "Train robust models.", masking=train_masking, adversarial=train_adversarial_cmd,
+              smoothing=train_smoothing_cmd, patch=train_patch_cmd)

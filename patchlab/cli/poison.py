@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from patchlab.cli._common import DeviceOpt, ForceOpt, JsonOpt, ModelOpt, print_json, rich_progress
+from patchlab.cli._common import DeviceOpt, ForceOpt, JsonOpt, ModelOpt, add_group, print_json, rich_progress
 
 DataOpt = typer.Option(None, "--data", help="ImageNet-style labelled folder (default: the shared imagenet-sample)")
 ClassesOpt = typer.Option("dog,fish", "--classes", help="Two superclasses: dog, fish, bird, cat, snake, primate, "
@@ -338,10 +338,5 @@ def feature_collision_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Training-set poisoning: influence functions, Koh & Liang's attack, feature collision.",
-                        no_args_is_help=True)
-    app.add_typer(group, name="poison")
-
-    group.command('influence')(influence_cmd)
-    group.command('koh-liang')(koh_liang_cmd)
-    group.command('feature-collision')(feature_collision_cmd)
+    add_group(app, "poison", "Training-set poisoning: influence functions, Koh & Liang's attack, feature collision.",
+              influence=influence_cmd, **{"koh-liang": koh_liang_cmd, "feature-collision": feature_collision_cmd})

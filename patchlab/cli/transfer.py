@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from patchlab.cli._common import ForceOpt, JsonOpt, print_json, rich_progress
+from patchlab.cli._common import ForceOpt, JsonOpt, add_group, print_json, rich_progress
 
 WorkOpt = typer.Option(None, "--work", help="Folder for trained models and checkpoints (reused and resumed; "
                        "default: $PATCHLAB_CACHE or ~/.cache/patchlab, then transfer/)")
@@ -391,17 +391,10 @@ def steal_imagenet_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Transfer, black-box attacks and model theft.", no_args_is_help=True)
-    app.add_typer(group, name="transfer")
-
-    group.command('matrix')(matrix_cmd)
-    group.command('ensemble')(ensemble_cmd)
-    group.command('substitute')(substitute_cmd)
-    group.command('algorithms')(algorithms_cmd)
-    group.command('steal-lr')(steal_lr_cmd)
-    group.command('steal')(steal_cmd)
-    group.command('theft')(theft_cmd)
-    group.command('steal-imagenet')(steal_imagenet_cmd)
+    add_group(app, "transfer", "Transfer, black-box attacks and model theft.",
+              matrix=matrix_cmd, ensemble=ensemble_cmd, substitute=substitute_cmd, algorithms=algorithms_cmd,
+              **{"steal-lr": steal_lr_cmd}, steal=steal_cmd, theft=theft_cmd,
+              **{"steal-imagenet": steal_imagenet_cmd})
 
 
 def _print_theft(res: dict) -> None:

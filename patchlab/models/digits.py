@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from patchlab.artifacts import atomic_path, save_torch
+from patchlab.artifacts import atomic_path, load_keyed_checkpoint, save_torch
 from patchlab.errors import PatchlabError
 from patchlab.progress import ProgressFn
 from patchlab.registry import Registry
@@ -305,13 +305,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: FitConfig | 
     key = cfg.key(model, len(x), getattr(loss_fn, "__name__", type(loss_fn).__name__))
     result = FitResult()
     ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state.get("format") != CKPT_FORMAT:
-            raise PatchlabError(f"{ckpt}: not a patchlab digits training checkpoint")
-        if state["key"] != key:
-            raise PatchlabError(f"{ckpt}: was written with other settings or data; give another checkpoint= "
-                                "or delete it to start over")
+    state = load_keyed_checkpoint(ckpt, CKPT_FORMAT, key, "patchlab digits training")
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None:

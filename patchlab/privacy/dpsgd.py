@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from patchlab.artifacts import save_torch
+from patchlab.artifacts import load_keyed_checkpoint, save_torch
 from patchlab.errors import PatchlabError
 
 from patchlab.progress import ProgressFn
@@ -240,14 +240,8 @@ def train_dpsgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: DPSG
             model.trainable = trainable
     key = cfg.key(model, len(x))
     ckpt = Path(checkpoint) if checkpoint else None
-    state = None
-    if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state.get("format") != CKPT_FORMAT:
-            raise PatchlabError(f"{ckpt}: not a patchlab DP-SGD checkpoint")
-        if state["key"] != key:
-            raise PatchlabError(f"{ckpt}: was written with other settings or data; give another checkpoint= or "
-                                "delete it to start over")
+    state = load_keyed_checkpoint(ckpt, CKPT_FORMAT, key, "patchlab DP-SGD")
+    if state is not None:
         trainable.load_state_dict(state["model"])
 
     with warnings.catch_warnings():

@@ -196,20 +196,6 @@ def model_fingerprint(model) -> str:
     return fingerprint(model_name(model), repr(getattr(model, "estimator", "")))
 
 
-def load_checkpoint(path: Path | None, fmt: str, key: str) -> dict | None:
-    """A run's checkpoint (weights_only), or None when there is none; one written by another kind of run or with
-    other settings is refused with a one-line error."""
-    if path is None or not Path(path).is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != fmt:
-        raise PatchlabError(f"{path}: not a {fmt} checkpoint")
-    if state.get("key") != key:
-        raise PatchlabError(f"{path}: was written with other settings, data or victim; give another checkpoint= "
-                            "or delete it to start over")
-    return state
-
-
 def train_digits_model(kind: str, x: torch.Tensor, y: torch.Tensor, *, size: int | None = None, seed: int = 0,
                        epochs: int = 10, batch_size: int = 64, lr: float = 2e-3, cache_dir: str | Path | None = None,
                        name: str | None = None, progress: ProgressFn | None = None, **model_kwargs):

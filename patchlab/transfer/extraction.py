@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from patchlab.artifacts import save_torch
+from patchlab.artifacts import load_keyed_checkpoint, save_torch
 from patchlab.errors import PatchlabError
-from patchlab.transfer.common import (ProgressFn, fingerprint, fit_soft, load_checkpoint, model_fingerprint, predict,
+from patchlab.transfer.common import (ProgressFn, fingerprint, fit_soft, model_fingerprint, predict,
                                       probabilities, rate)
 from patchlab.transfer.oracle import Answer, Oracle
 from patchlab.transfer.substitute import jacobian_augment, reservoir_sample
@@ -214,7 +214,7 @@ def extract(victim, pool: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tens
     n = len(test_y)
     start = time.perf_counter()
     rows, student, done, prior = [], None, 0, 0.0
-    state = load_checkpoint(ckpt, CKPT_FORMAT, key)
+    state = load_keyed_checkpoint(ckpt, CKPT_FORMAT, key)
     if state is not None:
         thief.load(state["thief"])
         rows, done, prior = list(state["rows"]), int(state["done"]), float(state["seconds"])

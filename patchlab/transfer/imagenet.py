@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from patchlab.artifacts import save_torch
+from patchlab.artifacts import load_keyed_checkpoint, save_torch
 from patchlab.errors import PatchlabError
-from patchlab.transfer.common import ProgressFn, fingerprint, load_checkpoint, predict, rate
+from patchlab.transfer.common import ProgressFn, fingerprint, predict, rate
 from patchlab.transfer.oracle import Oracle
 
 CKPT_FORMAT = "patchlab-imagenet-theft-1"
@@ -139,7 +139,7 @@ def collect(oracle: Oracle, student: LiteStudent, query_items, cfg: ImagenetThef
 
     state = {"format": CKPT_FORMAT, "key": key, "done": 0, "feats": [], "idx": [], "p": [], "labels": [],
              "queries": 0, "seconds": 0.0}
-    saved = load_checkpoint(checkpoint, CKPT_FORMAT, key)
+    saved = load_keyed_checkpoint(checkpoint, CKPT_FORMAT, key)
     if saved is not None:
         state = saved
     start = time.perf_counter()

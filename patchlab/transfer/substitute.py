@@ -23,9 +23,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from patchlab.artifacts import save_torch
+from patchlab.artifacts import load_keyed_checkpoint, save_torch
 from patchlab.errors import PatchlabError
-from patchlab.transfer.common import ProgressFn, fingerprint, load_checkpoint, model_fingerprint, predict, rate
+from patchlab.transfer.common import ProgressFn, fingerprint, model_fingerprint, predict, rate
 from patchlab.transfer.oracle import Oracle
 
 CKPT_FORMAT = "patchlab-substitute-1"
@@ -149,7 +149,7 @@ def train_substitute(oracle: Oracle, seeds: torch.Tensor, config: SubstituteConf
     size, channels = seeds.shape[-1], seeds.shape[1]
     model = _new_model(cfg, size, channels, num_classes)
     start = time.perf_counter()
-    state = load_checkpoint(ckpt, CKPT_FORMAT, key)
+    state = load_keyed_checkpoint(ckpt, CKPT_FORMAT, key)
     base_queries = oracle.queries
     if state is None:
         data, labels = seeds, oracle(seeds).labels.cpu()
