@@ -46,10 +46,21 @@ def png(fig) -> bytes:
 
 
 
+def job_running(key: str) -> bool:
+    job = st.session_state.get(key)
+    return job is not None and job.snapshot().active
+
+
+def start_job(key: str, name: str, work) -> None:
+    """Run `work(progress, stop)` in the background as this session's job `key`; the panel polls it."""
+    st.session_state[key] = Job.start(name, work)
+    st.session_state[f"{key}_redraw"] = True
+    st.rerun()
+
+
 def job_panel(key: str, running_text: str, show_result) -> None:
     """Progress of this session's job `key` (refreshed every second while it runs), then its result."""
-    job = st.session_state.get(key)
-    running = job is not None and job.snapshot().active
+    running = job_running(key)
 
     @st.fragment(run_every=1.0 if running else None)
     def panel():
@@ -101,7 +112,7 @@ with tab_dp, ui.user_errors():
                                help="ghost clipping clips from per-sample norms without storing per-sample "
                                     "gradients")
     dp_baseline = st.checkbox("Also train the same model without privacy", value=True, key="dp_baseline")
-    running = st.session_state.get("dp_job") is not None and st.session_state["dp_job"].snapshot().active
+    running = job_running("dp_job")
     if st.button("Train with DP-SGD", type="primary", disabled=running, key="dp_run"):
         d = load_data(dp_data)
         mk = model_kwargs(dp_kind, dp_act, d.size)
@@ -124,9 +135,7 @@ with tab_dp, ui.user_errors():
                 out["baseline"] = accuracy(base, d.test.images, d.test.labels)
             return out
 
-        st.session_state["dp_job"] = Job.start("dpsgd", work)
-        st.session_state["dp_job_redraw"] = True
-        st.rerun()
+        start_job("dp_job", "dpsgd", work)
 
     def show_dp(r):
         s = r["summary"]
@@ -163,7 +172,7 @@ with tab_pate, ui.user_errors():
         pate_queries = int(st.number_input("Queries (public inputs labelled)", 1, 5000, 200, key="pate_queries"))
         pate_epochs = int(st.number_input("Teacher epochs", 1, 200, 10, key="pate_epochs"))
         pate_pseudo = st.checkbox("Semi-supervised student (pseudo-labels ≥ 0.9)", value=True, key="pate_pseudo")
-    running = st.session_state.get("pate_job") is not None and st.session_state["pate_job"].snapshot().active
+    running = job_running("pate_job")
     if st.button("Run PATE", type="primary", disabled=running, key="pate_run"):
         from patchlab.privacy.pate import PATEConfig
 
@@ -182,9 +191,7 @@ with tab_pate, ui.user_errors():
             res = run_pate(d, cfg, progress=progress, stop=stop)
             return {"summary": res.summary(), "figure": png(pate_figure(res.analysis, res.counts)), "data": d.source}
 
-        st.session_state["pate_job"] = Job.start("pate", work)
-        st.session_state["pate_job_redraw"] = True
-        st.rerun()
+        start_job("pate_job", "pate", work)
 
     def show_pate(r):
         s = r["summary"]
@@ -216,7 +223,7 @@ with tab_mia, ui.user_errors():
     with c3:
         mia_eps = st.select_slider("DP-SGD target ε", [0.5, 1.0, 2.0, 4.0, 8.0], 2.0, key="mia_eps")
         mia_epochs = int(st.number_input("Epochs per model", 1, 300, 30, key="mia_epochs"))
-    running = st.session_state.get("mia_job") is not None and st.session_state["mia_job"].snapshot().active
+    running = job_running("mia_job")
     if st.button("Attack", type="primary", disabled=running, key="mia_run"):
         from patchlab.privacy.mia import MIAConfig
 
@@ -237,9 +244,7 @@ with tab_mia, ui.user_errors():
             return {"summary": res.summary(), "bugs": bugs,
                     "figure": png(roc_figure(res.attacks, res.epsilon, cfg.delta, title, bugs))}
 
-        st.session_state["mia_job"] = Job.start("mia", work)
-        st.session_state["mia_job_redraw"] = True
-        st.rerun()
+        start_job("mia_job", "mia", work)
 
     def show_mia(r):
         import pandas as pd
