@@ -132,8 +132,12 @@ def process_group(device: str = "auto", backend: str | None = None,
         backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
                                  device_id=dev if backend == "nccl" else None)
+    finished = False
     try:
         yield RankGroup(dist.get_rank(), dist.get_world_size(), dist.get_backend(), dev)
+        finished = True
     finally:
         if owned:
+            if finished:  # leave together: a rank that tears gloo down while a peer still talks to it can abort
+                dist.barrier()
             dist.destroy_process_group()
