@@ -22,6 +22,7 @@ def test_poisoning_page_flips_a_target(page, server):
     verdict = page.locator("[data-testid='stAlertContentSuccess']").filter(has_text="Flipped:")
     verdict.wait_for(timeout=240_000)
     page.get_by_role("button", name="Poison PNG").wait_for()
+    page.locator("[data-testid='stImage']").nth(3).wait_for(timeout=30_000)  # the figures render after the button
     assert page.locator("[data-testid='stImage']").count() >= 4
     wait_idle(page)
     shoot(page, "poisoning", docs=True)
