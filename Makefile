@@ -41,7 +41,7 @@ screenshots: $(VENV)/.dev-installed chromium
 # Every benchmark and its targets (issue #14); fails when a target is missed and ends with one table of all of them
 # (also written to test-artifacts/benchmarks.md). Run it on an otherwise idle machine: other load skews the times.
 bench: $(VENV)/.dev-installed chromium
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m benchmark -s tests/benchmarks
+	$(BIN)/python -m pytest -q -m benchmark -s tests/benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache

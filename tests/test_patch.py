@@ -81,6 +81,25 @@ def test_tv_is_zero_on_flat_and_known_on_stripes():
     assert float(total_variation(noise)) > float(total_variation(torch.nn.functional.avg_pool2d(noise[None], 3, 1, 1)[0]))
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_tv_and_its_gradient_match_the_step_by_step_definition(masked):
+    torch.manual_seed(1)
+    patch = torch.rand(3, 30, 40, requires_grad=True)
+    alpha = (torch.rand(1, 30, 40) > 0.3).float() if masked else None
+    ours = total_variation(patch, alpha)
+    (g_ours,) = torch.autograd.grad(ours, patch)
+    dx = (patch[:, :, 1:] - patch[:, :, :-1]).abs()
+    dy = (patch[:, 1:, :] - patch[:, :-1, :]).abs()
+    if alpha is None:
+        ref = (dx.mean() + dy.mean()) / 2
+    else:
+        ax, ay = alpha[:, :, 1:] * alpha[:, :, :-1], alpha[:, 1:, :] * alpha[:, :-1, :]
+        ref = ((dx * ax).sum() / (3 * ax.sum()) + (dy * ay).sum() / (3 * ay.sum())) / 2
+    (g_ref,) = torch.autograd.grad(ref, patch)
+    assert float(ours) == pytest.approx(float(ref), rel=1e-5)
+    assert torch.allclose(g_ours, g_ref, atol=1e-7)
+
+
 def test_nps_and_tv_gradients_pull_towards_printable_and_smooth():
     palette = default_palette()
     for term in (lambda p: non_printability(p, palette), total_variation):

@@ -25,7 +25,7 @@ def run_test_file(path: Path, env: dict[str, str] | None = None, timeout: float 
     """Run one benchmark test file; its targets, and the tail of its output as the table."""
     with tempfile.TemporaryDirectory(prefix="patchlab-bench-") as tmp:
         out = Path(tmp) / "targets.json"
-        full_env = {**os.environ, "PATCHLAB_BENCH_TARGETS": str(out), "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
+        full_env = {**os.environ, "PATCHLAB_BENCH_TARGETS": str(out), **(env or {})}  # the caller's OpenMP settings
         full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-m", "benchmark", "-p", "no:cacheprovider",
                                str(path)], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -141,6 +141,7 @@ def _machine() -> dict:
 
     return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
@@ -149,7 +150,8 @@ def to_markdown(result: dict, details: bool = True) -> str:
     m = result["machine"]
     lines = [f"Measured {result['date']} with `patchlab bench{' --quick' if result['quick'] else ''}` on "
              f"{m['machine']}, {m['cpus']} CPUs ({m['threads']} torch threads), torch {m['torch']}"
-             f"{', ' + m['cuda'] if m['cuda'] else ''}, load average {m['load_average']:.1f}; "
+             f"{', ' + m['cuda'] if m['cuda'] else ''}, OMP_WAIT_POLICY {m.get('omp_wait_policy', 'default')}, load "
+             f"average {m['load_average']:.1f}; "
              f"{result['met']} of {len(result['targets'])} targets met"
              + (f", not run: {', '.join(result['not_run'])}" if result["not_run"] else "") + ".", "",
              "| benchmark | target | measured | required | status | note |", "|---|---|---|---|---|---|"]

@@ -152,4 +152,4 @@ def jpeg(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     # back to RGB in one batched matmul, the level shift (128, chroma 127.5) folded into its offset
     level = to_rgb @ torch.tensor([128.0, 0.5, 0.5], dtype=x.dtype, device=x.device)
     rgb = torch.baddbmm(level[None, :, None], to_rgb.expand(b, 3, 3), torch.cat([coded[0], chroma], 1).view(b, 3, -1))
-    return rgb.view(b, 3, h, w)[..., :h0, :w0].clamp(0, 1).to(dtype)
+    return F.hardtanh(rgb.view(b, 3, h, w)[..., :h0, :w0], 0.0, 1.0).to(dtype)  # clamp(0, 1), one-pass backward

@@ -18,7 +18,8 @@ class _Gamma(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         x, y, g = ctx.saved_tensors
-        return (grad * y).mul_(g).div_(x).masked_fill_((x <= 1e-4) | (x >= 1), 0.0), None
+        # hardtanh_backward: the gradient where 1e-4 < x < 1, else 0, in one pass (not compare, compare, or, fill)
+        return torch.ops.aten.hardtanh_backward((grad * y).mul_(g).div_(x), x, 1e-4, 1.0), None
 
 
 def gamma(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -39,7 +40,7 @@ class _NoiseClamped(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (out,) = ctx.saved_tensors
-        return grad.masked_fill((out <= 0) | (out >= 1), 0.0), None, None
+        return torch.ops.aten.hardtanh_backward(grad, out, 0.0, 1.0), None, None  # passes where 0 < out < 1
 
 
 def add_noise(x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -102,6 +103,42 @@ def _colour_mix(saturation: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     return torch.linalg.inv(_YIQ) @ chroma @ _YIQ
 
 
+def _boxes_and_warps(corners: torch.Tensor, sizing: torch.Tensor, size: int, th: int, tw: int):
+    """The per-sample geometry of a paste, in float64 numpy (a few dozen tiny tensor ops otherwise cost more than the
+    warp itself): each box's top-left (x0, y0) in the frame, the batch's box size (bh, bw) from `sizing`'s quads,
+    and (B, 3, 3) matrices taking a box pixel (x, y, 1) to grid_sample's coordinates in the (th, tw) texture, whose
+    box (-0.5, -0.5)..(tw - 0.5, th - 0.5) lands on each quad of `corners` (a homography, h33 = 1)."""
+    quads = corners.detach().cpu().double().numpy()
+    lo = np.clip(np.floor(quads.min(1)) - 1, 0, size).astype(np.int64)
+    boxes = sizing.detach().cpu().double().numpy()
+    extent = np.clip(np.ceil(boxes.max(1)) + 2, 0, size) - np.clip(np.floor(boxes.min(1)) - 1, 0, size)
+    bw, bh = int(extent[:, 0].max()), int(extent[:, 1].max())
+    x0, y0 = np.minimum(lo[:, 0], size - bw), np.minimum(lo[:, 1], size - bh)
+    u, v = quads[..., 0] - x0[:, None], quads[..., 1] - y0[:, None]  # the quads in box coordinates
+    x = np.array([-0.5, tw - 0.5, tw - 0.5, -0.5])[None].repeat(len(quads), 0)
+    y = np.array([-0.5, -0.5, th - 0.5, th - 0.5])[None].repeat(len(quads), 0)
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    system = np.concatenate([np.stack([x, y, one, zero, zero, zero, -x * u, -y * u], -1),
+                             np.stack([zero, zero, zero, x, y, one, -x * v, -y * v], -1)], 1)  # (B, 8, 8)
+    h = np.linalg.solve(system, np.concatenate([u, v], 1)[..., None])[..., 0]
+    homography = np.concatenate([h, np.ones_like(h[:, :1])], 1).reshape(-1, 3, 3)
+    to_unit = np.array([[2.0 / max(tw - 1, 1), 0.0, -1.0], [0.0, 2.0 / max(th - 1, 1), -1.0], [0.0, 0.0, 1.0]])
+    sample = to_unit @ np.linalg.inv(homography)  # align_corners=True: texel centres 0..tw-1 -> -1..1
+    return x0, y0, bh, bw, torch.from_numpy(sample).float()
+
+
+def _warp(src: torch.Tensor, sample: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Bilinear perspective warp of src (B, C, Hs, Ws) into an (h, w) output, zeros outside: output pixel (x, y)
+    samples src at grid_sample coordinates sample (x, y, 1) (what kornia's warp_perspective with align_corners=True
+    computes, in ~40 small ops per call; here the grid is one batched matmul)."""
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=src.dtype, device=src.device),
+                            torch.arange(w, dtype=src.dtype, device=src.device), indexing="ij")
+    pixels = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, h * w, 3)
+    pts = pixels @ sample.to(src.dtype).transpose(1, 2)  # (B, h*w, 3)
+    z = pts[..., 2:]
+    grid = pts[..., :2] / torch.where(z.abs() > 1e-8, z, torch.ones_like(z))
+    return F.grid_sample(src, grid.view(-1, h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=True)
+
 @dataclass
 class EOTOutput:
     images: torch.Tensor   # (B, 3, S, S) transformed frames
@@ -183,8 +220,6 @@ class EOT:
         """Composite an RGBA patch (4, h, w) into scenes (B, 3, S, S): returns (frames, corners, alpha). When
         `params` are some rows of a larger batch's draws `whole`, the texture is shrunk and the warp boxes are sized
         as for the whole batch, so the rows render exactly as they would within it."""
-        from kornia.geometry.transform import get_perspective_transform, warp_perspective
-
         b, _, size, size_w = scenes.shape
         if size != size_w:
             raise PatchlabError(f"EOT scenes must be square, got {size}x{size_w}")
@@ -203,36 +238,27 @@ class EOT:
         th, tw = tex.shape[-2:]
         dev = scenes.device
         rgb_t = tex[:, :3]
+        recoloured = self.colour is not None or self.config.colour_gain != (1.0, 1.0) or \
+            self.config.colour_offset != (0.0, 0.0)
         if self.colour is not None:
             rgb_t = self.colour.to(dev)(rgb_t)
         if self.config.colour_gain != (1.0, 1.0) or self.config.colour_offset != (0.0, 0.0):
             rgb_t = rgb_t * params.gain.to(dev)[..., None, None] + params.offset.to(dev)[..., None, None]
-        rgb_t = rgb_t.clamp(0, 1)
-        a_t = tex[:, 3:4].expand(b, -1, -1, -1)
-        premult = torch.cat([rgb_t * a_t, a_t], 1)
-        src = torch.tensor([[-0.5, -0.5], [tw - 0.5, -0.5], [tw - 0.5, th - 0.5], [-0.5, th - 0.5]], device=dev)
-        # texel (u, v) of the shrunk texture covers the same patch point as in the full one: map its box to the quad
-        homography = get_perspective_transform(src[None].expand(b, -1, -1), corners.to(dev))
-        # warp only into a box around each quad (the same box size for the batch, placed per sample), then paste:
-        # the patch covers a small part of the frame, and outside its quad the warp is zero anyway
-        def box(quads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return ((quads.min(1).values.floor() - 1).clamp(0, size).long(),    # (B, 2) x, y
-                    (quads.max(1).values.ceil() + 2).clamp(0, size).long())
-
-        lo, _ = box(corners)
-        box_lo, box_hi = box(sizing)  # the batch's box size (the whole batch's, for rows of it)
-        bw, bh = int((box_hi - box_lo)[:, 0].max()), int((box_hi - box_lo)[:, 1].max())
-        x0 = torch.minimum(lo[:, 0], torch.tensor(size - bw)).tolist()
-        y0 = torch.minimum(lo[:, 1], torch.tensor(size - bh)).tolist()
-        shift = torch.eye(3).repeat(b, 1, 1)
-        shift[:, 0, 2] = -torch.tensor(x0, dtype=torch.float32)
-        shift[:, 1, 2] = -torch.tensor(y0, dtype=torch.float32)
-        warped = warp_perspective(premult, shift.to(dev) @ homography, dsize=(bh, bw), align_corners=True)
+        if recoloured:
+            rgb_t = rgb_t.clamp(0, 1)
+            a_t = tex[:, 3:4].expand(b, -1, -1, -1)
+            premult = torch.cat([rgb_t * a_t, a_t], 1)
+        else:  # the same texture in every sample: premultiply once, warp it as a broadcast batch
+            premult = torch.cat([rgb_t.clamp(0, 1) * tex[:, 3:4], tex[:, 3:4]], 1).expand(b, -1, -1, -1)
+        # the warp only fills a box around each quad (the same box size for the batch, placed per sample), then
+        # the box is pasted: the patch covers a small part of the frame, and outside its quad the warp is zero anyway
+        x0, y0, bh, bw, sample = _boxes_and_warps(corners, sizing, size, th, tw)
+        warped = _warp(premult, sample.to(dev), bh, bw)
         # every sample's box at once, as flat pixel indices (B, 1, bh*bw): one gather and one scatter along the
         # pixel axis for the batch, whose backward is a single gather of the box (a loop of slice assignments copies
         # the whole frame per sample; 4-D advanced indexing computes an offset per element and is ~3x slower)
-        rows = torch.tensor(y0)[:, None, None] + torch.arange(bh)[None, :, None]
-        cols = torch.tensor(x0)[:, None, None] + torch.arange(bw)[None, None, :]
+        rows = torch.from_numpy(y0)[:, None, None] + torch.arange(bh)[None, :, None]
+        cols = torch.from_numpy(x0)[:, None, None] + torch.arange(bw)[None, None, :]
         idx = (rows * size + cols).reshape(b, 1, bh * bw).to(dev)
         idx3 = idx.expand(b, 3, -1)
         flat = scenes.reshape(b, 3, size * size)
@@ -263,7 +289,7 @@ class EOT:
         if c.brightness:
             shift = shift + p.brightness.to(dev)
         out = torch.baddbmm(shift[:, None, None].to(x.dtype), mix.to(x.dtype), x.reshape(b, ch, h * w))
-        return out.view(b, ch, h, w).clamp(0, 1)
+        return F.hardtanh(out.view(b, ch, h, w), 0.0, 1.0)  # clamp(0, 1); its backward is one fused pass
 
     def camera(self, x: torch.Tensor, p: EOTParams) -> torch.Tensor:
         c, dev = self.config, x.device
@@ -272,14 +298,16 @@ class EOT:
             k = 2 * math.ceil(2.5 * c.blur_sigma[1]) + 1
             x = gaussian_blur(x, sigma, k)  # kornia's gaussian_blur2d, with a faster backward
         if c.motion_blur_p > 0 and bool(p.motion_on.any()):  # blur only the samples that drew it (like JPEG)
+            # index_select, not x[idx]: the backward of advanced indexing is an accumulating index_put, ~5x slower
             idx = p.motion_on.nonzero()[:, 0]
-            blurred = motion_blur(x[idx.to(dev)], c.motion_blur_kernel, p.motion_angle[idx], p.motion_direction[idx])
+            blurred = motion_blur(x.index_select(0, idx.to(dev)), c.motion_blur_kernel, p.motion_angle[idx],
+                                  p.motion_direction[idx])
             x = x.index_copy(0, idx.to(dev), blurred)
         if c.noise > 0:  # blurs are convex combinations: only noise leaves [0, 1]
             x = add_noise(x, p.noise_sigma.to(dev, x.dtype)[:, None, None, None], p.noise.to(dev, x.dtype))
         if c.jpeg_p > 0 and bool(p.jpeg_on.any()):
             idx = p.jpeg_on.nonzero()[:, 0].to(dev)
-            x = x.index_copy(0, idx, jpeg(x[idx], p.jpeg_quality[p.jpeg_on]))  # kornia's codec, ~4x faster
+            x = x.index_copy(0, idx, jpeg(x.index_select(0, idx), p.jpeg_quality[p.jpeg_on]))  # kornia's codec, ~4x faster
         return x
 
     # -- the whole thing -----------------------------------------------------------------------------------------------

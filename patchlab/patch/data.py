@@ -77,4 +77,4 @@ def to_float(bank: torch.Tensor, device: torch.device) -> torch.Tensor:
     non-blocking to a GPU), the conversion runs there."""
     from patchlab.models import to_device
 
-    return to_device(bank, device).float().div_(255)
+    return to_device(bank, device).div(255.0)  # uint8 / float: one pass, the same values as .float().div_(255)

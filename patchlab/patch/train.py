@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from patchlab.errors import PatchlabError
+from patchlab.patch.losses import Printability
 from patchlab.progress import ProgressFn
 CKPT_FORMAT = "patchlab-patch-checkpoint-1"
 LOSSES = ("logprob", "success")
@@ -310,6 +311,7 @@ class PatchTrainer:
         self.eval_eot = EOT(self.eot_cfg.replace(area_scale=(1.0, 1.0)), self.colour)  # exactly the nominal area
         self.mask = make_mask(cfg.shape, cfg.patch_size).to(self.device)
         self.palette = _palette(self.colour).to(self.device)
+        self.printability = Printability(self.palette, self.mask)  # palette grid and mask weights, analysed once
 
     def _prepare_models(self) -> None:
         from patchlab.models import load_model
@@ -387,8 +389,6 @@ class PatchTrainer:
         """One Adam step on a fresh batch of scenes under fresh EOT draws; returns the step's metrics (the whole
         batch's, also on a data-parallel rank). A set `stop` ends a data-parallel run after this step, on every rank."""
         from patchlab.patch.data import to_float
-        from patchlab.patch.losses import non_printability, total_variation
-
         cfg, ranks = self.cfg, self.ranks
         for group in self.opt.param_groups:
             group["lr"] = _lr_at(cfg, self.steps_taken)
@@ -397,7 +397,7 @@ class PatchTrainer:
         params = self.eot.sample(cfg.batch, self.size, cfg.area, self.gen)
         rows = ranks.rows(cfg.batch)
         mine = params if ranks.world == 1 else params.select(rows)
-        scenes = to_float(self.bank[idx[rows]], self.device)
+        scenes = to_float(self.bank.index_select(0, idx[rows]), self.device)
         patch = torch.cat([self.texture, self.mask], 0)
         out = self.eot(patch, scenes, cfg.area, self.gen, params=mine, whole=None if mine is params else params)
         labels = self.labels[idx[rows]] if self.labels is not None else None
@@ -406,8 +406,7 @@ class PatchTrainer:
         share = ranks.share(cfg.batch)  # this rank's rows / the batch
         if ranks.world > 1:  # scaled so that the ranks' average gradient is the whole batch's
             adv = adv * (share * ranks.world)
-        nps = non_printability(self.texture, self.palette, self.mask)
-        tv = total_variation(self.texture, self.mask)
+        nps, tv = self.printability.nps(self.texture), self.printability.tv(self.texture)
         loss = adv + cfg.nps_weight * nps + torch.clamp(cfg.tv_weight * tv, min=cfg.tv_floor)
         self.opt.zero_grad(set_to_none=True)  # clear the patch gradient every step (ART's bug)
         loss.backward()

@@ -4,7 +4,7 @@ forward+backward (`patchlab.bench.patch`, also run by `patchlab bench`; its docs
 Targets (issue #14): patchlab's `digital` step >= 2x faster than ART's AdversarialPatchPyTorch (reference net), and
 within 1.1x of the bare forward+backward (digital) and 1.5x (print).
 
-Run: OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m pytest tests/benchmarks/test_bench_patch.py -m benchmark -s
+Run on an idle machine with the OpenMP default (see docs/benchmarks.md): .venv/bin/python -m pytest tests/benchmarks/test_bench_patch.py -m benchmark -s
 (BENCH_ROUNDS=5 BENCH_STEPS=8; BENCH_BF16=1 adds the bf16-autocast rows)
 """
 
