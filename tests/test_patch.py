@@ -234,6 +234,26 @@ def test_resume_after_interrupt_equals_uninterrupted(eight_images, lite0, tmp_pa
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
 
 
+def test_adaptive_patch_resume_replays_the_random_masks(eight_images, lite0, tmp_path):
+    """EOT over PatchCleanser's masks draws from the defended model's own generator; the checkpoint carries it, so
+    stopping after 2 steps and resuming equals an uninterrupted run (and without it, it would not)."""
+    from patchlab.defenses.adaptive_patch import defended_target
+
+    def target():
+        return defended_target(lite0, "patchcleanser", area=0.1, masks=3, seed=5)
+
+    full = train_patch(_tiny(eight_images, tmp_path / "full.png", steps=4), models=[target()])
+    stop = threading.Event()
+    cfg = _tiny(eight_images, tmp_path / "part.png", steps=4)
+    part = train_patch(cfg, progress=lambda step, total, m: stop.set() if step == 2 and "loss" in m else None, stop=stop,
+                       models=[target()])
+    assert part.stopped and part.step == 2
+    assert len(torch.load(cfg.checkpoint_path(), weights_only=True)["model_rng"]) == 1
+    resumed = train_patch(cfg, resume=True, models=[target()])
+    assert resumed.step == 4 and torch.equal(resumed.rgba, full.rgba)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+
+
 def test_resume_may_add_an_lr_decay_after_the_saved_step(eight_images, lite0, tmp_path):
     """Constant lr to step 2, then a cosine decay: resuming a constant-lr checkpoint under the decayed schedule
     equals one uninterrupted run with that schedule; a decay that would rewrite taken steps is refused."""

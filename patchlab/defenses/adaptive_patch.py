@@ -6,8 +6,8 @@
   lgs           - BPDA through local gradient smoothing (forward: LGS; backward: the identity);
   jpeg, median  - BPDA likewise.
 The defended model goes to `train_patch(models=[...])` unchanged; the patch trainer's EOT (print preset), losses and
-checkpoints are the same as for the shipped patch. The random mask draws come from a seeded generator that is not
-part of the patch checkpoint, so a resumed adaptive run is a valid run but not bit-identical to an uninterrupted one.
+checkpoints are the same as for the shipped patch. The random mask draws come from a seeded generator that the patch
+trainer checkpoints with its own, so a resumed adaptive run equals an uninterrupted one.
 """
 
 from __future__ import annotations

@@ -451,7 +451,8 @@ class PatchTrainer:
         return {"format": CKPT_FORMAT, "step": self.steps_taken, "texture": self.texture.detach().cpu().clone(),
                 "adam": self.opt.state_dict(), "rng": self.gen.get_state(), "config_key": _config_key(cfg),
                 "schedule": json.dumps({k: getattr(cfg, k) for k in ("lr", *SCHEDULE_KEYS)}),
-                "history": json.dumps(self.history), "elapsed": self.elapsed}
+                "history": json.dumps(self.history), "elapsed": self.elapsed,
+                "model_rng": [g.get_state() for g in self._model_generators()]}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state`, refusing one made with other settings or whose lr schedule the config rewrites."""
@@ -469,7 +470,20 @@ class PatchTrainer:
             self.texture.copy_(state["texture"].to(self.device))
         self.opt.load_state_dict(state["adam"])
         self.gen.set_state(state["rng"])
+        generators = self._model_generators()
+        saved = state.get("model_rng", [])  # older checkpoints carry none: such a resume is valid, not bit-identical
+        if saved and len(saved) != len(generators):
+            raise PatchlabError(f"{where}: was made with {len(saved)} randomized model layers, these models have "
+                                f"{len(generators)}")
+        for g, rng in zip(generators, saved):
+            g.set_state(rng)
         self.steps_taken, self.history, self.elapsed = taken, json.loads(state["history"]), float(state["elapsed"])
+
+    def _model_generators(self) -> list[torch.Generator]:
+        """The seeded generators of randomized layers inside the models (an adaptive patch's random PatchCleanser
+        masks, say): checkpointed beside the trainer's own, so a resumed run draws what an uninterrupted one would."""
+        return [m.generator for model in self.models for m in model.modules()
+                if isinstance(getattr(m, "generator", None), torch.Generator)]
 
     def rgba(self) -> torch.Tensor:
         return torch.cat([self.texture.detach(), self.mask], 0).cpu()
