@@ -70,3 +70,17 @@ def test_mia_job_and_epsilon_calculator(page):
     at.button(key="eps_run").click().run()
     row = at.session_state["eps_result"]
     assert row["ours"] == pytest.approx(row["opacus_rdp"], rel=1e-6) and 1 < row["ours"] < 5
+
+
+def test_pate_job_with_scatter_linear_teachers(page):
+    at = page
+    at.selectbox(key="pate_data").set_value("scikit-learn digits (8x8, fastest)")
+    at.selectbox(key="pate_agg").set_value("gnmax")
+    at.selectbox(key="pate_kind").set_value("scatter-linear")
+    at.number_input(key="pate_queries").set_value(100)
+    at.button(key="pate_run").click().run()
+    assert not at.exception, at.exception
+    snap = finish(at, "pate_job")
+    s = snap.result["summary"]
+    assert s["teacher"] == "scatter-linear" and s["answered"] == 100 and s["teacher_accuracy_mean"] > 0.7
+    assert s["epsilon"] <= s["epsilon_data_independent"]

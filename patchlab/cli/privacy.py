@@ -65,8 +65,9 @@ def dpsgd_cmd(
     optimizer: str = typer.Option("sgd", "--optimizer", help="sgd or adam"),
     momentum: float = typer.Option(0.0, "--momentum"),
     accountant: str = typer.Option("rdp", "--accountant", help="rdp or prv (the other is reported too)"),
-    grad_sample_mode: str = typer.Option("ew", "--grad-sample-mode", help="ew (ExpandedWeights, fastest), "
-                                         "hooks, functorch or ghost (ghost clipping)"),
+    grad_sample_mode: str = typer.Option("ew", "--grad-sample-mode", help="ew (ExpandedWeights), "
+                                         "hooks, functorch or ghost (ghost clipping); which is fastest depends on "
+                                         "the model"),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also train the same model without "
                                   "privacy (Adam, same epochs)"),
     limit: int = typer.Option(None, "--limit", min=1, help="Use the first N private training examples"),
@@ -164,12 +165,20 @@ def pate_cmd(
     queries: int = typer.Option(1000, "--queries", "-q", min=1, help="Public inputs shown to the aggregator"),
     delta: float = typer.Option(1e-5, "--delta"),
     model: str = typer.Option(None, "--model", "-m", help="Teacher and student model (default dpcnn; cnn for 8 px)"),
+    teacher: str = typer.Option("network", "--teacher", help="network (--model trained from scratch) or "
+                                "scatter-linear (logistic regression on fixed ScatterNet features)"),
+    student: str = typer.Option(None, "--student", help="network or scatter-linear (default: as --teacher)"),
+    linear_epochs: int = typer.Option(150, "--linear-epochs", min=1, help="scatter-linear: full-batch Adam steps"),
+    linear_lr: float = typer.Option(0.05, "--linear-lr", help="scatter-linear: Adam learning rate"),
+    linear_weight_decay: float = typer.Option(0.02, "--linear-weight-decay", help="scatter-linear: L2 penalty"),
     teacher_epochs: int = typer.Option(40, "--teacher-epochs", min=1),
     teacher_lr: float = typer.Option(2e-3, "--teacher-lr", help="Adam learning rate of the teachers"),
     student_epochs: int = typer.Option(40, "--student-epochs", min=1),
     student_lr: float = typer.Option(2e-3, "--student-lr", help="Adam learning rate of the student"),
     pseudo_label: float = typer.Option(0.0, "--pseudo-label", help="Semi-supervised student: also train on "
                                        "its own predictions of unanswered public inputs at least this confident"),
+    self_training: int = typer.Option(1, "--self-training", min=1, help="Rounds of pseudo-labelling "
+                                      "(with --pseudo-label)"),
     seed: int = SeedOpt, workers: int = WorkersOpt,
     out: Path = typer.Option(None, "--out", "-o", help="Folder for pate.json, pate.png, student.safetensors and "
                              "teachers/ (reruns with other aggregator settings reuse the teachers)"),
@@ -192,7 +201,9 @@ def pate_cmd(
     cfg = PATEConfig(teachers=teachers, aggregator=aggregator, gamma=gamma, sigma=sigma, threshold=threshold,
                      sigma1=sigma1, queries=queries, delta=delta, model=kind, teacher_epochs=teacher_epochs,
                      teacher_lr=teacher_lr, student_epochs=student_epochs, student_lr=student_lr,
-                     pseudo_label=pseudo_label, seed=seed, workers=workers)
+                     pseudo_label=pseudo_label, seed=seed, workers=workers, teacher=teacher, student=student,
+                     linear_epochs=linear_epochs, linear_lr=linear_lr, linear_weight_decay=linear_weight_decay,
+                     self_training=self_training)
     with rich_progress(f"PATE {teachers} teachers", enabled=not json_out) as cb:
         res = run_pate(d, cfg, out_dir=out, progress=cb)
     report = {"data": d.source, **res.summary()}
@@ -206,7 +217,8 @@ def pate_cmd(
         print_json(report)
         return
     r = report
-    typer.echo(f"PATE on {d.source} {d.sizes()}: {teachers} teachers of {r['sizes']['per_teacher']} examples "
+    typer.echo(f"PATE on {d.source} {d.sizes()}: {teachers} {res.config.teacher} teachers of "
+               f"{r['sizes']['per_teacher']} examples "
                f"(mean test accuracy {r['teacher_accuracy_mean']:.1%}, plurality of all {r['ensemble_accuracy']:.1%})")
     typer.echo(f"  {aggregator}: {r['answered']}/{r['queries']} queries answered, label accuracy "
                f"{r['label_accuracy']:.1%}; student {r['accuracy']:.2%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"

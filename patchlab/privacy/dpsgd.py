@@ -10,8 +10,9 @@ accountant (RDP or PRV) add up the privacy spent.
 The loop is Opacus's `PrivacyEngine` chain: `ModuleValidator` (BatchNorm cannot be made private: it is swapped for
 GroupNorm), `make_private_with_epsilon` (or `make_private` with a fixed noise multiplier), `BatchMemoryManager`
 (large logical batches in physical chunks). Per-sample gradients come from torch's ExpandedWeights ("ew", the
-default: the same numbers as Opacus's hooks, 2-3x faster here), Opacus's hooks ("hooks", for layers ExpandedWeights
-lacks), functorch, or ghost clipping ("ghost"), which clips using per-sample norms without materialising them.
+default; the same numbers as Opacus's hooks), Opacus's hooks ("hooks"), functorch, or ghost clipping ("ghost"),
+which clips using per-sample norms without materialising them. Which one is fastest depends on the model (ew won
+on dpcnn in early runs and lost on the wider cnn): `patchlab privacy bench speed` measures them side by side.
 
 Repeatability: Poisson sampling and the noise draw from two generators reseeded from (seed, epoch) at the start of
 every epoch, so a run resumed from its end-of-epoch checkpoint (model, optimiser, accountant history) equals an
@@ -50,7 +51,7 @@ ACCOUNTANTS.register("prv", "PRVAccountant", title="Privacy random variables (Go
 
 # how per-sample gradients are computed (Opacus's grad_sample_mode)
 GRAD_SAMPLE_MODES: Registry[str] = Registry("grad_sample_mode")
-GRAD_SAMPLE_MODES.register("ew", "ew", title="torch ExpandedWeights (fastest here)", aliases=("expanded-weights",))
+GRAD_SAMPLE_MODES.register("ew", "ew", title="torch ExpandedWeights", aliases=("expanded-weights",))
 GRAD_SAMPLE_MODES.register("hooks", "hooks", title="Opacus hooks")
 GRAD_SAMPLE_MODES.register("ghost", "ghost", title="ghost clipping (per-sample norms only)")
 GRAD_SAMPLE_MODES.register("functorch", "functorch", title="functorch vmap")
@@ -75,7 +76,7 @@ class DPSGDConfig:
     optimizer: str = "sgd"          # "sgd" (with `momentum`) or "adam"
     momentum: float = 0.0
     accountant: str = "rdp"         # "rdp" or "prv"; the other one is reported beside it
-    grad_sample_mode: str = "ew"    # per-sample gradients by "ew" (torch's ExpandedWeights, fastest), "hooks",
+    grad_sample_mode: str = "ew"    # per-sample gradients by "ew" (torch's ExpandedWeights), "hooks",
     #                                 "functorch", or "ghost" (ghost clipping: per-sample norms only)
     seed: int = 0
 
@@ -206,6 +207,25 @@ def _optimizer(params, cfg: DPSGDConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
 
 
+class BatchTensors(torch.utils.data.TensorDataset):
+    """A TensorDataset that a DataLoader reads a whole batch at a time (`__getitems__`: one indexing per tensor)
+    instead of sample by sample and then stacking: the loader's cost per epoch drops from thousands of small
+    tensor operations to a few per batch, for the non-private and the DP-SGD loader alike."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[idx] for t in self.tensors)
+
+
+def _as_batch(batch):
+    return batch  # __getitems__ already returns the batch (Opacus wraps this to learn its empty-batch shape)
+
+
+def batch_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, **kwargs) -> torch.utils.data.DataLoader:
+    """A DataLoader over in-memory (x, y) that fetches each batch with one indexing per tensor."""
+    return torch.utils.data.DataLoader(BatchTensors(x, y), batch_size=batch_size, collate_fn=_as_batch, **kwargs)
+
+
 def _seed(g: torch.Generator, cfg: DPSGDConfig, epoch: int, salt: int) -> None:
     g.manual_seed((cfg.seed * 1_000_003 + epoch) * 7 + salt)
 
@@ -261,8 +281,7 @@ def _train(model, trainable, x, y, cfg: DPSGDConfig, key: str, ckpt: Path | None
     g_sample, g_noise = torch.Generator(), torch.Generator()
     _seed(g_sample, cfg, 0, 1)
     _seed(g_noise, cfg, 0, 2)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=cfg.batch_size,
-                                         generator=g_sample)
+    loader = batch_loader(x, y, cfg.batch_size, generator=g_sample)
     trainable.train()
     opt = _optimizer([p for p in trainable.parameters() if p.requires_grad], cfg)
     engine = PrivacyEngine(accountant=cfg.accountant)
@@ -296,11 +315,13 @@ def _train(model, trainable, x, y, cfg: DPSGDConfig, key: str, ckpt: Path | None
     prior = sum(r["seconds"] for r in result.history)
     t_run = time.perf_counter()
     eps_now = result.history[-1]["epsilon"] if result.history else 0.0
+    loss_now = result.history[-1]["loss"] if result.history else float("nan")
     for epoch in range(result.resumed_from, cfg.epochs):
         t0 = time.perf_counter()
         _seed(g_sample, cfg, epoch, 1)
         _seed(g_noise, cfg, epoch, 2)
-        loss_sum, seen = 0.0, 0
+        # the loss is summed on the model's device and read once an epoch: no host sync per step on a GPU
+        loss_sum, seen = torch.zeros((), device=dev), 0
         with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=cfg.physical_batch_size,
                                 optimizer=dp_opt) as batches:
             for xb, yb in batches:
@@ -313,28 +334,28 @@ def _train(model, trainable, x, y, cfg: DPSGDConfig, key: str, ckpt: Path | None
                     loss = criterion(private_model(xb), yb)
                     loss.backward()
                     if len(xb):
-                        loss_sum += float(loss.detach()) * len(xb)
+                        loss_sum += loss.detach() * len(xb)
                         seen += len(xb)
                 else:
                     for p in dp_opt.params:
                         p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
                 dp_opt.step()
                 steps = sum(int(h[2]) for h in engine.accountant.history)
-                if progress is not None:
-                    progress(steps, total, {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
-                                            "epsilon": eps_now})
+                if progress is not None:  # the last finished epoch's loss and epsilon
+                    progress(steps, total, {"epoch": epoch + 1, "loss": loss_now, "epsilon": eps_now})
                 if stop is not None and stop.is_set():
                     result.stopped = True
                     break
         if result.stopped:
             break
+        loss_now = float(loss_sum) / max(seen, 1)
         train_seconds = time.perf_counter() - t0
         eps_now = _running_epsilon(engine.accountant.history, cfg.delta, cfg.accountant)
-        result.history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "epsilon": eps_now,
+        result.history.append({"epoch": epoch + 1, "loss": loss_now, "epsilon": eps_now,
                                "seconds": time.perf_counter() - t0, "train_seconds": train_seconds})
         if progress is not None:
             progress(min(total, steps_per_epoch * (epoch + 1)), total,
-                     {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "epsilon": eps_now})
+                     {"epoch": epoch + 1, "loss": loss_now, "epsilon": eps_now})
         if ckpt is not None:
             save_torch({"format": CKPT_FORMAT, "key": key, "model": trainable.state_dict(),
                         "optimizer": dp_opt.original_optimizer.state_dict(), "noise_multiplier": sigma,
@@ -356,8 +377,8 @@ def _epoch_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
               mode: str) -> Callable[[], None]:
     """One training epoch of `net` as a call: plain SGD over a shuffled loader ("nonprivate"), or DP-SGD (Poisson
     sampling, clipping, noise multiplier 1) with the given per-sample gradient mode."""
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
+    # the same in-memory batched loader in every mode, so data loading is equal (and small) on both sides
+    loader = batch_loader(x, y, batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
     opt = torch.optim.SGD(net.parameters(), lr=lr)
     crit = nn.CrossEntropyLoss()
     if mode == "nonprivate":

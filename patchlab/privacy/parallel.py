@@ -30,7 +30,8 @@ from patchlab.progress import ProgressFn
 @dataclass
 class TrainJob:
     """One model: `model` = make_digits_model kwargs (kind, size, seed, ...); `trainer` = "fit" (settings are
-    FitConfig fields) or "dpsgd" (settings are DPSGDConfig fields)."""
+    FitConfig fields), "fit-features" (the same, but the data are the model's fixed features and only its
+    `trainable` part is trained, e.g. a linear model on ScatterNet features) or "dpsgd" (DPSGDConfig fields)."""
 
     name: str
     indices: list[int]
@@ -70,6 +71,9 @@ def _run_job(job: TrainJob, x: torch.Tensor | None = None, y: torch.Tensor | Non
     if job.trainer == "fit":
         res = fit(net, x[idx], y[idx], **job.settings)
         info = {"seconds": res.seconds, "train_accuracy": res.history[-1]["train_accuracy"] if res.history else None}
+    elif job.trainer == "fit-features":
+        res = fit(net.trainable, x[idx], y[idx], **job.settings)
+        info = {"seconds": res.seconds, "train_accuracy": res.history[-1]["train_accuracy"] if res.history else None}
     elif job.trainer == "dpsgd":
         from patchlab.privacy.dpsgd import DPSGDConfig, train_dpsgd
 
@@ -78,7 +82,7 @@ def _run_job(job: TrainJob, x: torch.Tensor | None = None, y: torch.Tensor | Non
         info = {"seconds": res.seconds, "epsilon": res.epsilon, "epsilons": res.epsilons,
                 "noise_multiplier": res.noise_multiplier, "sample_rate": res.sample_rate, "steps": res.steps}
     else:
-        raise PatchlabError(f"unknown trainer '{job.trainer}' (choose from fit, dpsgd)")
+        raise PatchlabError(f"unknown trainer '{job.trainer}' (choose from fit, fit-features, dpsgd)")
     return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, {**info, "n": len(idx)}
 
 

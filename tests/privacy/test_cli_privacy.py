@@ -61,6 +61,10 @@ def test_mia_and_pate_commands(capsys, tmp_path):
     assert identify(tmp_path / "pate" / "pate.png").kind == "pate-plot"
     assert identify(tmp_path / "pate" / "student.digits.safetensors").written_by == "patchlab privacy pate"
     assert len(list((tmp_path / "pate" / "teachers").glob("*.job.json"))) == 4
+    out = _json(capsys, ["privacy", "pate", "--data", "sklearn", "-t", "4", "-a", "gnmax", "--sigma", "1",
+                         "-q", "50", "--teacher", "scatter-linear", "--linear-epochs", "30", "--workers", "1",
+                         "--json"])
+    assert out["teacher"] == "scatter-linear" and out["teacher_accuracy_mean"] > 0.7 and out["accuracy"] > 0.6
     # another command's file where a teacher goes is refused before any training
     (tmp_path / "other" / "teachers").mkdir(parents=True)
     (tmp_path / "other" / "teachers" / "teacher-001.digits.safetensors").write_bytes(b"not a model")

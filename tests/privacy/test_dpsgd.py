@@ -119,3 +119,25 @@ def test_batchnorm_is_swapped_and_prv_accountant(digits_split):
     assert not any(isinstance(m, nn.BatchNorm1d) for m in res.model.modules())
     assert any(isinstance(m, nn.GroupNorm) for m in res.model.modules())  # ModuleValidator.fix
     assert res.epsilon == res.epsilons["prv"] and 2.9 <= res.epsilon <= 3.0 and res.epsilons["rdp"] > res.epsilon
+
+
+def test_batch_loader_gives_the_plain_loaders_batches_and_the_speed_table_runs():
+    from opacus.data_loader import DPDataLoader
+
+    from patchlab.privacy.dpsgd import batch_loader, epoch_seconds
+
+    x, y = torch.rand(50, 1, 8, 8), torch.arange(50) % 10
+    plain = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True,
+                                        generator=torch.Generator().manual_seed(3))
+    ours = batch_loader(x, y, 16, shuffle=True, generator=torch.Generator().manual_seed(3))
+    for (xa, ya), (xb, yb) in zip(plain, ours, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    # under Opacus's Poisson sampling too, empty batches included (a tiny rate makes some)
+    sizes = []
+    for loader in (plain, ours):
+        dp = DPDataLoader.from_data_loader(loader, generator=torch.Generator().manual_seed(5))
+        dp.batch_sampler.sample_rate = 0.02
+        sizes.append([(len(b[0]), b[0].shape[1:], float(b[0].sum())) for b in dp])
+    assert sizes[0] == sizes[1] and any(n == 0 for n, _, _ in sizes[0])
+    r = epoch_seconds(lambda: make_digits_model("logreg", size=8, seed=0), x, y, 16, repeats=1)
+    assert set(r["ratio"]) == {"nonprivate", "hooks", "ew", "ghost"} and r["ratio"]["nonprivate"] == 1.0

@@ -10,7 +10,7 @@ from patchlab.app import ui
 from patchlab.app.jobs import Job
 from patchlab.privacy.data import default_model, model_kwargs
 from patchlab.privacy.dpsgd import GRAD_SAMPLE_MODES
-from patchlab.privacy.pate import AGGREGATORS
+from patchlab.privacy.pate import AGGREGATORS, TEACHERS
 
 st.title("Privacy")
 st.caption("Can a model leak its training data, and what does differential privacy buy? DP-SGD (Abadi et al. 2016) "
@@ -172,6 +172,9 @@ with tab_pate, ui.user_errors():
         pate_queries = int(st.number_input("Queries (public inputs labelled)", 1, 5000, 200, key="pate_queries"))
         pate_epochs = int(st.number_input("Teacher epochs", 1, 200, 10, key="pate_epochs"))
         pate_pseudo = st.checkbox("Semi-supervised student (pseudo-labels ≥ 0.9)", value=True, key="pate_pseudo")
+        pate_kind = st.selectbox("Teachers and student", TEACHERS.names(), key="pate_kind", format_func=TEACHERS.title,
+                                 help="scatter-linear: logistic regression on fixed ScatterNet features (more "
+                                 "accurate from few examples, so the teachers agree more and ε drops)")
     running = job_running("pate_job")
     if st.button("Run PATE", type="primary", disabled=running, key="pate_run"):
         from patchlab.privacy.pate import PATEConfig
@@ -181,7 +184,7 @@ with tab_pate, ui.user_errors():
                          gamma=float(pate_gamma), threshold=float(pate_t), sigma1=float(pate_s1),
                          queries=min(pate_queries, len(d.public)), model=default_model(d.size),
                          teacher_epochs=pate_epochs, student_epochs=20, pseudo_label=0.9 if pate_pseudo else 0.0,
-                         workers=1)
+                         workers=1, teacher=pate_kind)
         cfg.validate(len(d.private), len(d.public))
 
         def work(progress, stop):
