@@ -92,9 +92,10 @@ def test_mnist_cnn_last_layer_influence_matches_leave_one_out(mnist_dir, tmp_pat
 
     setup = digits_setup(mnist_dir, n_train=1000, n_test=200, n_body=300, epochs=2, cache_dir=tmp_path)
     assert setup.train_features.shape == (1000, 128) and setup.meta["cnn_test_accuracy"] > 0.5
-    wrong = misclassified(setup)
+    fixed = [0, len(setup.test_labels) - 1]
+    wrong = [i for i in misclassified(setup) if i not in fixed]
     assert wrong, "a 2-epoch CNN on 300 images gets some of 200 test digits wrong"
-    for test_index in (0, len(setup.test_labels) - 1, wrong[0]):
+    for test_index in fixed + wrong[:1]:
         ex = explain(setup, test_index, loo=40)
         assert ex.prob.num_params == 9 * 129 and ex.influence.solver.solver == "exact"
         assert ex.checks[0].pearson >= 0.95, (test_index, ex.checks[0])
