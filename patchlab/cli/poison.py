@@ -102,7 +102,9 @@ def influence_cmd(
     l2: float = L2Opt,
     lissa_depth: int = typer.Option(1000, "--lissa-depth", min=1),
     lissa_repeats: int = typer.Option(4, "--lissa-repeats", min=1),
-    digits_train: int = typer.Option(1000, "--digits-train", min=10, help="digits: images for the CNN and head"),
+    digits_train: int = typer.Option(5000, "--digits-train", min=10, help="digits: training images of the head"),
+    digits_body: int = typer.Option(2000, "--digits-body", min=0, help="digits: other images the CNN body learns "
+                                    "from (0: the head's own images)"),
     digits_epochs: int = typer.Option(5, "--digits-epochs", min=1),
     figure: Path = typer.Option(None, "--figure", help="PNG: the test image with its helpful/harmful images "
                                 "(e.g. dog.influence.png)"),
@@ -138,8 +140,8 @@ def influence_cmd(
         if root is None:
             raise PatchlabError("no --data folder with MNIST given and the shared mnist/ is absent")
         with rich_progress("digits CNN", enabled=not json_out) as cb:
-            setup = digits_setup(root, n_train=digits_train, epochs=digits_epochs, seed=seed, cache_dir=cache_dir,
-                                 progress=cb)
+            setup = digits_setup(root, n_train=digits_train, n_body=digits_body, epochs=digits_epochs, seed=seed,
+                                 cache_dir=cache_dir, progress=cb)
     with rich_progress("influence", enabled=not json_out) as cb:
         ex = explain(setup, test_index, l2=l2, solver=solver, top=top, loo=n_loo, compare=others,
                      lissa=LissaConfig(depth=lissa_depth, repeats=lissa_repeats, seed=seed), seed=seed,

@@ -17,7 +17,7 @@ from patchlab.poisoning.head import Problem, fit
 from patchlab.poisoning.influence import LissaConfig, check_against_loo, inverse_hvp, leave_one_out
 from patchlab.poisoning.koh_liang import (CleanModel, KohLiangConfig, PoisonOutcome, TargetResult, attack_target,
                                           choose_targets, run_targets, train_clean)
-from patchlab.poisoning.problems import InfluenceSetup, digits_setup, dogfish_setup, explain
+from patchlab.poisoning.problems import InfluenceSetup, digits_setup, dogfish_setup, explain, misclassified
 from patchlab.poisoning.task import SUPERCLASSES, TaskConfig, TransferTask, View, build_task, split_task
 
 __all__ = [
@@ -25,6 +25,6 @@ __all__ = [
     "PairResult", "PoisonOutcome", "Problem", "SUPERCLASSES", "TargetResult", "TaskConfig", "TransferTask", "View",
     "attack_target", "augmented_view", "build_task", "cache_root", "check_against_loo", "choose_pairs",
     "choose_targets", "craft", "defense_view", "digits_setup", "dogfish_setup", "explain", "fit",
-    "inverse_hvp", "knn_scores", "leave_one_out", "penultimate", "run_pairs", "run_targets", "spectral_scores",
-    "split_task", "train_clean",
+    "inverse_hvp", "knn_scores", "leave_one_out", "misclassified", "penultimate", "run_pairs", "run_targets",
+    "spectral_scores", "split_task", "train_clean",
 ]
