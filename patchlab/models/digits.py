@@ -196,7 +196,7 @@ class DigitsLogReg(_DigitsBase):
 
 
 DIGITS_MODELS: Registry[type[_DigitsBase]] = Registry("digits model")
-for _cls in (DigitsCNN, DigitsStridedCNN, DigitsMLP, DigitsLogReg, DigitsDPCNN, DigitsScatterLinear):
+for _cls in (DigitsCNN, DigitsMLP, DigitsLogReg, DigitsDPCNN, DigitsScatterLinear, DigitsStridedCNN):
     DIGITS_MODELS.register(_cls.kind, _cls)
 
 
