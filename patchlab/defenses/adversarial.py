@@ -3,8 +3,8 @@
 Training minimises the loss at an adversarial point the *training attack* finds inside the eps-ball: PGD with a
 random start (Madry), or one FGSM step from a uniform random start with step 1.25 eps (Wong's "fast" FGSM-RS).
 The training attack only finds a lower bound on the inner maximum, so the model is then scored with stronger
-attacks (PGD-40 with restarts, PGD-100 with restarts, MI-FGSM; "strongest" = an example counts as robust only if
-it survives all of them), and the report shows the training attack's (higher) robust accuracy beside them.
+attacks (PGD-40 with restarts, PGD-100 with restarts on cross-entropy and on the CW margin loss, MI-FGSM;
+"strongest" = an example counts as robust only if it survives all of them; `eps_curve` across eps), and the report shows the training attack's (higher) robust accuracy beside them.
 
 FGSM-RS can "catastrophically overfit" (Wong §5): robust accuracy against PGD collapses within an epoch while
 FGSM accuracy soars. Early stopping: after every epoch, PGD accuracy on a fixed monitor set drawn from the training
