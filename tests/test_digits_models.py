@@ -27,7 +27,7 @@ def test_split_is_disjoint_and_repeatable(parts):
         split_digits(load_digits(), {"a": 1000, "b": 1000})
 
 
-@pytest.mark.parametrize("kind", ["cnn", "mlp", "logreg"])
+@pytest.mark.parametrize("kind", ["cnn", "mlp", "logreg", "strided"])
 def test_models_learn_sklearn_digits(parts, kind):
     tr, te = parts["train"], parts["test"]
     net = make_digits_model(kind, size=8, seed=0)

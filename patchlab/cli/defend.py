@@ -201,13 +201,20 @@ def train_adversarial_cmd(
     mnist: Path = MnistOpt,
     method: str = typer.Option("pgd", "--method", help="pgd (Madry), fgsm_rs (Wong) or standard"),
     eps: str = typer.Option("0.3", "--eps", help="Linf radius, e.g. 0.3 or 76/255"),
-    steps: int = typer.Option(10, "--steps", min=1, help="PGD steps during training"),
+    steps: int = typer.Option(None, "--steps", min=1, help="PGD steps during training [default: 8]"),
     alpha: float = typer.Option(None, "--alpha", help="Step size (default: PGD 2.5 eps/steps, FGSM-RS 1.25 eps)"),
-    epochs: int = typer.Option(10, "--epochs", min=1),
-    batch: int = typer.Option(100, "--batch", min=1),
-    lr: float = typer.Option(1e-3, "--lr"),
-    train_n: int = typer.Option(8000, "--train", min=100, help="Training share of the MNIST set"),
-    ramp: int = typer.Option(0, "--ramp", min=0, help="Grow eps linearly over the first N epochs"),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="[default: 60]"),
+    batch: int = typer.Option(None, "--batch", min=1, help="[default: 100]"),
+    lr: float = typer.Option(None, "--lr", help="Adam learning rate [default: 1e-3]"),
+    train_n: int = typer.Option(None, "--train", min=100, help="Training share of the MNIST set [default: 8000]"),
+    ramp: int = typer.Option(None, "--ramp", min=0, help="Grow eps linearly over the first N epochs [default: 10]"),
+    model_kind: str = typer.Option(None, "--model", help="strided (Wong & Kolter) or cnn (2 conv 5x5 + pool) "
+                                   "[default: strided]"),
+    width: int = typer.Option(None, "--width", min=1, help="Channels of the first conv, the second has twice "
+                              "[default: 32]"),
+    hidden: int = typer.Option(None, "--hidden", min=1, help="Hidden units of the first linear layer [default: 256]"),
+    shift: int = typer.Option(None, "--shift", min=0, help="Random shift of training digits, pixels [default: 2]"),
+    lr_schedule: str = typer.Option(None, "--lr-schedule", help="cosine or constant [default: cosine]"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/mnist-pgd.safetensors"), "--out", "-o"),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: beside --out; a rerun resumes"),
@@ -218,8 +225,11 @@ def train_adversarial_cmd(
     from patchlab.defenses.adversarial import AdvTrainConfig, train_adversarial
     from patchlab.errors import parse_fraction
 
-    cfg = AdvTrainConfig(method=method, eps=parse_fraction(eps, "--eps"), steps=steps, alpha=alpha,
-                         epochs=epochs, batch_size=batch, lr=lr, train=train_n, seed=seed, ramp_epochs=ramp)
+    given = {"steps": steps, "epochs": epochs, "batch_size": batch, "lr": lr, "train": train_n, "ramp_epochs": ramp,
+             "model": model_kind, "width": width, "hidden": hidden, "shift": shift, "lr_schedule": lr_schedule}
+    # options left out take AdvTrainConfig's defaults (the measured recipe), so they live in one place
+    cfg = AdvTrainConfig(method=method, eps=parse_fraction(eps, "--eps"), alpha=alpha, seed=seed,
+                         **{k: v for k, v in given.items() if v is not None})
     _check("patchlab defend train adversarial", force, model=out)
     with rich_progress("train", enabled=not json_out) as cb:
         result = train_adversarial(cfg, _mnist(mnist), out, checkpoint or out.with_suffix(".ckpt.pt"), cb)
@@ -360,13 +370,15 @@ def evaluate_adversarial_cmd(
     long_restarts: int = typer.Option(2, "--long-restarts", min=1, help="Restarts of PGD-100"),
     training: str = typer.Option(None, "--training-attack", help="Also run the model's training attack: pgd "
                                  "or fgsm_rs (with --training-steps)"),
-    training_steps: int = typer.Option(7, "--training-steps", min=1),
+    training_steps: int = typer.Option(None, "--training-steps", min=1, help="[default: the recipe's 8]"),
     limit: int = typer.Option(500, "--limit", min=1, help="Test-side images"),
     train_n: int = typer.Option(8000, "--train", help="Size of the training side (skipped)"),
+    sweep: str = typer.Option(None, "--sweep", help="Also robust accuracy at these eps, e.g. 0.1,0.2,0.3,0.4 "
+                              "(it must fall as eps grows)"),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Accuracy of an MNIST model under FGSM, PGD-40/100 with restarts, MI-FGSM and all together."""
+    """Accuracy of an MNIST model under FGSM, PGD-40/100 with restarts, CW-loss PGD, MI-FGSM and all together."""
     from patchlab.data import load_mnist, split_digits
     from patchlab.defenses.adversarial import evaluate_robustness
     from patchlab.errors import parse_fraction
@@ -377,16 +389,27 @@ def evaluate_adversarial_cmd(
     from patchlab.defenses.adversarial import AdvTrainConfig
 
     e = parse_fraction(eps, "--eps")
-    train_cfg = AdvTrainConfig(method=training, eps=e, steps=training_steps) if training else None
+    train_cfg = (AdvTrainConfig(method=training, eps=e, **({"steps": training_steps} if training_steps else {}))
+                 if training else None)
     with rich_progress("attacks", enabled=not json_out) as cb:
         result = evaluate_robustness(net, test.images[:limit], test.labels[:limit], e, restarts, train_cfg,
                                      seed=seed, long_restarts=long_restarts, progress=cb)
+    if sweep:
+        from patchlab.defenses.adversarial import eps_curve
+
+        values = [parse_fraction(v, "--sweep") for v in sweep.split(",") if v.strip()]
+        with rich_progress("eps sweep", enabled=not json_out) as cb:
+            result["eps_curve"] = eps_curve(net, test.images[:limit], test.labels[:limit], values, restarts,
+                                            seed=seed, progress=cb)
     result["model"] = str(model)
     if json_out:
         print_json(result)
         return
     for r in result["rows"]:
         typer.echo(f"{r['attack']:>30}: {100 * r['accuracy']:5.1f}%")
+    for r in result.get("eps_curve", []):
+        typer.echo(f"{'eps ' + format(r['eps'], 'g'):>30}: PGD-40 {100 * r['pgd40_accuracy']:5.1f}%, with CW-loss "
+                   f"PGD {100 * r['robust_accuracy']:5.1f}%")
 
 
 def train_patch_cmd(

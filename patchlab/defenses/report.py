@@ -73,8 +73,9 @@ def adversarial_rows(runs: list[tuple[dict, dict]]) -> list[dict]:
     out = []
     for train, ev in runs:
         by = {r["attack"]: r for r in ev["rows"]}
+        wall = train.get("wall_seconds", train["seconds"])  # summed over resumed runs where recorded
         row = {"training": train["method"], "epochs": f"{train['epochs_run']} (best {train['best_epoch']})",
-               "CPU-min": f"{train['cpu_seconds'] / 60:.1f}", "wall-min": f"{train['seconds'] / 60:.1f}",
+               "CPU-min": f"{train['cpu_seconds'] / 60:.1f}", "wall-min": f"{wall / 60:.1f}",
                "clean": pct(ev["clean_accuracy"])}
         for name, r in by.items():
             if name != "none":

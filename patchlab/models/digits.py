@@ -83,6 +83,25 @@ class DigitsCNN(_DigitsBase):
         self.head = nn.Linear(hidden, num_classes)
 
 
+class DigitsStridedCNN(_DigitsBase):
+    """Two 4x4 stride-2 convolutions (no pooling) and two linear layers: the MNIST model of Wong & Kolter 2018 and
+    Wong, Rice & Kolter 2020 (16 and 32 channels, 100 hidden units by default). About 15x cheaper per pass than
+    `DigitsCNN`, which is what buys PGD adversarial training its many epochs on a CPU."""
+
+    kind = "strided"
+
+    def __init__(self, size: int = 28, channels: int = 1, num_classes: int = 10, width: int = 16,
+                 hidden: int = 100, activation: str = "relu"):
+        super().__init__()
+        self._setup(size, channels, num_classes, width=int(width), hidden=int(hidden), activation=activation)
+        s = size // 4
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 4, stride=2, padding=1), _activation(activation),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), _activation(activation),
+            nn.Flatten(), nn.Linear(2 * width * s * s, hidden), _activation(activation))
+        self.head = nn.Linear(hidden, num_classes)
+
+
 class DigitsDPCNN(_DigitsBase):
     """The small CNN that DP-SGD work on MNIST uses (TF-Privacy's tutorial, Papernot et al. 2021, Opacus's MNIST
     example): 16 8x8 stride-2 filters, max-pool 2 stride 1, 32 4x4 stride-2 filters, max-pool, 32 hidden units.
@@ -177,7 +196,7 @@ class DigitsLogReg(_DigitsBase):
 
 
 DIGITS_MODELS: Registry[type[_DigitsBase]] = Registry("digits model")
-for _cls in (DigitsCNN, DigitsMLP, DigitsLogReg, DigitsDPCNN, DigitsScatterLinear):
+for _cls in (DigitsCNN, DigitsMLP, DigitsLogReg, DigitsDPCNN, DigitsScatterLinear, DigitsStridedCNN):
     DIGITS_MODELS.register(_cls.kind, _cls)
 
 

@@ -53,7 +53,7 @@ def test_every_registry_serves_its_lookups():
         with pytest.raises(PatchlabError, match=f"did you mean '{hint}'"):
             lookup(bad) if lookup is not make_attack else lookup(bad, None)
     assert list(PRESETS) == ["digital", "print", "webcam"]
-    assert list(DIGITS_MODELS) == ["cnn", "mlp", "logreg", "dpcnn", "scatter"]
+    assert list(DIGITS_MODELS) == ["cnn", "mlp", "logreg", "dpcnn", "scatter", "strided"]
 
 
 def _library_error_messages():
