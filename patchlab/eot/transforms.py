@@ -238,13 +238,12 @@ class EOT:
         th, tw = tex.shape[-2:]
         dev = scenes.device
         rgb_t = tex[:, :3]
-        recoloured = self.colour is not None or self.config.colour_gain != (1.0, 1.0) or \
-            self.config.colour_offset != (0.0, 0.0)
+        jitter = self.config.colour_gain != (1.0, 1.0) or self.config.colour_offset != (0.0, 0.0)
         if self.colour is not None:
             rgb_t = self.colour.to(dev)(rgb_t)
-        if self.config.colour_gain != (1.0, 1.0) or self.config.colour_offset != (0.0, 0.0):
+        if jitter:
             rgb_t = rgb_t * params.gain.to(dev)[..., None, None] + params.offset.to(dev)[..., None, None]
-        if recoloured:
+        if self.colour is not None or jitter:
             rgb_t = rgb_t.clamp(0, 1)
             a_t = tex[:, 3:4].expand(b, -1, -1, -1)
             premult = torch.cat([rgb_t * a_t, a_t], 1)
