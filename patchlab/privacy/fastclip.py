@@ -47,23 +47,34 @@ def conv2d_norm_sample(layer: nn.Conv2d, activations: list[torch.Tensor],
         return ret
     if not _unfold_ok(layer):  # grouped / "same" padding / other padding modes: Opacus's sampler, then norms
         return {p: g.reshape(n, -1).norm(2, dim=1) for p, g in _conv_grad_sample(layer, activations, backprops).items()}
-    from opacus.utils.tensor_utils import unfold2d
-
-    # Opacus's as_strided unfold (several times faster than F.unfold's im2col here) needs NCHW-contiguous input
-    A = unfold2d(a.contiguous(), kernel_size=layer.kernel_size, padding=layer.padding, stride=layer.stride,
-                 dilation=layer.dilation)                                                                   # n P T
-    G = backprops.reshape(n, layer.out_channels, -1)                                                         # n O T
-    O, (P, T) = G.shape[1], A.shape[1:]
+    A = _patches(a, layer)                                                  # n T P, P in (kh, kw, C) order
+    G = backprops.reshape(n, layer.out_channels, -1)                        # n O T
+    O, (T, P) = G.shape[1], A.shape[1:]
     if layer.weight.requires_grad:
         if T * T * (P + O) < 2 * O * P * T:
-            aat = torch.bmm(A.transpose(1, 2), A)
+            aat = torch.bmm(A, A.transpose(1, 2))
             ggt = torch.bmm(G.transpose(1, 2), G)
             ret[layer.weight] = (aat * ggt).sum(dim=(1, 2)).clamp(min=0).sqrt()
-        else:
-            ret[layer.weight] = torch.bmm(G, A.transpose(1, 2)).reshape(n, -1).norm(2, dim=1)
+        else:  # the norm does not care that the gradient's entries come in (O, kh, kw, C) order
+            ret[layer.weight] = torch.bmm(G, A).reshape(n, -1).norm(2, dim=1)
     if layer.bias is not None and layer.bias.requires_grad:
         ret[layer.bias] = G.sum(dim=2).norm(2, dim=1)
     return ret
+
+
+def _patches(a: torch.Tensor, layer: nn.Conv2d) -> torch.Tensor:
+    """The input patches of every output position, (n, T, kh * kw * C), gathered from a channels-last padded copy:
+    each patch row is kh runs of kw * C contiguous numbers, a faster gather than NCHW's runs of one output row."""
+    import torch.nn.functional as F
+
+    n, C = a.shape[:2]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+    xp = F.pad(a.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph)).contiguous()  # n Hp Wp C
+    ho = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    wo = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    s_n, s_h, s_w, s_c = xp.stride()
+    return xp.as_strided((n, ho, wo, kh, kw, C), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)).reshape(
+        n, ho * wo, kh * kw * C)
 
 
 def _conv_grad_sample(layer, activations, backprops):

@@ -3,7 +3,6 @@ Opacus's own materialised path, in NCHW and channels-last layouts."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn as nn
