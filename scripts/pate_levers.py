@@ -118,7 +118,8 @@ def run(feats: dict, data, pca: int | None, student: str, student_pca: bool = Tr
             stud = logreg(torch.cat([xs, x_pub[rest][keep]]), torch.cat([yt, guess[keep]]), seed + 777)
     with torch.no_grad():
         acc = float((stud(f["test"]).argmax(1) == data.test.labels).float().mean())
-    return {"pca": pca, "student": student, "student_features": "pca" if (pca and student_pca) else "full",
+    return {"teachers": TEACHERS, "sigma": SETTINGS["sigma"], "sigma1": SETTINGS["sigma1"], "pca": pca,
+            "student": student, "student_features": "pca" if (pca and student_pca) else "full",
             "queries": queries, "threshold": threshold, "teacher_acc": float(np.mean(test_acc)),
             "answered": int(agg.answered.sum()), "label_acc": float((ys == truth[idx]).mean()) if len(idx) else 0.0,
             "student_acc": acc, "epsilon": an.epsilon(), "epsilon_independent": an.epsilon(dependent=False),
@@ -129,7 +130,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="test-artifacts/pate-levers")
     ap.add_argument("--runs", default="none:self,none:spread,64:self,32:self,64:spread,32:spread,128:self")
+    ap.add_argument("--teachers", type=int, default=TEACHERS)
+    ap.add_argument("--sigma", type=float, default=SETTINGS["sigma"])
+    ap.add_argument("--sigma1", type=float, default=SETTINGS["sigma1"])
     args = ap.parse_args()
+    globals()["TEACHERS"] = args.teachers
+    SETTINGS.update(sigma=args.sigma, sigma1=args.sigma1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = privacy_data(shared_data_dir() / "mnist", seed=0)
