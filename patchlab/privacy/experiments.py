@@ -90,7 +90,8 @@ def speed_table(data: PrivacyData, out: Path | None = None, batch_size: int = 25
             r = epoch_seconds(lambda: make_digits_model(**mk, size=data.size, seed=0), data.private.images,
                               data.private.labels, batch_size, repeats=repeats)
             return {"model": name, **r, "threads": torch.get_num_threads()}
-        rows.append(_cell(out, "speed", f"{mk['kind']}-b{batch_size}-v3", run))
+        # v4: channels-last on both sides (the faster non-private baseline) and patchlab's conv norm sampler
+        rows.append(_cell(out, "speed", f"{mk['kind']}-b{batch_size}-v4", run))
         if progress is not None:
             progress(i + 1, len(models), {"model": name})
     return rows
@@ -246,12 +247,12 @@ def markdown(table: str, rows: list[dict]) -> str:
     if table == "speed":
         modes = [m for m in ("hooks", "ew", "ghost") if all(m in r["seconds"] for r in rows)]
         titles = {"hooks": "Opacus hooks", "ew": "ExpandedWeights", "ghost": "ghost clipping"}
-        lines = ["| model | batch | non-private s/epoch | " + " | ".join(f"{titles[m]} s/epoch (ratio; CPU-time ratio)"
-                                                                       for m in modes)
-                 + " |", "|---|---|---|" + "---|" * len(modes)]
+        lines = ["| model | batch | non-private s/epoch (NCHW layout) | " + " | ".join(
+            f"{titles[m]} s/epoch (ratio; CPU-time ratio)" for m in modes) + " |", "|---|---|---|" + "---|" * len(modes)]
         for r in rows:
             s, q, c = r["seconds"], r["ratio"], r.get("cpu_ratio", {})
-            lines.append(f"| {r['model']} | {r['batch_size']} | {s['nonprivate']:.2f} | " + " | ".join(
+            nchw = f" ({s['nonprivate-nchw']:.2f})" if "nonprivate-nchw" in s else ""
+            lines.append(f"| {r['model']} | {r['batch_size']} | {s['nonprivate']:.2f}{nchw} | " + " | ".join(
                 f"{s[m]:.2f} ({q[m]:.2f}x" + (f"; {c[m]:.2f}x)" if m in c else ")") for m in modes) + " |")
         return "\n".join(lines)
     if table == "dpsgd":

@@ -140,4 +140,5 @@ def test_batch_loader_gives_the_plain_loaders_batches_and_the_speed_table_runs()
         sizes.append([(len(b[0]), b[0].shape[1:], float(b[0].sum())) for b in dp])
     assert sizes[0] == sizes[1] and any(n == 0 for n, _, _ in sizes[0])
     r = epoch_seconds(lambda: make_digits_model("logreg", size=8, seed=0), x, y, 16, repeats=1)
-    assert set(r["ratio"]) == {"nonprivate", "hooks", "ew", "ghost"} and r["ratio"]["nonprivate"] == 1.0
+    assert set(r["ratio"]) == {"nonprivate", "nonprivate-nchw", "hooks", "ew", "ghost"}
+    assert r["ratio"]["nonprivate"] == 1.0

@@ -34,6 +34,8 @@ def test_markdown_tables():
     speed = [{"model": "dpcnn", "batch_size": 256, "seconds": {"nonprivate": 2.0, "hooks": 5.0},
               "ratio": {"nonprivate": 1.0, "hooks": 2.5}, "cpu_ratio": {"nonprivate": 1.0, "hooks": 2.2}}]
     assert "| dpcnn | 256 | 2.00 | 5.00 (2.50x; 2.20x) |" in markdown("speed", speed)
+    speed[0]["seconds"]["nonprivate-nchw"] = 4.0  # the NCHW baseline, shown for reference
+    assert "| dpcnn | 256 | 2.00 (4.00) | 5.00 (2.50x; 2.20x) |" in markdown("speed", speed)
     dp = [{"variant": "v", "target_epsilon": None, "accuracy": 0.98},
           {"variant": "v", "target_epsilon": 2.0, "accuracy": 0.9, "epsilon": 1.99}]
     assert markdown("dpsgd", dp).splitlines()[-1] == "| v | 98.0% | 90.0% (ε 1.99) |"
