@@ -184,8 +184,9 @@ def ensemble(*, family: str = "digits", attack: str = "mi", eps: float | None = 
     """Liu et al.'s Table 4 on the three Lites ('imagenet') or on the six digits models ('digits'); `fusion`:
     "probs" (Liu et al.) or "logits" (Dong et al. 2018), see `EnsembleModel`."""
     from patchlab.data import resize_digits
-    from patchlab.transfer.ensemble import ensemble_table
+    from patchlab.transfer.ensemble import check_fusion, ensemble_table
 
+    check_fusion(fusion)  # before any model is loaded or trained
     if family == "imagenet":
         zoo = imagenet_models()
         size = max(int(m.input_size) for m in zoo.values())
