@@ -162,6 +162,8 @@ def ensemble_cmd(
     target: str = typer.Option(None, "--target", help="'random' (Liu et al.) or a class for targeted"),
     images: str = typer.Option(None, "--images", help="imagenet: labelled folder or 'builtin'"),
     n: int = typer.Option(None, "--n", min=1),
+    fusion: str = typer.Option("probs", "--fusion", help="probs (Liu et al.: average softmax) or logits (Dong et "
+                               "al. 2018: average logits)"),
     mnist: Path = MnistOpt, work: Path = WorkOpt, seed: int = SeedOpt, out: Path = OutOpt, json_out: bool = JsonOpt,
     force: bool = ForceOpt,
 ) -> None:
@@ -176,13 +178,13 @@ def ensemble_cmd(
         res = E.ensemble(family="digits" if family == "digits8" else family, include_mnist=family != "digits8",
                          attack=attack, eps=_eps(eps, 16 / 255 if family == "imagenet" else 0.2),
                          target=_target(target), n=n, images=images, mnist=mnist, seed=seed, work=_work(work),
-                         attack_options=opts, progress=cb)
+                         fusion=fusion, attack_options=opts, progress=cb)
     res["held_out"] = held_out_summary(res)
     clean = _finish(res, f"ensemble_{family}", "ensemble", out, json_out, ensemble_figure(res))
     if not json_out:
         key = res["metric"]
-        typer.echo(f"{res['attack']} ε={res['eps']:.4g} {res['mode']}, n={res['n']} ({key})  "
-                   f"[{res['seconds']:.0f}s]")
+        typer.echo(f"{res['attack']} ε={res['eps']:.4g} {res['mode']}, {res['fusion']} fusion, n={res['n']} "
+                   f"({key})  [{res['seconds']:.0f}s]")
         _print_grid([f"{r['row']} {r['rmsd']:.1f}" for r in res["rows"]], res["models"],
                     [[r["cells"][c][key] for c in res["models"]] for r in res["rows"]])
         for h in res["held_out"]:

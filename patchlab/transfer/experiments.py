@@ -179,18 +179,20 @@ def imagenet_matrix(*, sources: list[str] | None = None, targets: list[str] | No
 
 # -- ensembles ---------------------------------------------------------------------------------------------------
 def ensemble(*, family: str = "digits", attack: str = "mi", eps: float | None = None, target=None, n: int | None = None,
-             images=None, mnist=None, seed: int = 0, work=None, include_mnist: bool = True,
+             images=None, mnist=None, seed: int = 0, work=None, include_mnist: bool = True, fusion: str = "probs",
              attack_options: dict | None = None, progress: ProgressFn | None = None) -> dict:
-    """Liu et al.'s Table 4 on the three Lites ('imagenet') or on the six digits models ('digits')."""
+    """Liu et al.'s Table 4 on the three Lites ('imagenet') or on the six digits models ('digits'); `fusion`:
+    "probs" (Liu et al.) or "logits" (Dong et al. 2018), see `EnsembleModel`."""
     from patchlab.data import resize_digits
-    from patchlab.transfer.ensemble import ensemble_table
+    from patchlab.transfer.ensemble import check_fusion, ensemble_table
 
+    check_fusion(fusion)  # before any model is loaded or trained
     if family == "imagenet":
         zoo = imagenet_models()
         size = max(int(m.input_size) for m in zoo.values())
         x, y = imagenet_images(images, n or 100, size, seed)
         return ensemble_table(zoo, x, y, attack=attack, eps=eps or 16 / 255, target=target, size=size, seed=seed,
-                              batch_size=16, attack_options=attack_options, progress=progress)
+                              batch_size=16, fusion=fusion, attack_options=attack_options, progress=progress)
     if family != "digits":
         raise PatchlabError(f"unknown ensemble family '{family}' (choose digits or imagenet)")
     models, sets = digits_zoo(mnist=mnist, seed=seed, work=work, include_mnist=include_mnist,
@@ -198,7 +200,7 @@ def ensemble(*, family: str = "digits", attack: str = "mi", eps: float | None = 
     test = resize_digits(sets["mnist" if include_mnist else "d8"]["test"], 28)
     k = n or 1000
     return ensemble_table(models, test.images[:k], test.labels[:k], attack=attack, eps=eps or 0.2, target=target,
-                          size=28, seed=seed, batch_size=250, attack_options=attack_options,
+                          size=28, seed=seed, batch_size=250, fusion=fusion, attack_options=attack_options,
                           progress=scaled_progress(progress, 300, 700, 1000))
 
 

@@ -42,7 +42,8 @@ def ensemble_md(table: dict) -> str:
                 "".join(f"| {h['model']} | {_pct(h['ensemble'])} | "
                         f"{_pct(h.get('best_single'))} ({h.get('best_single_source', '–')}) |\n"
                         for h in table["held_out"]))
-    return (f"{table['attack']} ε={eps_text(table['eps'])}, {table['mode']}, n={table['n']}; cells: {key} (%); "
+    return (f"{table['attack']} ε={eps_text(table['eps'])}, {table['mode']}, n={table['n']}, "
+            f"{table.get('fusion', 'probs')} fusion; cells: {key} (%); "
             "'-m' = the ensemble of every model but m\n\n" + head + body + held)
 
 

@@ -71,6 +71,7 @@ def test_outputs_are_tagged_and_never_overwritten(capsys, tmp_path):
     (["transfer", "steal", "--source", "cifar"], "unknown data source 'cifar'"),
     (["transfer", "matrix", "--family", "audio"], "unknown family 'audio'"),
     (["transfer", "steal", "--budgets", "10,x"], "--budgets must be integers"),
+    (["transfer", "ensemble", "--family", "digits8", "--fusion", "loss"], "unknown ensemble fusion 'loss'"),
 ])
 def test_bad_input_is_one_line(capsys, args, message):
     assert main(args) == 2

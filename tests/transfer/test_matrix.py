@@ -65,6 +65,11 @@ def test_ensemble_model_is_liu_et_al_loss_and_table_layout(d8, d8_models):
     ens = EnsembleModel(members)
     expected = torch.stack([m(x).softmax(1) for m in members]).mean(0).log()
     assert torch.allclose(ens(x), expected, atol=1e-5)
+    # Dong et al. 2018's logit fusion: the weighted mean of the logits
+    logits = EnsembleModel(members, weights=[1.0, 0.0, 3.0], fusion="logits")
+    assert torch.allclose(logits(x), (members[0](x) + 3 * members[2](x)) / 4, atol=1e-5)
+    with pytest.raises(PatchlabError, match="fusion 'loss'"):
+        EnsembleModel(members, fusion="loss")
     test = d8["test"]
     table = ensemble_table(d8_models, test.images[:150], test.labels[:150], attack="mi", eps=0.1,
                            attack_options={"steps": 5})
