@@ -4,7 +4,8 @@ Training minimises the loss at an adversarial point the *training attack* finds 
 random start (Madry), or one FGSM step from a uniform random start with step 1.25 eps (Wong's "fast" FGSM-RS).
 The training attack only finds a lower bound on the inner maximum, so the model is then scored with stronger
 attacks (PGD-40 with restarts, PGD-100 with restarts on cross-entropy and on the CW margin loss, MI-FGSM;
-"strongest" = an example counts as robust only if it survives all of them; `eps_curve` across eps), and the report shows the training attack's (higher) robust accuracy beside them.
+"strongest" = an example counts as robust only if it survives all of them; `eps_curve` across eps), and the report
+shows the training attack's (higher) robust accuracy beside them.
 
 FGSM-RS can "catastrophically overfit" (Wong §5): robust accuracy against PGD collapses within an epoch while
 FGSM accuracy soars. Early stopping: after every epoch, PGD accuracy on a fixed monitor set drawn from the training
@@ -24,6 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from patchlab.attacks.base import margin_loss
+from patchlab.attacks.pgd import PGD
 from patchlab.errors import PatchlabError
 from patchlab.progress import ProgressFn
 
@@ -124,19 +127,18 @@ def mnist_split(folder: str | Path, cfg: AdvTrainConfig):
     return split_digits(load_mnist(folder), {"train": cfg.train, "test": -1}, seed=cfg.split_seed)
 
 
-def margin_pgd(model, **kwargs):
+class MarginPGD(PGD):
     """PGD on Carlini & Wagner's margin loss (max other logit - true logit) instead of cross-entropy: Madry's "CW"
     row. It does not saturate where the softmax does, so it finds examples cross-entropy PGD can miss on a model
     whose softmax is very confident (one sign of gradient masking)."""
-    from patchlab.attacks.base import margin_loss
-    from patchlab.attacks.pgd import PGD
 
-    class MarginPGD(PGD):
-        name = "pgd-cw"
+    name = "pgd-cw"
 
-        def loss(self, logits, y, target):
-            return -margin_loss(logits, y).mean() if target is None else margin_loss(logits, target).mean()
+    def loss(self, logits, y, target):
+        return -margin_loss(logits, y).mean() if target is None else margin_loss(logits, target).mean()
 
+
+def margin_pgd(model, **kwargs) -> MarginPGD:
     return MarginPGD(model, **kwargs)
 
 
@@ -305,7 +307,6 @@ def eps_curve(model, x: torch.Tensor, y: torch.Tensor, eps_values=(0.1, 0.2, 0.3
     return rows
 
 
-__all__ = ["AdvTrainConfig", "METHODS", "adversarial_loss", "eps_at", "eps_curve", "evaluate_robustness",
-           "margin_pgd", "mnist_split",
-           "pgd_accuracy",
-           "random_shift", "train_adversarial", "training_attack"]
+__all__ = ["adversarial_loss", "AdvTrainConfig", "eps_at", "eps_curve", "evaluate_robustness", "margin_pgd",
+           "MarginPGD", "METHODS", "mnist_split", "pgd_accuracy", "random_shift", "train_adversarial",
+           "training_attack"]

@@ -1,7 +1,7 @@
 """Faster per-sample clipping for convolutions, plugged into Opacus through its own extension points
 (`register_norm_sampler`, `register_grad_sampler`); PrivacyEngine, the clipping rule and the accountant are Opacus's.
 
-Importing this module registers, for `nn.Conv2d`:
+`register()` (called by `patchlab.privacy.dpsgd`) adds, for `nn.Conv2d`:
 
 - a **norm sampler** for ghost clipping (`grad_sample_mode="ghost"`). Opacus 1.6 has ghost norms only for Linear and
   Embedding layers; for a convolution it materialises every example's gradient (and zero-fills and copies it into a
@@ -19,13 +19,14 @@ Importing this module registers, for `nn.Conv2d`:
   a channels-last model gave a max error of 0.11 on the second convolution's per-sample gradients). Channels-last
   is the fast memory layout on CPU (max-pooling 5-10x faster), so the speed benchmark uses it on both sides.
 
-Both give the numbers of Opacus's own path to float rounding (tested in tests/privacy/test_dpsgd.py).
+Both give the numbers of Opacus's own path to float rounding (tests/privacy/test_fastclip.py, test_dpsgd.py).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 _REGISTERED = False
 
@@ -65,8 +66,6 @@ def conv2d_norm_sample(layer: nn.Conv2d, activations: list[torch.Tensor],
 def _patches(a: torch.Tensor, layer: nn.Conv2d) -> torch.Tensor:
     """The input patches of every output position, (n, T, kh * kw * C), gathered from a channels-last padded copy:
     each patch row is kh runs of kw * C contiguous numbers, a faster gather than NCHW's runs of one output row."""
-    import torch.nn.functional as F
-
     n, C = a.shape[:2]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
     xp = F.pad(a.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph)).contiguous()  # n Hp Wp C

@@ -19,17 +19,20 @@ import torch
 import torch.nn as nn
 
 from patchlab.errors import PatchlabError
+from patchlab.registry import Registry
 from patchlab.transfer.common import ProgressFn, at_size, model_name, predict, rate
 from patchlab.transfer.matrix import attack_key, craft, rmsd, score_targets, target_vector
 
 
-FUSIONS = ("probs", "logits")
+# How an ensemble combines its members (the registry's unknown-name error has the did-you-mean hint)
+FUSIONS: Registry[str] = Registry("ensemble fusion")
+FUSIONS.register("probs", "probs", title="average softmax (Liu et al. 2017)")
+FUSIONS.register("logits", "logits", title="average logits (Dong et al. 2018)")
 
 
 def check_fusion(fusion: str) -> str:
-    if fusion not in FUSIONS:
-        raise PatchlabError(f"unknown ensemble fusion '{fusion}' (choose from {', '.join(FUSIONS)})")
-    return fusion
+    """The canonical fusion name; unknown names are one line naming the choices."""
+    return FUSIONS.resolve(fusion)
 
 
 class EnsembleModel(nn.Module):
@@ -39,7 +42,7 @@ class EnsembleModel(nn.Module):
     def __init__(self, models: list[nn.Module], weights: list[float] | None = None, name: str | None = None,
                  fusion: str = "probs"):
         super().__init__()
-        check_fusion(fusion)
+        fusion = check_fusion(fusion)
         if not models:
             raise PatchlabError("an ensemble needs at least one model")
         sizes = {int(getattr(m, "input_size", 0)) for m in models}
@@ -70,7 +73,7 @@ def ensemble_table(models: dict, x: torch.Tensor, y: torch.Tensor, *, attack: st
     scored on every model; with `include_single`, the single-model rows beside them for comparison. Cells hold
     accuracy (untargeted) or target-match rate (targeted: an int class, or "random" per image); every row
     reports its RMSD (0-255 scale). `fusion`: how the ensemble combines its members (see EnsembleModel)."""
-    check_fusion(fusion)
+    fusion = check_fusion(fusion)
     if len(models) < 2:
         raise PatchlabError("an ensemble table needs at least two models")
     size = int(size or x.shape[-1])

@@ -186,7 +186,7 @@ def ensemble(*, family: str = "digits", attack: str = "mi", eps: float | None = 
     from patchlab.data import resize_digits
     from patchlab.transfer.ensemble import check_fusion, ensemble_table
 
-    check_fusion(fusion)  # before any model is loaded or trained
+    fusion = check_fusion(fusion)  # before any model is loaded or trained
     if family == "imagenet":
         zoo = imagenet_models()
         size = max(int(m.input_size) for m in zoo.values())
