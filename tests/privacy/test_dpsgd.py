@@ -62,6 +62,7 @@ def test_it_learns(run, digits_split):
 def test_seeded_runs_repeat_and_resume_equals_uninterrupted(run, digits_split, tmp_path):
     tr = digits_split.private
     x, y = tr.images[:N], tr.labels[:N]
+    assert run.config.grad_sample_mode == "bk"  # the default: book-keeping clipping repeats and resumes
     again = train_dpsgd(_net(), x, y, CFG)
     assert _same(run.model, again.model) and again.epsilon == run.epsilon
 
@@ -83,15 +84,16 @@ def test_seeded_runs_repeat_and_resume_equals_uninterrupted(run, digits_split, t
 
 
 def test_per_sample_modes_compute_the_same_update(digits_split):
-    """Opacus's hooks, torch's ExpandedWeights and ghost clipping: the same clipped, noised steps, including the
-    empty batches Poisson sampling draws (expected batch 2 of 60: about one step in eight is empty here)."""
+    """Opacus's hooks, torch's ExpandedWeights, ghost clipping and book-keeping clipping: the same clipped, noised
+    steps and the same epsilon, including the empty batches Poisson sampling draws (expected batch 2 of 60: about one
+    step in eight is empty here)."""
     tr = digits_split.private
     cfg = DPSGDConfig(target_epsilon=None, noise_multiplier=1.0, epochs=2, batch_size=2, lr=0.5)
     runs = {m: train_dpsgd(_net(), tr.images[:60], tr.labels[:60], cfg, grad_sample_mode=m)
-            for m in ("hooks", "ew", "ghost")}
+            for m in ("hooks", "ew", "ghost", "bk")}
     assert runs["hooks"].steps == 60 and len({r.epsilon for r in runs.values()}) == 1
-    assert _same(runs["hooks"].model, runs["ew"].model, atol=1e-5)
-    assert _same(runs["hooks"].model, runs["ghost"].model, atol=1e-5)
+    for m in ("ew", "ghost", "bk"):
+        assert _same(runs["hooks"].model, runs[m].model, atol=1e-5), m
 
 
 def test_fixed_noise_and_bad_settings(digits_split):
@@ -140,5 +142,5 @@ def test_batch_loader_gives_the_plain_loaders_batches_and_the_speed_table_runs()
         sizes.append([(len(b[0]), b[0].shape[1:], float(b[0].sum())) for b in dp])
     assert sizes[0] == sizes[1] and any(n == 0 for n, _, _ in sizes[0])
     r = epoch_seconds(lambda: make_digits_model("logreg", size=8, seed=0), x, y, 16, repeats=1)
-    assert set(r["ratio"]) == {"nonprivate", "nonprivate-nchw", "hooks", "ew", "ghost"}
+    assert set(r["ratio"]) == {"nonprivate", "nonprivate-nchw", "hooks", "ew", "ghost", "bk"}
     assert r["ratio"]["nonprivate"] == 1.0
