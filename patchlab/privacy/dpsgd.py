@@ -427,8 +427,8 @@ def _epoch_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
 
 
 def epoch_seconds(make_model: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                  modes: tuple[str, ...] = ("nonprivate", "nonprivate-nchw", "hooks", "ew", "ghost", "bk"), lr: float = 0.5,
-                  repeats: int = 3, progress: ProgressFn | None = None) -> dict:
+                  modes: tuple[str, ...] = ("nonprivate", "nonprivate-nchw", "hooks", "ew", "ghost", "bk"),
+                  lr: float = 0.5, repeats: int = 3, progress: ProgressFn | None = None) -> dict:
     """Seconds per epoch of the same model, data and batch size trained without privacy and with DP-SGD in each
     Opacus `grad_sample_mode`: the modes run round-robin, `repeats` epochs each after one warm-up epoch, and each
     is judged on its best epoch (other load only ever adds time; patchlab.bench.timing). Every mode runs in the

@@ -1,7 +1,7 @@
 """Faster per-sample clipping for convolutions, plugged into Opacus through its own extension points
 (`register_norm_sampler`, `register_grad_sampler`); PrivacyEngine, the clipping rule and the accountant are Opacus's.
 
-`register()` (called by `patchlab.privacy.dpsgd`) adds, for `nn.Conv2d`:
+`register()` (called by `patchlab.privacy.dpsgd` and `patchlab.privacy.bk`) adds, for `nn.Conv2d` and `nn.Linear`:
 
 - a **norm sampler** for ghost clipping (`grad_sample_mode="ghost"`). Opacus 1.6 has ghost norms only for Linear and
   Embedding layers; for a convolution it materialises every example's gradient (and zero-fills and copies it into a
@@ -12,8 +12,12 @@
       ||G_i A_i^T||_F^2 = sum_{t,s} (A_i^T A_i)_{ts} (G_i^T G_i)_{ts}       (cost ~ T^2 (P + O); "ghost")
                         = ||G_i A_i^T||_F^2 computed directly               (cost ~ 2 O P T; "materialised")
 
-  e.g. ghost for dpcnn's second convolution (T = 25), materialised for the first (T = 196). No per-sample gradient
-  is kept either way; the clipped sum then comes from Opacus's second backward pass as before.
+  e.g. ghost for dpcnn's second convolution (T = 25), materialised for the first (T = 196). Under Opacus's ghost
+  clipping no per-sample gradient is kept either way (the clipped sum comes from its second backward pass);
+  `conv2d_norms` also hands back the ones it made, and materialises them on request (`keep`), for book-keeping
+  clipping (`patchlab.privacy.bk`), which sums them with the clip factors instead of a weight-gradient pass.
+- a **norm sampler** for `nn.Linear`: for (n, features) inputs ||g_i a_i^T|| = ||g_i|| ||a_i||, two row sums
+  (Opacus's einsum form runs a batched matrix product); other input shapes go to Opacus's own.
 - a **grad sampler** that makes Opacus's own convolution grad sampler correct for channels-last activations: its
   `unfold2d` assumes a contiguous NCHW layout and silently returns wrong per-sample gradients otherwise (found here:
   a channels-last model gave a max error of 0.11 on the second convolution's per-sample gradients). Channels-last
