@@ -8,7 +8,7 @@ and throws away, every weight gradient), one on the loss re-weighted by the clip
 2. `torch.autograd.grad(sum of losses, [layer outputs])` gives each layer's output gradient g, and autograd runs only
    what those need: input gradients, no weight gradient (the first layer's backward does not run at all);
 3. per-example gradient norms per layer from (a, g): Conv2d by patchlab.privacy.fastclip (which here materialises
-   each example's weight gradient G_i A_i^T whenever the batch of them fits in `KEEP` numbers: cheaper than a ghost
+   each example's weight gradient G_i A_i^T while all kept in the pass fit in `KEEP` numbers: cheaper than a ghost
    norm plus a weight-gradient pass later), Linear by fastclip's norm sampler (||g_i|| ||a_i||), other layers by
    Opacus's norm sampler or from Opacus's per-example gradients;
 4. clip factors c_i = min(1, C / (||grad_i|| + 1e-6)) over all layers (Opacus's rule, to the same float);
@@ -36,8 +36,9 @@ from patchlab.errors import PatchlabError
 from patchlab.privacy import fastclip
 
 CLIP_EPS = 1e-6  # Opacus's: clip factor = C / (norm + 1e-6), at most 1
-# a convolution's per-example weight gradients are made (and then summed with the clip factors) when a batch of them
-# has at most this many numbers (256 MiB in float32): cheaper than ghost norms plus a weight-gradient pass
+# convolutions' per-example weight gradients are made (and then summed with the clip factors) while all those kept
+# in one backward pass add up to at most this many numbers (256 MiB in float32): cheaper than ghost norms plus a
+# weight-gradient pass; past it, ghost norms and the weight-gradient kernel
 KEEP = 1 << 26
 
 
@@ -57,7 +58,7 @@ class BookKeeping(nn.Module):
         fastclip.register()
         self._module = module
         self.max_grad_norm = float(max_grad_norm)
-        self.keep = int(keep)
+        self.keep = self._budget = int(keep)
         self._norm_samplers = GradSampleHooksFastGradientClipping.NORM_SAMPLERS
         self._grad_samplers = GradSampleModule.GRAD_SAMPLERS
         self._layers = _trainable_layers(module)
@@ -106,6 +107,7 @@ class BookKeeping(nn.Module):
         grads = torch.autograd.grad(loss_per_sample.sum(), [r[2] for r in records], allow_unused=True)
         sq = torch.zeros(n, device=loss_per_sample.device, dtype=torch.float32)
         kept: list[dict] = []
+        self._budget = self.keep
         for (layer, a, _, _), g in zip(records, grads):
             per_example: dict = {}
             if g is not None:
@@ -126,7 +128,8 @@ class BookKeeping(nn.Module):
         """Per-example gradient norms of `layer`'s parameters. Per-example gradients that had to be made on the way
         go into `per_example` as {param: ((n, k) matrix, function from its clipped sum (k,) to the param's shape)}."""
         if isinstance(layer, nn.Conv2d) and fastclip._unfold_ok(layer):
-            norms, grads = fastclip.conv2d_norms(layer, acts[0], g, keep=self.keep)
+            norms, grads = fastclip.conv2d_norms(layer, acts[0], g, keep=self._budget)
+            self._budget -= sum(gs.numel() for p, gs in grads.items() if p is layer.weight)
             for p, gs in grads.items():  # the weight's come as (n, O, kh, kw, C): summed, then put in (O, C, kh, kw)
                 per_example[p] = (gs.reshape(len(gs), -1), lambda s, shape=gs.shape[1:]: (
                     s.view(shape).permute(0, 3, 1, 2) if len(shape) == 4 else s))
