@@ -65,9 +65,9 @@ def dpsgd_cmd(
     optimizer: str = typer.Option("sgd", "--optimizer", help="sgd or adam"),
     momentum: float = typer.Option(0.0, "--momentum"),
     accountant: str = typer.Option("rdp", "--accountant", help="rdp or prv (the other is reported too)"),
-    grad_sample_mode: str = typer.Option("ew", "--grad-sample-mode", help="ew (ExpandedWeights), "
-                                         "hooks, functorch or ghost (ghost clipping); which is fastest depends on "
-                                         "the model"),
+    grad_sample_mode: str = typer.Option("bk", "--grad-sample-mode", help="bk (book-keeping clipping, one "
+                                         "backward pass; the fastest), ew (ExpandedWeights), hooks, functorch or "
+                                         "ghost (Opacus's ghost clipping): the same update"),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also train the same model without "
                                   "privacy (Adam, same epochs)"),
     limit: int = typer.Option(None, "--limit", min=1, help="Use the first N private training examples"),

@@ -9,10 +9,12 @@ accountant (RDP or PRV) add up the privacy spent.
 
 The loop is Opacus's `PrivacyEngine` chain: `ModuleValidator` (BatchNorm cannot be made private: it is swapped for
 GroupNorm), `make_private_with_epsilon` (or `make_private` with a fixed noise multiplier), `BatchMemoryManager`
-(large logical batches in physical chunks). Per-sample gradients come from torch's ExpandedWeights ("ew", the
-default; the same numbers as Opacus's hooks), Opacus's hooks ("hooks"), functorch, or ghost clipping ("ghost"),
-which clips using per-sample norms without materialising them. Which one is fastest depends on the model (ew won
-on dpcnn in early runs and lost on the wider cnn): `patchlab privacy bench speed` measures them side by side.
+(large logical batches in physical chunks). Per-sample clipping by book-keeping ("bk", the default:
+patchlab.privacy.bk, one backward pass, on Opacus's ghost-clipping optimizer), torch's ExpandedWeights ("ew"),
+Opacus's hooks ("hooks"), functorch, or Opacus's ghost clipping ("ghost", two backward passes): the same update to
+float rounding (tested); `patchlab privacy bench speed` times them against a non-private epoch. Image models train
+in the channels-last layout in the bk, ghost and hooks modes (CPU max-pooling is 5-10x faster there) and come back
+in the default layout.
 
 Repeatability: Poisson sampling and the noise draw from two generators reseeded from (seed, epoch) at the start of
 every epoch, so a run resumed from its end-of-epoch checkpoint (model, optimiser, accountant history) equals an
@@ -52,10 +54,15 @@ ACCOUNTANTS.register("prv", "PRVAccountant", title="Privacy random variables (Go
 
 # how per-sample gradients are computed (Opacus's grad_sample_mode)
 GRAD_SAMPLE_MODES: Registry[str] = Registry("grad_sample_mode")
+# the default first: book-keeping clipping (patchlab.privacy.bk), the fastest here and the same update as the rest
+GRAD_SAMPLE_MODES.register("bk", "bk", title="book-keeping clipping (one backward pass)",
+                           aliases=("book-keeping", "bookkeeping"))
 GRAD_SAMPLE_MODES.register("ew", "ew", title="torch ExpandedWeights", aliases=("expanded-weights",))
 GRAD_SAMPLE_MODES.register("hooks", "hooks", title="Opacus hooks")
 GRAD_SAMPLE_MODES.register("ghost", "ghost", title="ghost clipping (per-sample norms only)")
 GRAD_SAMPLE_MODES.register("functorch", "functorch", title="functorch vmap")
+# the modes train_dpsgd runs in the channels-last layout (tested equal to NCHW hooks); the others stay NCHW
+CHANNELS_LAST_MODES = ("bk", "ghost", "hooks")
 
 
 @dataclass
@@ -77,8 +84,8 @@ class DPSGDConfig:
     optimizer: str = "sgd"          # "sgd" (with `momentum`) or "adam"
     momentum: float = 0.0
     accountant: str = "rdp"         # "rdp" or "prv"; the other one is reported beside it
-    grad_sample_mode: str = "ew"    # per-sample gradients by "ew" (torch's ExpandedWeights), "hooks",
-    #                                 "functorch", or "ghost" (ghost clipping: per-sample norms only)
+    grad_sample_mode: str = "bk"    # per-sample clipping by "bk" (book-keeping: one backward pass), "ew" (torch's
+    #                                 ExpandedWeights), "hooks", "functorch", or "ghost" (Opacus's ghost clipping)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -274,12 +281,37 @@ def train_dpsgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: DPSG
         return _train(model, trainable, x, y, cfg, key, ckpt, state, dev, progress, stop, start)
 
 
+def make_private(engine, mode: str, **kwargs) -> tuple:
+    """`engine.make_private` (or `make_private_with_epsilon` with `target_epsilon=`) for any of GRAD_SAMPLE_MODES;
+    returns (model, optimizer, criterion, data_loader) in every mode. "bk" is patchlab.privacy.bk on Opacus's
+    ghost-clipping optimizer; the other modes are Opacus's own."""
+    if mode == "bk":
+        from patchlab.privacy import bk
+
+        return bk.make_private(engine, **kwargs)
+    kwargs.setdefault("criterion", nn.CrossEntropyLoss())
+    if kwargs.get("target_epsilon") is not None:
+        out = engine.make_private_with_epsilon(grad_sample_mode=mode, **kwargs)
+    else:
+        kwargs.pop("target_epsilon", None)
+        kwargs.pop("target_delta", None)
+        kwargs.pop("epochs", None)
+        out = engine.make_private(grad_sample_mode=mode, **kwargs)
+    if mode == "ghost":
+        return out
+    return out[0], out[1], kwargs["criterion"], out[2]
+
+
 def _train(model, trainable, x, y, cfg: DPSGDConfig, key: str, ckpt: Path | None, state: dict | None, dev,
            progress: ProgressFn | None, stop: threading.Event | None, start: float) -> DPSGDResult:
     from opacus import PrivacyEngine
     from opacus.utils.batch_memory_manager import BatchMemoryManager
 
     fastclip.register()
+    if x.dim() == 4 and cfg.grad_sample_mode in CHANNELS_LAST_MODES:
+        # channels-last: the fast layout on CPU (max-pooling 5-10x faster), the same numbers to float rounding
+        trainable.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     g_sample, g_noise = torch.Generator(), torch.Generator()
     _seed(g_sample, cfg, 0, 1)
     _seed(g_noise, cfg, 0, 2)
@@ -287,18 +319,11 @@ def _train(model, trainable, x, y, cfg: DPSGDConfig, key: str, ckpt: Path | None
     trainable.train()
     opt = _optimizer([p for p in trainable.parameters() if p.requires_grad], cfg)
     engine = PrivacyEngine(accountant=cfg.accountant)
-    common = dict(module=trainable, optimizer=opt, data_loader=loader, max_grad_norm=cfg.max_grad_norm,
-                  poisson_sampling=True, noise_generator=g_noise, grad_sample_mode=cfg.grad_sample_mode)
-    if cfg.target_epsilon is not None:
-        out = engine.make_private_with_epsilon(target_epsilon=cfg.target_epsilon, target_delta=cfg.delta,
-                                               epochs=cfg.epochs, **common)
-    else:
-        out = engine.make_private(noise_multiplier=cfg.noise_multiplier, **common)
-    if cfg.grad_sample_mode == "ghost":
-        private_model, dp_opt, criterion, dp_loader = out
-    else:
-        private_model, dp_opt, dp_loader = out
-        criterion = nn.CrossEntropyLoss()
+    budget = dict(target_epsilon=cfg.target_epsilon, target_delta=cfg.delta, epochs=cfg.epochs) \
+        if cfg.target_epsilon is not None else dict(noise_multiplier=cfg.noise_multiplier)
+    private_model, dp_opt, criterion, dp_loader = make_private(
+        engine, cfg.grad_sample_mode, module=trainable, optimizer=opt, data_loader=loader,
+        max_grad_norm=cfg.max_grad_norm, poisson_sampling=True, noise_generator=g_noise, **budget)
     sigma = float(dp_opt.noise_multiplier)
     q = 1.0 / len(loader)  # Opacus's sampling rate for a loader of this batch size
     result = DPSGDResult(model=model, config=cfg, epsilon=0.0, epsilons={}, noise_multiplier=sigma,
@@ -371,6 +396,7 @@ def _train(model, trainable, x, y, cfg: DPSGDConfig, key: str, ckpt: Path | None
     result.epsilon = result.epsilons[cfg.accountant] if result.epsilons[cfg.accountant] is not None \
         else result.epsilons["rdp"]
     result.seconds = prior + (time.perf_counter() - t_run) + (t_run - start)
+    trainable.to(memory_format=torch.contiguous_format)  # what exports (safetensors) and other code expect
     model.eval()
     return result
 
@@ -395,11 +421,9 @@ def _epoch_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
         from opacus import PrivacyEngine
 
         fastclip.register()
-        out = PrivacyEngine(accountant="rdp").make_private(
-            module=net, optimizer=opt, data_loader=loader, noise_multiplier=1.0, max_grad_norm=1.0,
-            poisson_sampling=True, grad_sample_mode=GRAD_SAMPLE_MODES.resolve(mode))
-        model, opt, loader = (out[0], out[1], out[3]) if mode == "ghost" else out
-        crit = out[2] if mode == "ghost" else crit
+        model, opt, crit, loader = make_private(
+            PrivacyEngine(accountant="rdp"), GRAD_SAMPLE_MODES.resolve(mode), module=net, optimizer=opt,
+            data_loader=loader, noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=True)
 
     def epoch() -> None:
         for xb, yb in loader:
@@ -412,8 +436,8 @@ def _epoch_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
 
 
 def epoch_seconds(make_model: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                  modes: tuple[str, ...] = ("nonprivate", "nonprivate-nchw", "hooks", "ew", "ghost"), lr: float = 0.5,
-                  repeats: int = 3, progress: ProgressFn | None = None) -> dict:
+                  modes: tuple[str, ...] = ("nonprivate", "nonprivate-nchw", "hooks", "ew", "ghost", "bk"),
+                  lr: float = 0.5, repeats: int = 3, progress: ProgressFn | None = None) -> dict:
     """Seconds per epoch of the same model, data and batch size trained without privacy and with DP-SGD in each
     Opacus `grad_sample_mode`: the modes run round-robin, `repeats` epochs each after one warm-up epoch, and each
     is judged on its best epoch (other load only ever adds time; patchlab.bench.timing). Every mode runs in the

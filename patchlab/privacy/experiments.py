@@ -78,8 +78,9 @@ def _rate(acc: float, n: int) -> dict:
 # -- table: speed ----------------------------------------------------------------------------------------------------
 def speed_table(data: PrivacyData, out: Path | None = None, batch_size: int = 256, repeats: int = 3,
                 progress: ProgressFn | None = None) -> list[dict]:
-    """Seconds per epoch, non-private against DP-SGD with Opacus's hooks, ExpandedWeights and ghost clipping,
-    same model, data and batch; modes interleaved, best of `repeats` epochs each."""
+    """Seconds per epoch, non-private against DP-SGD with Opacus's hooks, ExpandedWeights and ghost clipping and
+    with book-keeping clipping (patchlab.privacy.bk), same model, data and batch; modes interleaved, best of
+    `repeats` epochs each."""
     from patchlab.models.digits import make_digits_model
     from patchlab.privacy.dpsgd import epoch_seconds
 
@@ -90,8 +91,9 @@ def speed_table(data: PrivacyData, out: Path | None = None, batch_size: int = 25
             r = epoch_seconds(lambda: make_digits_model(**mk, size=data.size, seed=0), data.private.images,
                               data.private.labels, batch_size, repeats=repeats)
             return {"model": name, **r, "threads": torch.get_num_threads()}
-        # v4: channels-last on both sides (the faster non-private baseline) and patchlab's conv norm sampler
-        rows.append(_cell(out, "speed", f"{mk['kind']}-b{batch_size}-v4", run))
+        # v4: channels-last on both sides (the faster non-private baseline) and patchlab's conv norm sampler;
+        # v5: + book-keeping clipping and fastclip's Linear norm sampler
+        rows.append(_cell(out, "speed", f"{mk['kind']}-b{batch_size}-v5", run))
         if progress is not None:
             progress(i + 1, len(models), {"model": name})
     return rows
@@ -245,8 +247,9 @@ def _pct(v) -> str:
 
 def markdown(table: str, rows: list[dict]) -> str:
     if table == "speed":
-        modes = [m for m in ("hooks", "ew", "ghost") if all(m in r["seconds"] for r in rows)]
-        titles = {"hooks": "Opacus hooks", "ew": "ExpandedWeights", "ghost": "ghost clipping"}
+        modes = [m for m in ("hooks", "ew", "ghost", "bk") if all(m in r["seconds"] for r in rows)]
+        titles = {"hooks": "Opacus hooks", "ew": "ExpandedWeights", "ghost": "Opacus ghost clipping",
+                  "bk": "book-keeping (patchlab)"}
         lines = ["| model | batch | non-private s/epoch (NCHW layout) | " + " | ".join(
             f"{titles[m]} s/epoch (ratio; CPU-time ratio)" for m in modes) + " |", "|---|---|---|" + "---|" * len(modes)]
         for r in rows:

@@ -38,17 +38,18 @@ def test_speed(mnist_split, bench_out):
 
     rows = speed_table(mnist_split, bench_out)
     _show("speed", rows)
-    dp_modes = ("hooks", "ew", "ghost")  # "nonprivate-nchw" is the slower NCHW baseline, for reference
+    dp_modes = ("hooks", "ew", "ghost", "bk")  # "nonprivate-nchw" is the slower NCHW baseline, for reference
     for r in rows:  # per-sample clipping costs more than a plain epoch, whatever the load
         assert min(r["ratio"][k] for k in dp_modes) > 1.0
         assert r["seconds"]["nonprivate"] <= r["seconds"]["nonprivate-nchw"] * 1.05  # the baseline is the faster one
     # issue 18's goal: a DP-SGD epoch of our CNN at most 2x a non-private one at the same batch size (Beltran et
-    # al. 2024 measured Opacus at 2.6-8x); the fastest per-sample mode counts
+    # al. 2024 measured Opacus at 2.6-8x), in the default mode (book-keeping clipping)
     targets = []
     for r in rows:
-        mode = min(dp_modes, key=r["ratio"].get)
-        targets.append(Target(f"DP-SGD epoch / non-private, {r['model']}, batch {r['batch_size']}",
-                              r["ratio"][mode], "<=", 2.0, "x", f"fastest mode: {mode}"))
+        fastest = min(dp_modes, key=r["ratio"].get)
+        targets.append(Target(f"DP-SGD epoch (bk) / non-private, {r['model']}, batch {r['batch_size']}",
+                              r["ratio"]["bk"], "<=", 2.0, "x", f"Opacus ghost {r['ratio']['ghost']:.2f}x; "
+                              f"fastest mode: {fastest}"))
     print(format_targets(targets))
     check_targets(targets)
 

@@ -1,5 +1,5 @@
-"""patchlab's conv samplers for Opacus (patchlab.privacy.fastclip): the same per-sample norms and gradients as
-Opacus's own materialised path, in NCHW and channels-last layouts."""
+"""patchlab's samplers for Opacus (patchlab.privacy.fastclip): the same per-sample norms and gradients as Opacus's
+own materialised path, in NCHW and channels-last layouts (convolutions), and for 2-D and 3-D inputs (Linear)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,13 @@ def test_norm_sampler_and_channels_last_grad_sampler_match_opacus():
             for p, norm in fastclip.conv2d_norm_sample(m, [a], o.grad).items():
                 want = ref[next(i for i, q in enumerate(params) if q is p)].reshape(len(x), -1).norm(dim=1)
                 assert torch.allclose(norm, want, rtol=1e-5, atol=1e-6)
+    # the Linear norm sampler (||g_i|| ||a_i|| for 2-D inputs) against the per-example gradients' norms, 2-D and 3-D
+    lin = nn.Linear(5, 3)
+    for shape in ((7, 5), (7, 4, 5)):
+        a, g = torch.randn(*shape), torch.randn(*shape[:-1], 3)
+        per = {lin.weight: torch.einsum("n...i,n...j->nij", g, a), lin.bias: torch.einsum("n...i->ni", g)}
+        for p, norm in fastclip.linear_norm_sample(lin, [a], g).items():
+            assert torch.allclose(norm, per[p].reshape(7, -1).norm(dim=1), rtol=1e-5)
     # an empty (Poisson) batch gives empty norms
     conv = _net()[0]
     out = fastclip.conv2d_norm_sample(conv, [torch.zeros(0, 1, 8, 8)], torch.zeros(0, 4, 8, 8))
