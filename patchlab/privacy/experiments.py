@@ -182,7 +182,7 @@ for _q in (100, 300):
 PATE_RUNS.register("scatter-confident-250-q600", (250, dict(aggregator="confident", sigma=15.0, threshold=200.0,
                                                             sigma1=100.0), 600, SCATTER_PATE))
 # The recipe, every setting chosen on a validation split of 500 held-out public images (never the test part;
-# scripts/pate_levers.py, docs/results/privacy.md "PATE levers on a validation split"), run with three seeds (the
+# scripts/pate_levers.py, docs/results/privacy.md "PATE levers on a validation split"), run with five seeds (the
 # teachers' partition and initialisation, the aggregator's noise, the student). Queries: the most of the remaining
 # 1500 public images that fit in a data-dependent eps of 2.
 RECIPE_TEACHERS = 150
@@ -190,7 +190,7 @@ PATE_RECIPE = dict(teacher="scatter-linear", features="public-pca", feature_dim=
                    linear_optimizer="lbfgs", linear_epochs=10, linear_lr=1.0, linear_weight_decay=0.005,
                    student_weight_decay=0.005, curriculum=True, self_training=8, validation=500, target_epsilon=2.0)
 PATE_RECIPE_AGG = dict(aggregator="confident", sigma=15.0, threshold=0.7 * RECIPE_TEACHERS, sigma1=90.0)
-RECIPE_SEEDS = (0, 1, 2)
+RECIPE_SEEDS = (0, 1, 2, 3, 4)
 for _s in RECIPE_SEEDS:
     PATE_RUNS.register(f"recipe-{RECIPE_TEACHERS}-seed{_s}", (RECIPE_TEACHERS, PATE_RECIPE_AGG, 1500,
                                                              {**PATE_RECIPE, "seed": _s}))
