@@ -171,6 +171,12 @@ def pate_cmd(
     linear_epochs: int = typer.Option(150, "--linear-epochs", min=1, help="scatter-linear: full-batch Adam steps"),
     linear_lr: float = typer.Option(0.05, "--linear-lr", help="scatter-linear: Adam learning rate"),
     linear_weight_decay: float = typer.Option(0.02, "--linear-weight-decay", help="scatter-linear: L2 penalty"),
+    curriculum: bool = typer.Option(False, "--curriculum", help="Student's self-training by class-balanced "
+                                    "shares of the unlabelled public images (curriculum labelling)"),
+    linear_optimizer: str = typer.Option("adam", "--linear-optimizer", help="scatter-linear: adam or lbfgs "
+                                         "(then --linear-epochs counts L-BFGS steps; use --linear-lr 1)"),
+    student_weight_decay: float = typer.Option(None, "--student-weight-decay", help="scatter-linear student's L2 "
+                                               "(default: --linear-weight-decay)"),
     teacher_epochs: int = typer.Option(40, "--teacher-epochs", min=1),
     teacher_lr: float = typer.Option(2e-3, "--teacher-lr", help="Adam learning rate of the teachers"),
     student_epochs: int = typer.Option(40, "--student-epochs", min=1),
@@ -179,6 +185,19 @@ def pate_cmd(
                                        "its own predictions of unanswered public inputs at least this confident"),
     self_training: int = typer.Option(1, "--self-training", min=1, help="Rounds of pseudo-labelling "
                                       "(with --pseudo-label)"),
+    features: str = typer.Option("scatter", "--features", help="scatter-linear teachers' input: scatter (the "
+                                 "ScatterNet features) or public-pca (their principal components, fitted on the "
+                                 "public images only, no labels)"),
+    feature_dim: int = typer.Option(48, "--feature-dim", min=1, help="public-pca: components kept"),
+    target_epsilon: float = typer.Option(None, "--target-epsilon", help="Ask only the most of the --queries "
+                                         "that fit in this data-dependent ε"),
+    teacher_self_training: int = typer.Option(0, "--teacher-self-training", min=0, help="scatter-linear "
+                                              "teachers: rounds of self-training on the public images"),
+    teacher_pseudo_label: float = typer.Option(0.9, "--teacher-pseudo-label", help="... keeping their own labels "
+                                               "at least this confident"),
+    validation: int = typer.Option(0, "--validation", min=0, help="Hold out the last N public images (never "
+                                   "queried or trained on); report the student's accuracy on them, for choosing "
+                                   "settings without the test part"),
     seed: int = SeedOpt, workers: int = WorkersOpt,
     out: Path = typer.Option(None, "--out", "-o", help="Folder for pate.json, pate.png, student.safetensors and "
                              "teachers/ (reruns with other aggregator settings reuse the teachers)"),
@@ -203,7 +222,11 @@ def pate_cmd(
                      teacher_lr=teacher_lr, student_epochs=student_epochs, student_lr=student_lr,
                      pseudo_label=pseudo_label, seed=seed, workers=workers, teacher=teacher, student=student,
                      linear_epochs=linear_epochs, linear_lr=linear_lr, linear_weight_decay=linear_weight_decay,
-                     self_training=self_training)
+                     self_training=self_training, features=features, feature_dim=feature_dim, validation=validation,
+                     target_epsilon=target_epsilon, student_weight_decay=student_weight_decay,
+                     linear_optimizer=linear_optimizer, curriculum=curriculum,
+                     teacher_self_training=teacher_self_training,
+                     teacher_pseudo_label=teacher_pseudo_label)
     with rich_progress(f"PATE {teachers} teachers", enabled=not json_out) as cb:
         res = run_pate(d, cfg, out_dir=out, progress=cb)
     report = {"data": d.source, **res.summary()}
@@ -223,6 +246,8 @@ def pate_cmd(
     typer.echo(f"  {aggregator}: {r['answered']}/{r['queries']} queries answered, label accuracy "
                f"{r['label_accuracy']:.1%}; student {r['accuracy']:.2%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"
                + (f" (+{r['pseudo_labelled']} pseudo-labels)" if r["pseudo_labelled"] else ""))
+    if r["validation_accuracy"] is not None:
+        typer.echo(f"  validation ({validation} held-out public images): student {r['validation_accuracy']:.2%}")
     typer.echo(f"  ε = {r['epsilon']:.3f} data-dependent (classic conversion {r['epsilon_classic']:.3f}), "
                f"{r['epsilon_data_independent']:.3f} data-independent, δ = {delta:g}, order {r['order']:.3g}. "
                "The data-dependent ε is computed from the private votes (released privately only with smooth "

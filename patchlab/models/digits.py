@@ -266,7 +266,8 @@ class FitConfig:
     epochs: int = 5
     batch_size: int = 128
     lr: float = 1e-3
-    optimizer: str = "adam"        # "adam" or "sgd" (momentum 0.9)
+    optimizer: str = "adam"        # "adam", "sgd" (momentum 0.9) or "lbfgs" (for small convex models, full batch:
+                                   # each step up to 20 iterations with a strong-Wolfe line search)
     weight_decay: float = 0.0
     seed: int = 0
     lr_schedule: str = "constant"  # "constant" or "cosine" (per step, to 0 at the last step)
@@ -295,7 +296,19 @@ def _optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    raise PatchlabError(f"unknown optimizer '{cfg.optimizer}' (choose from adam, sgd)")
+    if cfg.optimizer == "lbfgs":  # weight decay is added to the loss (see fit)
+        return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=20, history_size=10, line_search_fn="strong_wolfe")
+    raise PatchlabError(f"unknown optimizer '{cfg.optimizer}' (choose from adam, sgd, lbfgs)")
+
+
+def _lbfgs_closure(model, opt, loss_fn, xb, yb, gen, weight_decay: float) -> torch.Tensor:
+    """L-BFGS re-evaluates the objective in its line search: the loss plus weight decay as the penalty wd/2 |w|^2
+    (whose gradient is what Adam's weight_decay adds)."""
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model, xb, yb, gen)
+    total = loss + 0.5 * weight_decay * sum((p * p).sum() for p in model.parameters() if p.requires_grad)
+    total.backward()
+    return total.detach()
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: FitConfig | None = None, *,
@@ -317,6 +330,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: FitConfig | 
         raise PatchlabError(f"fit: {len(x)} images and {len(y)} labels")
     dev = next(model.parameters()).device
     opt = _optimizer(model, cfg)
+    lbfgs = cfg.optimizer == "lbfgs"
     steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps) if cfg.lr_schedule == "cosine"
@@ -345,10 +359,13 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: FitConfig | 
             for b in range(steps_per_epoch):
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 xb, yb = x[idx].to(dev, non_blocking=True), y[idx].to(dev, non_blocking=True)
-                loss = loss_fn(model, xb, yb, gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                if lbfgs:
+                    loss = opt.step(lambda: _lbfgs_closure(model, opt, loss_fn, xb, yb, gen, cfg.weight_decay))
+                else:
+                    loss = loss_fn(model, xb, yb, gen)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
                 if sched is not None:
                     sched.step()
                 loss_sum += float(loss.detach()) * len(idx)
@@ -373,3 +390,34 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: FitConfig | 
     model.eval()
     result.seconds = prior + (time.perf_counter() - start)
     return result
+
+
+def fit_self_training(train: Callable[[torch.Tensor, torch.Tensor], nn.Module], x: torch.Tensor, y: torch.Tensor,
+                      unlabelled: torch.Tensor | None, rounds: int, threshold: float,
+                      logits: Callable[[nn.Module, torch.Tensor], torch.Tensor] = predict_logits,
+                      curriculum: bool = False) -> tuple[nn.Module, int]:
+    """Self-training: `train(x, y)` fits a fresh model; then `rounds` times, the model labels `unlabelled`, and a
+    fresh model is fitted on (x, y) plus the inputs it labelled with probability >= `threshold`; with `curriculum`
+    (curriculum labelling, Cascante-Bonilla et al. 2021) round r of R keeps instead, per predicted class, the most
+    confident r/R share of len(unlabelled)/classes inputs, so that the classes stay balanced and the last round
+    labels about all of them. `logits(model, inputs)` gives its logits (default predict_logits). Returns (the last
+    model, how many pseudo-labels it used)."""
+    model, used = train(x, y), 0
+    if unlabelled is None or not len(unlabelled) or (threshold <= 0 and not curriculum):
+        return model, used
+    for r in range(rounds):
+        probs = logits(model, unlabelled).softmax(1)
+        conf, guess = probs.max(1)
+        if curriculum:
+            k = round((r + 1) / rounds * len(unlabelled) / probs.shape[1])
+            keep = torch.zeros(len(unlabelled), dtype=torch.bool)
+            for c in guess.unique():
+                members = torch.nonzero(guess == c).flatten()
+                keep[members[conf[members].argsort(descending=True, stable=True)[:k]]] = True
+        else:
+            keep = conf >= threshold
+        used = int(keep.sum())
+        if not used:
+            break
+        model = train(torch.cat([x, unlabelled[keep]]), torch.cat([y, guess[keep]]))
+    return model, used

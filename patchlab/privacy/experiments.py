@@ -183,15 +183,29 @@ for _q in (100, 300):
                                                                   sigma1=100.0), _q, SCATTER_PATE))
 PATE_RUNS.register("scatter-confident-250-q600", (250, dict(aggregator="confident", sigma=15.0, threshold=200.0,
                                                             sigma1=100.0), 600, SCATTER_PATE))
+# The recipe, every setting chosen on a validation split of 500 held-out public images (never the test part;
+# scripts/pate_levers.py, docs/results/privacy.md "PATE levers on a validation split"), run with five seeds (the
+# teachers' partition and initialisation, the aggregator's noise, the student). Queries: the most of the remaining
+# 1500 public images that fit in a data-dependent eps of 2.
+RECIPE_TEACHERS = 150
+PATE_RECIPE = dict(teacher="scatter-linear", features="public-pca", feature_dim=48, teacher_self_training=0,
+                   linear_optimizer="lbfgs", linear_epochs=10, linear_lr=1.0, linear_weight_decay=0.005,
+                   student_weight_decay=0.005, curriculum=True, self_training=8, validation=500, target_epsilon=2.0)
+PATE_RECIPE_AGG = dict(aggregator="confident", sigma=15.0, threshold=0.7 * RECIPE_TEACHERS, sigma1=90.0)
+RECIPE_SEEDS = (0, 1, 2, 3, 4)
+for _s in RECIPE_SEEDS:
+    PATE_RUNS.register(f"recipe-{RECIPE_TEACHERS}-seed{_s}", (RECIPE_TEACHERS, PATE_RECIPE_AGG, 1500,
+                                                             {**PATE_RECIPE, "seed": _s}))
 
 
 def pate_table(data: PrivacyData, out: Path | None = None, runs=tuple(PATE_RUNS), workers: int | None = None,
                progress: ProgressFn | None = None) -> list[dict]:
     """PATE student accuracy and epsilon; teachers are trained once per teacher count (saved under out) and
     shared by the aggregators."""
-    from patchlab.privacy.pate import PATEConfig, run_pate
+    from patchlab.privacy.pate import PATEConfig, fixed_features, run_pate
 
     rows = []
+    feats: dict = {}
     for i, name in enumerate(runs):
         teachers, agg, queries, *extra = PATE_RUNS[name]
         extra = extra[0] if extra else {}
@@ -200,7 +214,11 @@ def pate_table(data: PrivacyData, out: Path | None = None, runs=tuple(PATE_RUNS)
             cfg = PATEConfig(teachers=teachers, queries=min(queries, len(data.public)), pseudo_label=0.9,
                              workers=workers, **agg, **extra)
             folder = f"teachers-{teachers}" + ("-" + extra["teacher"] if extra.get("teacher") else "")
-            res = run_pate(data, cfg, out_dir=out / "pate" / folder if out else None)
+            if name.startswith("recipe-"):  # its own teachers per seed
+                folder = f"recipe-teachers-{teachers}-seed{cfg.seed}"
+                if not feats:  # the ScatterNet features once for every recipe run
+                    feats.update(fixed_features(data, out / "pate" if out else None))
+            res = run_pate(data, cfg, out_dir=out / "pate" / folder if out else None, scatter_features=feats or None)
             s = res.summary()
             s.pop("epsilon_curve")
             return s
@@ -273,12 +291,14 @@ def markdown(table: str, rows: list[dict]) -> str:
         return "\n".join(lines)
     if table == "pate":
         lines = ["| run | teachers (examples each) | teacher acc. | aggregator | answered / queries | label acc. | "
-                 "student acc. | ε data-dep. | ε data-indep. |", "|---|---|---|---|---|---|---|---|---|"]
+                 "student acc. (validation) | ε data-dep. | ε data-indep. |", "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             kind = r.get("teacher", "network")
+            val = r.get("validation_accuracy")
             lines.append(f"| {r['cell']} | {r['teachers']} {kind} ({r['sizes']['per_teacher']}) | "
                          f"{_pct(r['teacher_accuracy_mean'])} | {r['aggregator']} | {r['answered']}/{r['queries']} | "
-                         f"{_pct(r['label_accuracy'])} | {_pct(r['accuracy'])} | {r['epsilon']:.2f} | "
+                         f"{_pct(r['label_accuracy'])} | {_pct(r['accuracy'])}"
+                         + (f" ({_pct(val)})" if val is not None else "") + f" | {r['epsilon']:.2f} | "
                          f"{r['epsilon_data_independent']:.2f} |")
         return "\n".join(lines)
     if table == "mia":

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -38,11 +39,21 @@ class TrainJob:
     model: dict
     trainer: str = "fit"
     settings: dict = field(default_factory=dict)
+    # self-training ("fit" and "fit-features"): `self_training` rounds of pseudo-labels on x[unlabelled] that the
+    # model predicts with probability >= pseudo_label (e.g. PATE's public inputs; their y is never read)
+    unlabelled: list[int] = field(default_factory=list)
+    self_training: int = 0
+    pseudo_label: float = 0.9
 
     def key(self, data_key: str) -> str:
-        payload = json.dumps({**asdict(self), "indices": hashlib.sha256(
-            json.dumps(self.indices).encode()).hexdigest(), "data": data_key}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        digest = lambda v: hashlib.sha256(json.dumps(v).encode()).hexdigest()  # noqa: E731
+        job = {**asdict(self), "indices": digest(self.indices), "data": data_key}
+        if self.self_training:
+            job["unlabelled"] = digest(self.unlabelled)
+        else:  # the keys of jobs without self-training stay as they were before it existed
+            for k in ("unlabelled", "self_training", "pseudo_label"):
+                job.pop(k)
+        return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def data_key(x: torch.Tensor, y: torch.Tensor) -> str:
@@ -68,7 +79,24 @@ def _run_job(job: TrainJob, x: torch.Tensor | None = None, y: torch.Tensor | Non
     y = _DATA["y"] if y is None else y
     idx = torch.as_tensor(job.indices, dtype=torch.long)
     net = make_digits_model(**job.model)
-    if job.trainer == "fit":
+    if job.trainer in ("fit", "fit-features") and job.self_training:
+        from patchlab.models.digits import fit_self_training, predict_logits
+
+        part = (lambda m: m.trainable) if job.trainer == "fit-features" else (lambda m: m)
+
+        def train(xs: torch.Tensor, ys: torch.Tensor):
+            model = make_digits_model(**job.model)
+            settings = dict(job.settings)
+            if settings.get("batch_size") == len(idx):  # full-batch training stays full-batch on the larger set
+                settings["batch_size"] = len(xs)
+            fit(part(model), xs, ys, **settings)
+            return model
+
+        t0 = time.perf_counter()
+        net, used = fit_self_training(train, x[idx], y[idx], x[torch.as_tensor(job.unlabelled, dtype=torch.long)],
+                                      job.self_training, job.pseudo_label, lambda m, u: predict_logits(part(m), u))
+        info = {"seconds": time.perf_counter() - t0, "pseudo_labelled": used}
+    elif job.trainer == "fit":
         res = fit(net, x[idx], y[idx], **job.settings)
         info = {"seconds": res.seconds, "train_accuracy": res.history[-1]["train_accuracy"] if res.history else None}
     elif job.trainer == "fit-features":

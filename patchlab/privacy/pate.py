@@ -10,7 +10,10 @@ multinomial logistic regression on fixed ScatterNet features (kymatio; Tramer & 
 private data (a fixed wavelet transform), so they change nothing in PATE's analysis, and a linear model on them
 learns far more from a small part than a CNN from scratch: more accurate teachers agree more, and agreement is what
 the data-dependent analysis turns into a small epsilon. The student (`student`, default: the teacher's kind) can be
-either kind too.
+either kind too. With `features="public-pca"` the linear teachers see only the top `feature_dim` principal
+components of those features, fitted on the public images without labels (PATE's public data is unlabelled and
+not private): a teacher of 50 images then fits 48 weights per class instead of 3969, and is far more accurate.
+`validation` holds out public images with their labels for choosing settings, so the test part stays untouched.
 
 Aggregators (`aggregate`): "lnmax" (Laplace noise of scale 1/gamma on the counts, 2016), "gnmax" (Gaussian noise
 sigma, 2018) and "confident" (Confident-GNMax: answer only if max count + N(0, sigma1^2) >= threshold, then GNMax
@@ -65,7 +68,16 @@ class PATEConfig:
     linear_epochs: int = 150     # scatter-linear models: full-batch Adam steps,
     linear_lr: float = 0.05      # its learning rate
     linear_weight_decay: float = 0.02  # and L2 (best of 0-0.2 tried on teachers of 24-120 examples)
+    linear_optimizer: str = "adam"  # or "lbfgs" (converges exactly; linear_epochs = L-BFGS steps, linear_lr 1)
     self_training: int = 1       # rounds of pseudo-labelling when pseudo_label > 0
+    student_weight_decay: float | None = None  # a scatter-linear student's L2; None = linear_weight_decay
+    curriculum: bool = False     # the student's self-training by class-balanced shares (see fit_self_training)
+    features: str = "scatter"    # what scatter-linear teachers see: "scatter" or "public-pca" (see FEATURES)
+    feature_dim: int = 48        # "public-pca": principal components kept
+    validation: int = 0          # the last N public images: held out for model selection (see run_pate)
+    target_epsilon: float | None = None  # ask only the largest prefix of the `queries` within this data-dep. eps
+    teacher_self_training: int = 0  # scatter-linear teachers: rounds of self-training on the public pool,
+    teacher_pseudo_label: float = 0.9  # keeping their own labels at least this confident
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,8 +106,28 @@ class PATEConfig:
         self.teacher = TEACHERS.resolve(self.teacher)
         if self.student is not None:
             self.student = TEACHERS.resolve(self.student)
+        if self.linear_optimizer not in ("adam", "sgd", "lbfgs"):
+            raise PatchlabError(f"linear_optimizer must be adam, sgd or lbfgs, got '{self.linear_optimizer}'")
+        if self.student_weight_decay is not None and self.student_weight_decay < 0:
+            raise PatchlabError(f"student_weight_decay must be >= 0, got {self.student_weight_decay}")
         if self.linear_epochs < 1 or not self.linear_lr > 0 or self.linear_weight_decay < 0:
             raise PatchlabError("linear_epochs must be >= 1, linear_lr > 0 and linear_weight_decay >= 0")
+        self.features = FEATURES.resolve(self.features)
+        if self.features != "scatter" and self.teacher != "scatter-linear":
+            raise PatchlabError(f"features='{self.features}' needs teacher='scatter-linear'")
+        if not 0 <= self.validation < n_public:
+            raise PatchlabError(f"validation must lie in [0, {n_public - 1}] (public images held out), "
+                                f"got {self.validation}")
+        n_public -= self.validation
+        if self.features == "public-pca" and not 1 <= self.feature_dim <= n_public:
+            raise PatchlabError(f"feature_dim must lie in [1, {n_public}] (the public images it is fitted on), "
+                                f"got {self.feature_dim}")
+        if self.target_epsilon is not None and not self.target_epsilon > 0:
+            raise PatchlabError(f"target_epsilon must be > 0, got {self.target_epsilon}")
+        if self.teacher_self_training < 0 or not 0 < self.teacher_pseudo_label < 1:
+            raise PatchlabError("teacher_self_training must be >= 0 and teacher_pseudo_label in (0, 1)")
+        if self.teacher_self_training and self.teacher != "scatter-linear":
+            raise PatchlabError("teacher_self_training needs teacher='scatter-linear'")
         if self.self_training < 1:
             raise PatchlabError(f"self_training must be >= 1, got {self.self_training}")
         if self.teachers < 2:
@@ -104,7 +136,8 @@ class PATEConfig:
             raise PatchlabError(f"{self.teachers} teachers need at least that many private examples "
                                 f"(there are {n_private})")
         if not 1 <= self.queries <= n_public:
-            raise PatchlabError(f"queries must lie in [1, {n_public}] (the public part), got {self.queries}")
+            raise PatchlabError(f"queries must lie in [1, {n_public}] (the public part less validation), "
+                                f"got {self.queries}")
         if self.aggregator == "lnmax" and not self.gamma > 0:
             raise PatchlabError(f"gamma must be > 0, got {self.gamma}")
         if self.aggregator != "lnmax" and not self.sigma > 0:
@@ -123,6 +156,13 @@ TEACHERS.register("network", "network", title="the digits model `model`, trained
                   aliases=("cnn",))
 TEACHERS.register("scatter-linear", "scatter-linear", title="logistic regression on fixed ScatterNet features",
                   aliases=("scatter", "scatternet"))
+
+
+# What scatter-linear teachers see. Neither uses a label or a private or test image, so PATE's analysis is unchanged.
+FEATURES: Registry[str] = Registry("features")
+FEATURES.register("scatter", "scatter", title="the fixed ScatterNet features (81 x 7 x 7 for MNIST)")
+FEATURES.register("public-pca", "public-pca", title="their top `feature_dim` principal components, fitted on the "
+                  "public images only (no labels)", aliases=("pca",))
 
 
 def partition(n: int, parts: int, seed: int) -> list[list[int]]:
@@ -194,6 +234,7 @@ class PATEResult:
     labels: np.ndarray
     n: dict = field(default_factory=dict)
     seconds: float = 0.0
+    validation_accuracy: float | None = None  # the student on the held-out public images (cfg.validation)
 
     def summary(self) -> dict:
         from patchlab.stats import wilson_interval
@@ -205,6 +246,7 @@ class PATEResult:
             **self.config.to_dict(), "threshold": self.config.t if self.config.aggregator == "confident" else None,
             "sigma1": self.config.s1 if self.config.aggregator == "confident" else None,
             "accuracy": self.student_accuracy, "ci95": list(wilson_interval(k, n_test)), "n": n_test,
+            "validation_accuracy": self.validation_accuracy,
             "teacher_accuracy_mean": float(np.mean(self.teacher_accuracy)),
             "teacher_accuracy_min": float(np.min(self.teacher_accuracy)),
             "ensemble_accuracy": self.ensemble_accuracy, "label_accuracy": self.label_accuracy,
@@ -249,6 +291,48 @@ def fixed_features(data: PrivacyData, out_dir: str | Path | None = None) -> dict
     return feats
 
 
+@dataclass
+class PublicPCA:
+    """The top principal components of the (GroupNorm'd, flattened) ScatterNet features of the public images: a
+    fixed linear map, fitted without labels and without any private or test image. A linear teacher on these
+    coordinates is a linear model on the full features, so `fold` turns it back into a ScatterNet model."""
+
+    mean: torch.Tensor          # (F,)
+    components: torch.Tensor    # (k, F), orthonormal rows
+    scale: float                # one global scale: the coordinates' overall std on the fitting images
+    size: int
+
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, C, s, s) ScatterNet features -> (N, k, 1, 1) coordinates."""
+        z = (_normalise(feats, self.size) - self.mean) @ self.components.T / self.scale
+        return z[:, :, None, None]
+
+    def fold(self, linear) -> torch.nn.Module:
+        """A linear model on the coordinates (`logreg` kind, size 1) -> the ScatterNet model with the same logits."""
+        net = _scatter_model(self.size, 0)  # weights replaced below
+        w = linear.head.weight.detach() @ self.components / self.scale
+        with torch.no_grad():
+            net.trainable[2].weight.copy_(w)
+            net.trainable[2].bias.copy_(linear.head.bias.detach() - w @ self.mean)
+        return net.eval()
+
+
+def _normalise(feats: torch.Tensor, size: int) -> torch.Tensor:
+    """The scatter model's own parameter-free GroupNorm, flattened (what its linear layer sees)."""
+    with torch.no_grad():
+        return _scatter_model(size, 0).trainable[:2](feats)
+
+
+def public_pca(public_features: torch.Tensor, dim: int, size: int) -> PublicPCA:
+    """Fit PublicPCA on the ScatterNet features of public images (pass only the public images it may see)."""
+    f = _normalise(public_features, size).double()
+    mean = f.mean(0)
+    _, _, vh = torch.linalg.svd(f - mean, full_matrices=False)
+    comps = vh[:dim]
+    scale = float(((f - mean) @ comps.T).std())
+    return PublicPCA(mean.float(), comps.float(), scale, size)
+
+
 def _on(models, x: torch.Tensor, features: bool):
     """The models' logits on x: images, or (features=True) the fixed features their trainable part takes."""
     from patchlab.models.digits import predict_logits
@@ -269,18 +353,28 @@ def train_teachers(data: PrivacyData, cfg: PATEConfig, *, out_dir: str | Path | 
                    features: dict[str, torch.Tensor] | None = None) -> list:
     """One model per disjoint part of the private data, trained in parallel processes (`cfg.workers`); with
     out_dir, saved model by model and reused by a rerun. scatter-linear teachers train on `features` (computed
-    when not given) and are saved as whole ScatterNet models (they take images)."""
+    when not given) and are saved as whole ScatterNet models (they take images); with cfg.features "public-pca"
+    they train (and are saved) as linear models on the PublicPCA coordinates and are returned folded into whole
+    ScatterNet models."""
     parts = partition(len(data.private), cfg.teachers, cfg.seed)
+    pca = None
     if TEACHERS.resolve(cfg.teacher) == "scatter-linear":
         from patchlab.privacy.data import model_kwargs
 
-        x = (features or fixed_features(data))["private"]
+        feats = features or fixed_features(data)
+        x = feats["private"]
         model = model_kwargs("scatter", "relu", data.size)
         trainer = "fit-features"
+        if FEATURES.resolve(cfg.features) == "public-pca":  # fitted on the student's public pool only
+            pca = public_pca(feats["public"][:len(data.public) - cfg.validation], cfg.feature_dim, data.size)
+            x = pca(x)
+            model = {"kind": "logreg", "size": 1, "channels": cfg.feature_dim}
+            trainer = "fit"
 
         def settings(i: int, n: int) -> dict:  # full-batch logistic regression with L2
             return {"epochs": cfg.linear_epochs, "lr": cfg.linear_lr, "batch_size": n,
-                    "weight_decay": cfg.linear_weight_decay, "seed": cfg.seed * 10_007 + i}
+                    "weight_decay": cfg.linear_weight_decay, "seed": cfg.seed * 10_007 + i,
+                    **({"optimizer": cfg.linear_optimizer} if cfg.linear_optimizer != "adam" else {})}
     else:
         x = data.private.images
         model = {"kind": cfg.model, "size": data.size}
@@ -291,12 +385,19 @@ def train_teachers(data: PrivacyData, cfg: PATEConfig, *, out_dir: str | Path | 
         def settings(i: int, n: int) -> dict:
             return {"epochs": cfg.teacher_epochs, "lr": cfg.teacher_lr, "batch_size": cfg.teacher_batch_size,
                     "seed": cfg.seed * 10_007 + i}
+    y = data.private.labels
+    unlabelled: list[int] = []
+    if cfg.teacher_self_training:  # the public pool joins x as unlabelled inputs (their y is never read)
+        pool = feats["public"][:len(data.public) - cfg.validation]
+        unlabelled = list(range(len(x), len(x) + len(pool)))
+        x = torch.cat([x, pca(pool) if pca is not None else pool])
+        y = torch.cat([y, torch.full((len(pool),), -1, dtype=y.dtype)])
     jobs = [TrainJob(name=f"teacher-{i:03d}", indices=idx, model={**model, "seed": cfg.seed * 10_007 + i},
-                     trainer=trainer, settings=settings(i, len(idx)))
+                     trainer=trainer, settings=settings(i, len(idx)), unlabelled=unlabelled,
+                     self_training=cfg.teacher_self_training, pseudo_label=cfg.teacher_pseudo_label)
             for i, idx in enumerate(parts)]
-    models, _ = train_many(jobs, x, data.private.labels, workers=cfg.workers, out_dir=out_dir,
-                           progress=progress, stop=stop)
-    return models
+    models, _ = train_many(jobs, x, y, workers=cfg.workers, out_dir=out_dir, progress=progress, stop=stop)
+    return models if pca is None else [None if m is None else pca.fold(m) for m in models]
 
 
 def train_student(x: torch.Tensor, y: torch.Tensor, cfg: PATEConfig, unlabelled: torch.Tensor | None = None,
@@ -305,7 +406,7 @@ def train_student(x: torch.Tensor, y: torch.Tensor, cfg: PATEConfig, unlabelled:
     its own labels of the `unlabelled` inputs it is at least that confident about (post-processing: no privacy
     cost). For a scatter-linear student, x and unlabelled are ScatterNet features and `size` is the image size.
     Returns (model, how many pseudo-labels the last round used)."""
-    from patchlab.models.digits import fit, make_digits_model, predict_logits
+    from patchlab.models.digits import fit, fit_self_training, make_digits_model, predict_logits
 
     linear = cfg.student_kind == "scatter-linear"
     seed = cfg.seed + 777
@@ -313,8 +414,9 @@ def train_student(x: torch.Tensor, y: torch.Tensor, cfg: PATEConfig, unlabelled:
     def _fit(xs, ys):
         if linear:
             net = _scatter_model(int(size), seed)
+            wd = cfg.linear_weight_decay if cfg.student_weight_decay is None else cfg.student_weight_decay
             fit(net.trainable, xs, ys, epochs=cfg.linear_epochs, lr=cfg.linear_lr, batch_size=len(xs),
-                weight_decay=cfg.linear_weight_decay, seed=seed)
+                weight_decay=wd, seed=seed, optimizer=cfg.linear_optimizer)
             return net
         kwargs = {"activation": cfg.activation} if cfg.model in ("cnn", "dpcnn", "mlp") else {}
         net = make_digits_model(cfg.model, size=int(x.shape[-1]), seed=seed, **kwargs)
@@ -323,25 +425,44 @@ def train_student(x: torch.Tensor, y: torch.Tensor, cfg: PATEConfig, unlabelled:
 
     if len(x) == 0:
         raise PatchlabError("the aggregator answered no query: lower the threshold or the noise")
-    student = _fit(x, y)
-    used = 0
-    if cfg.pseudo_label > 0 and unlabelled is not None and len(unlabelled):
-        for _ in range(cfg.self_training):
-            probs = predict_logits(student.trainable if linear else student, unlabelled).softmax(1)
-            conf, guess = probs.max(1)
-            keep = conf >= cfg.pseudo_label
-            used = int(keep.sum())
-            if not used:
-                break
-            student = _fit(torch.cat([x, unlabelled[keep]]), torch.cat([y, guess[keep]]))
-    return student, used
+    return fit_self_training(_fit, x, y, unlabelled if (cfg.pseudo_label > 0 or cfg.curriculum) else None,
+                             cfg.self_training, cfg.pseudo_label,
+                             lambda m, u: predict_logits(m.trainable if linear else m, u), curriculum=cfg.curriculum)
+
+
+def _aggregate(counts: np.ndarray, cfg: PATEConfig) -> tuple[Aggregate, PateAnalysis]:
+    """cfg's aggregator on the vote counts (noise seeded by cfg.seed, as every run draws it) and its analysis."""
+    rng = np.random.default_rng(cfg.seed + 4242)
+    agg = aggregate(counts, cfg.aggregator, rng, gamma=cfg.gamma, sigma=cfg.sigma, threshold=cfg.t, sigma1=cfg.s1)
+    return agg, analyse(counts, cfg.aggregator, cfg.delta, sigma=cfg.sigma, gamma=cfg.gamma, threshold=cfg.t,
+                        sigma1=cfg.s1, answered=agg.answered)
+
+
+def queries_within(counts: np.ndarray, cfg: PATEConfig, epsilon: float) -> int:
+    """The most queries q <= len(counts) whose run (cfg's aggregator and seed on the first q vote counts, drawn as
+    run_pate draws them) costs a data-dependent epsilon <= `epsilon`; 0 if none. Bisection: epsilon grows with q
+    apart from the noise's draws, and the q returned is one whose realised run was checked to fit."""
+    lo, hi = 0, len(counts)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _aggregate(counts[:mid], cfg)[1].epsilon() <= epsilon:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def run_pate(data: PrivacyData, config: PATEConfig | None = None, *, out_dir: str | Path | None = None,
              progress: ProgressFn | None = None, stop: threading.Event | None = None, teachers: list | None = None,
-             **overrides) -> PATEResult:
+             scatter_features: dict[str, torch.Tensor] | None = None, **overrides) -> PATEResult:
     """Teachers (trained in parallel, resumable through out_dir), noisy aggregation of their votes on the first
-    `queries` public inputs, the privacy analysis, and the student. Progress: teachers first, then the student."""
+    `queries` public inputs (with cfg.target_epsilon: the most of them that fit in it, `queries_within`), the privacy
+    analysis, and the student. Progress: teachers first, then the student. `scatter_features`: the ScatterNet
+    features of `data` (`fixed_features`), when the caller has them already.
+
+    With cfg.validation = N, the last N public images are held out: never queried, never seen by the student or
+    the public PCA; the student's accuracy on them (`validation_accuracy`) is for choosing settings, so that the
+    test part is used only to report the chosen ones."""
     cfg = PATEConfig.from_dict({**(config or PATEConfig()).to_dict(), **overrides})
     cfg.validate(len(data.private), len(data.public))
     t0 = time.perf_counter()
@@ -353,7 +474,7 @@ def run_pate(data: PrivacyData, config: PATEConfig | None = None, *, out_dir: st
 
     on_features = cfg.teacher == "scatter-linear"
     s_features = cfg.student_kind == "scatter-linear"
-    feats = fixed_features(data, out_dir) if (on_features or s_features) else None
+    feats = scatter_features or (fixed_features(data, out_dir) if (on_features or s_features) else None)
 
     def inputs(part: str, features: bool) -> torch.Tensor:
         return feats[part] if features else getattr(data, part).images
@@ -365,19 +486,24 @@ def run_pate(data: PrivacyData, config: PATEConfig | None = None, *, out_dir: st
         raise PatchlabError("stopped while training the teachers (finished teachers are kept in out_dir)")
     num_classes = int(data.private.labels.max()) + 1
     counts = vote_counts(_predict(teachers, inputs("public", on_features)[:cfg.queries], on_features), num_classes)
-    rng = np.random.default_rng(cfg.seed + 4242)
-    agg = aggregate(counts, cfg.aggregator, rng, gamma=cfg.gamma, sigma=cfg.sigma, threshold=cfg.t, sigma1=cfg.s1)
-    an = analyse(counts, cfg.aggregator, cfg.delta, sigma=cfg.sigma, gamma=cfg.gamma, threshold=cfg.t,
-                 sigma1=cfg.s1, answered=agg.answered)
+    if cfg.target_epsilon is not None:
+        cfg.queries = queries_within(counts, cfg, cfg.target_epsilon)
+        if not cfg.queries:
+            raise PatchlabError(f"not one query fits in target_epsilon={cfg.target_epsilon:g}")
+        counts = counts[:cfg.queries]
+    agg, an = _aggregate(counts, cfg)
     if progress is not None:
         progress(cfg.teachers + 1, total, {"stage": "aggregated", "answered": int(agg.answered.sum()),
                                            "epsilon": an.epsilon()})
     keep = torch.as_tensor(agg.answered)
     ys = torch.as_tensor(agg.labels[agg.answered], dtype=torch.long)
-    xs = inputs("public", s_features)
+    n_pool = len(data.public) - cfg.validation  # the held-out public images are never queried nor trained on
+    xs = inputs("public", s_features)[:n_pool]
     xq = xs[:cfg.queries]
     unlabelled = torch.cat([xq[~keep], xs[cfg.queries:]])
     student, used = train_student(xq[keep], ys, cfg, unlabelled, size=data.size)
+    val_acc = (_accuracy(student, inputs("public", s_features)[n_pool:], data.public.labels[n_pool:], s_features)
+               if cfg.validation else None)
     truth = data.public.labels[:cfg.queries].numpy()
     test_votes = vote_counts(_predict(teachers, inputs("test", on_features), on_features), num_classes)
     y_test = data.test.labels
@@ -391,9 +517,9 @@ def run_pate(data: PrivacyData, config: PATEConfig | None = None, *, out_dir: st
         answered=int(agg.answered.sum()), pseudo_labelled=used, epsilon=an.epsilon(),
         epsilon_classic=an.epsilon(conversion="classic"), epsilon_independent=an.epsilon(dependent=False),
         order=an.order(), analysis=an, counts=counts, labels=agg.labels,
-        n={"private": len(data.private), "public": len(data.public), "test": len(data.test),
+        n={"private": len(data.private), "public": n_pool, "validation": cfg.validation, "test": len(data.test),
            "per_teacher": len(data.private) // cfg.teachers},
-        seconds=time.perf_counter() - t0)
+        seconds=time.perf_counter() - t0, validation_accuracy=val_acc)
     if progress is not None:
         progress(total, total, {"stage": "student", "accuracy": result.student_accuracy})
     return result

@@ -83,12 +83,16 @@ def test_pate(mnist_split, bench_out):
     _show("pate", rows)
     for r in rows:
         assert r["epsilon"] <= r["epsilon_data_independent"] + 1e-9
-    # the papers' anchors on our 6000 private images (2016: 98.0% at eps 2.04; 2018: eps < 1 with Confident-GNMax)
-    at2 = [r for r in rows if r["epsilon"] <= 2.0]
-    best = max(at2, key=lambda r: r["accuracy"])
+    # the papers' anchors on our 6000 private images (2016: 98.0% at eps 2.04; 2018: eps < 1 with Confident-GNMax).
+    # The 95% goal is judged on the recipe chosen on the validation split, over its seeds (not the best test row)
+    recipe = [r for r in rows if r["cell"].startswith("recipe-")]
+    assert len(recipe) >= 5 and all(r["epsilon"] <= 2.0 + 1e-9 for r in recipe)
+    acc = [100 * r["accuracy"] for r in recipe]
     low = min((r for r in rows if r["aggregator"] == "confident" and r["answered"] > 0), key=lambda r: r["epsilon"])
-    targets = [Target("PATE student accuracy at data-dependent eps <= 2", 100 * best["accuracy"], ">=", 95.0, "%",
-                      f"{best['cell']}: eps {best['epsilon']:.2f}, {best['answered']} answered"),
+    targets = [Target(f"PATE recipe (chosen on validation): mean student accuracy over {len(recipe)} seeds at "
+                      "data-dependent eps <= 2", sum(acc) / len(acc), ">=", 95.0, "%",
+                      f"range {min(acc):.1f}-{max(acc):.1f}%, eps <= {max(r['epsilon'] for r in recipe):.2f}, "
+                      f"{min(r['answered'] for r in recipe)}-{max(r['answered'] for r in recipe)} answered"),
                Target("Confident-GNMax run with eps < 1 (lowest eps of a run that answered)", low["epsilon"], "<=",
                       1.0, "", f"{low['cell']}: {low['answered']} answered, student {100 * low['accuracy']:.1f}%")]
     print(format_targets(targets))

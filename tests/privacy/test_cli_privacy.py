@@ -65,6 +65,16 @@ def test_mia_and_pate_commands(capsys, tmp_path):
                          "-q", "50", "--teacher", "scatter-linear", "--linear-epochs", "30", "--workers", "1",
                          "--json"])
     assert out["teacher"] == "scatter-linear" and out["teacher_accuracy_mean"] > 0.7 and out["accuracy"] > 0.6
+    # the recipe's options: public-PCA teachers self-trained on the public pool, a validation hold-out, the most
+    # queries within a target epsilon, L-BFGS linear models, a curriculum-labelling student
+    out = _json(capsys, ["privacy", "pate", "--data", "sklearn", "-t", "10", "--sigma", "5", "--sigma1", "5",
+                         "--threshold", "8", "-q", "300", "--teacher", "scatter-linear", "--features", "public-pca",
+                         "--feature-dim", "16", "--teacher-self-training", "1", "--validation", "100",
+                         "--target-epsilon", "20", "--linear-optimizer", "lbfgs", "--linear-epochs", "5",
+                         "--linear-lr", "1", "--curriculum", "--self-training", "2", "--workers", "1", "--json"])
+    assert out["features"] == "public-pca" and out["sizes"]["validation"] == 100 and out["sizes"]["public"] == 300
+    assert out["epsilon"] <= 20 and 50 < out["queries"] < 300  # the budget, not the pool, sets the queries (123)
+    assert out["target_epsilon"] == 20 and out["validation_accuracy"] > 0.6  # measured 0.71 (n = 100)
     # another command's file where a teacher goes is refused before any training
     (tmp_path / "other" / "teachers").mkdir(parents=True)
     (tmp_path / "other" / "teachers" / "teacher-001.digits.safetensors").write_bytes(b"not a model")

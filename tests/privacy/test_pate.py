@@ -197,3 +197,94 @@ def test_scatter_linear_teachers_beat_networks_and_resume(digits_split, tmp_path
     assert b.student_accuracy == a.student_accuracy
     with pytest.raises(PatchlabError, match="did you mean 'scatter-linear'"):
         run_pate(digits_split, cfg, teacher="scatter-linea")
+
+
+def test_public_pca_teachers_see_only_public_images(digits_split, tmp_path, monkeypatch):
+    """features="public-pca": the PCA is fitted on the student's public pool alone (no labels, no private, test or
+    held-out validation image), the teachers fold back into ScatterNet models that vote on images as on the
+    coordinates, and the held-out images are never queried."""
+    from dataclasses import replace
+
+    from patchlab.data import Digits
+    from patchlab.models.digits import predict_logits
+    from patchlab.privacy import pate as pate_mod
+    from patchlab.privacy.pate import fixed_features, public_pca, train_teachers
+
+    cfg = PATEConfig(teacher="scatter-linear", features="public-pca", feature_dim=16, teachers=10,
+                     aggregator="gnmax", sigma=2.0, queries=150, validation=100, pseudo_label=0.9, workers=1, seed=0)
+    feats = fixed_features(digits_split)
+    seen = []
+    monkeypatch.setattr(pate_mod, "public_pca", lambda f, dim, size: seen.append(f) or public_pca(f, dim, size))
+    a = run_pate(digits_split, cfg, out_dir=tmp_path / "pca")
+    monkeypatch.undo()
+    assert len(seen) == 1 and torch.equal(seen[0], feats["public"][:300])  # 400 public less 100 held out
+    # changing what the PCA must not see (test images, held-out images, public labels) changes no teacher
+    g = torch.Generator().manual_seed(5)
+    noise = Digits(torch.rand(digits_split.test.images.shape, generator=g), digits_split.test.labels, "noise")
+    pub = digits_split.public
+    pub_imgs = pub.images.clone()
+    pub_imgs[300:] = torch.rand(pub_imgs[300:].shape, generator=g)
+    other = replace(digits_split, test=noise, public=Digits(pub_imgs, pub.labels.flip(0), pub.source))
+    first = train_teachers(digits_split, cfg)
+    again = train_teachers(other, cfg)
+    for m1, m2 in zip(first, again):
+        assert torch.equal(m1.trainable[2].weight, m2.trainable[2].weight)
+    pca = public_pca(feats["public"][:300], 16, digits_split.size)
+    assert pca.components.shape == (16, feats["public"][0].numel())
+    # folded teachers are whole ScatterNet models: on images they vote as the ensemble did
+    votes = torch.stack([predict_logits(m, digits_split.public.images[:150]).argmax(1) for m in first])
+    assert np.array_equal(vote_counts(votes, 10), a.counts)
+    n = len(digits_split.test)
+    # measured: teachers 0.9x on 100 examples each; the floors leave a Wilson margin at n = 397 and 100
+    assert np.mean(a.teacher_accuracy) >= 0.85 and a.ensemble_accuracy >= 0.9
+    assert wilson_interval(round(a.student_accuracy * n), n)[1] >= 0.9
+    assert a.validation_accuracy is not None and a.n["validation"] == 100 and a.n["public"] == 300
+    with pytest.raises(PatchlabError, match="queries"):
+        run_pate(digits_split, cfg, queries=301)  # the held-out images cannot be queried
+    with pytest.raises(PatchlabError, match="needs teacher='scatter-linear'"):
+        run_pate(digits_split, cfg, teacher="network")
+    with pytest.raises(PatchlabError, match="did you mean 'public-pca'"):
+        run_pate(digits_split, cfg, features="public-pcb")
+
+
+def test_lbfgs_fit_reaches_the_regularised_optimum(digits_split):
+    """fit(optimizer="lbfgs") (the linear teachers' and student's optimiser in the PATE recipe): full batch, its
+    weight decay as the penalty wd/2 |w|^2; after 10 steps the penalised objective's gradient vanishes."""
+    from patchlab.models.digits import fit, make_digits_model
+
+    x, y = digits_split.private.images[:300], digits_split.private.labels[:300]
+
+    def trained(wd: float):
+        net = make_digits_model("logreg", size=8, seed=0)
+        fit(net, x, y, epochs=10, lr=1.0, batch_size=len(x), weight_decay=wd, optimizer="lbfgs", seed=0)
+        return net
+
+    for wd in (0.01, 0.1):
+        net = trained(wd)
+        loss = torch.nn.functional.cross_entropy(net(x), y) + wd / 2 * sum((p * p).sum() for p in net.parameters())
+        loss.backward()
+        assert float(torch.cat([p.grad.flatten() for p in net.parameters()]).norm()) < 1e-4
+    norms = [float(trained(wd).head.weight.detach().norm()) for wd in (0.01, 0.1)]
+    assert norms[1] < 0.7 * norms[0]  # the penalty is applied
+
+
+def test_curriculum_self_training_keeps_classes_balanced(digits_split):
+    """fit_self_training(curriculum=True): round r of R adds, per predicted class, at most r/R of an equal share of
+    the unlabelled inputs (the most confident first), so the last round labels about all of them."""
+    from patchlab.models.digits import fit, fit_self_training, make_digits_model, predict_logits
+
+    x, y = digits_split.private.images[:40], digits_split.private.labels[:40]
+    u = digits_split.public.images[:300]
+    sizes = []
+
+    def train(xs, ys):
+        sizes.append(len(xs))
+        net = make_digits_model("logreg", size=8, seed=0)
+        fit(net, xs, ys, epochs=10, lr=1.0, batch_size=len(xs), weight_decay=0.01, optimizer="lbfgs", seed=0)
+        return net
+
+    model, used = fit_self_training(train, x, y, u, 3, 0.0, curriculum=True)
+    assert sizes[0] == 40 and sizes[1] - 40 <= 10 * 10 and sizes[2] - 40 <= 10 * 20 and used == sizes[3] - 40
+    assert 270 <= used <= 300  # about all: 30 per predicted class, fewer where a class is predicted less often
+    guess = predict_logits(model, u).argmax(1)
+    assert (guess == digits_split.public.labels[:300]).float().mean() > 0.75  # measured 0.83
