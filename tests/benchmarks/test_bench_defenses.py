@@ -84,7 +84,7 @@ def test_patchcleanser_finetuned(imagenet_dir, lite0):
 
     if not FINETUNED.is_file():
         # the recipe chosen on 60 training-side images kept out (docs/results/defenses-finetune.md)
-        finetune(FinetuneConfig(images=str(imagenet_dir), layers="all", loss="distill", masks="mixed", epochs=4,
+        finetune(FinetuneConfig(images=str(imagenet_dir), layers="all", loss="distill", masks="mixed", epochs=10,
                                 batch_size=32, lr=1e-3), FINETUNED, FINETUNED.with_suffix(".ckpt.pt"))
     tuned = load_model(str(FINETUNED), "cpu", arch="efficientnet_lite0")
     rows, results = [], {}

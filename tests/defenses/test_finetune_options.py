@@ -79,14 +79,14 @@ def test_distillation_is_zero_for_the_teacher_itself_at_any_temperature():
         p = (net(crop) / 3).softmax(1)
         q = (student(inputs) / 3).log_softmax(1)
     want = 9 * (p * (p.log() - q)).sum(1).mean()
-    assert float(got) == pytest.approx(float(want), rel=1e-4) and float(want) > 0
+    assert got.item() == pytest.approx(float(want), rel=1e-4) and float(want) > 0
     # "hard" is cross-entropy on the teacher's top-1 label for the unmasked crop
     hard = FinetuneConfig(loss="hard", masks="cutout", holes=0)
     got = masking_loss(hard, 32, net)(net, x, y, torch.Generator().manual_seed(0))
     crop = random_resized_crop(x, 32, torch.Generator().manual_seed(0), hard.crop_scale)
     with torch.no_grad():
         logits = net(crop)
-    assert float(got) == pytest.approx(float(nn.functional.cross_entropy(logits, logits.argmax(1))), rel=1e-5)
+    assert got.item() == pytest.approx(float(nn.functional.cross_entropy(logits, logits.argmax(1))), rel=1e-5)
     with pytest.raises(PatchlabError):
         FinetuneConfig(temperature=0)
     with pytest.raises(PatchlabError):
