@@ -160,9 +160,16 @@ def train_masking(
     images: Path = ImagesOpt,
     arch: str = typer.Option("efficientnet_lite0", "--arch", help="EfficientNet-Lite to fine-tune"),
     layers: str = typer.Option("all", "--layers", help="all, or late (last stages, head, classifier)"),
-    loss: str = typer.Option("distill", "--loss", help="distill (match the original model's clean prediction) "
-                             "or ce (true labels, the paper's recipe)"),
-    masks: str = typer.Option("cutout", "--masks", help="cutout (2 x 128 px holes) or pairs (PatchCleanser's)"),
+    loss: str = typer.Option("distill", "--loss", help="distill (match the original model's clean prediction), "
+                             "hard (its top-1 label) or ce (true labels, the paper's recipe)"),
+    masks: str = typer.Option("cutout", "--masks", help="cutout (2 x 128 px holes), pairs (two of PatchCleanser's "
+                              "masks) or mixed (none, one or two of them)"),
+    temperature: float = typer.Option(1.0, "--temperature", help="Distillation temperature"),
+    worst_of: int = typer.Option(1, "--worst-of", min=1, help="Draw N maskings per image, train on the hardest"),
+    crop_scale: float = typer.Option(0.35, "--crop-scale", help="Smallest random crop, as a share of the image"),
+    val: int = typer.Option(0, "--val", min=0, help="Keep N training images out for model selection and score "
+                            "a certification proxy on them"),
+    val_pairs: int = typer.Option(60, "--val-pairs", min=0, help="Mask pairs the proxy checks (hardest first)"),
     holes: int = typer.Option(2, "--holes", min=0),
     hole_size: int = typer.Option(128, "--hole-size", min=1),
     epochs: int = typer.Option(10, "--epochs", min=1),
@@ -184,8 +191,8 @@ def train_masking(
 
     cfg = FinetuneConfig(images=str(images), arch=arch, layers=layers, loss=loss, masks=masks, holes=holes,
                          hole_size=hole_size, epochs=epochs, batch_size=batch, lr=lr, optimizer=optimizer,
-                         lr_schedule=schedule,
-                         seed=seed, limit=limit)
+                         lr_schedule=schedule, temperature=temperature, worst_of=worst_of, crop_scale=crop_scale,
+                         val=val, val_pairs=val_pairs, seed=seed, limit=limit)
     _check("patchlab defend train masking", force, model=out)
     ckpt = checkpoint or out.with_suffix(".ckpt.pt")
     with rich_progress("fine-tune", enabled=not json_out) as cb:
@@ -195,6 +202,11 @@ def train_masking(
         return
     typer.echo(f"wrote {result['out']} after {result['epochs']} epochs ({result['seconds']:.0f}s); load it with "
                f"--model {result['out']} --arch {arch}")
+    for label in ("original", "fine-tuned"):
+        if label in result.get("validation", {}):
+            v = result["validation"][label]
+            typer.echo(f"validation ({v['n']} training-side images kept out), {label}: proxy certified "
+                       f"{100 * v['proxy_certified']:.1f}%, clean {100 * v['clean_accuracy']:.1f}%")
 
 
 def train_adversarial_cmd(

@@ -3,12 +3,21 @@ images certify far more often, 41.6% -> 53.0% for ResNet-50 at a 2% patch).
 
 Recipe: SGD (momentum 0.9, lr 1e-3), 2 grey holes of 128 px per 224 px image (`masking.cutout`), on the training
 side of the shared split with random-resized-crop and flip augmentation. BatchNorm statistics and dropout stay in
-eval mode (a few hundred images cannot re-estimate ImageNet statistics). Two losses:
+eval mode (a few hundred images cannot re-estimate ImageNet statistics). Three losses:
   "ce"      - cross-entropy on the true labels of the masked images (the paper's recipe);
   "distill" - KL divergence from the original model's prediction on the same crop *without* masks to the student's
-              prediction on the masked crop: it teaches "answer as if unmasked" for all 1000 classes, not just the
-              classes of the training images (the shared images hold one image per class, so the held-out images
-              are of classes fine-tuning never sees).
+              prediction on the masked crop (softened by `temperature`, scaled by its square as in Hinton et al.):
+              it teaches "answer as if unmasked" for all 1000 classes, not just the classes of the training images
+              (the shared images hold one image per class, so the held-out images are of classes fine-tuning
+              never sees);
+  "hard"    - cross-entropy on the original model's top-1 label for the unmasked crop (a certificate only needs
+              the top-1 to survive the masks).
+Masks: "cutout" (the paper's holes), "pairs" (two masks of the certifier's own set: its second-round input) or
+"mixed" (per image: unmasked 1/4, one mask 1/4, two masks 1/2: every input kind the certifier feeds the model).
+`worst_of` > 1 draws that many maskings per image and trains on the one with the highest loss (a certificate fails
+on the worst of its 666 inputs, not the average one). `val` > 0 keeps a seeded subset of the training side out of
+fine-tuning and scores a certification proxy on it (`certify_proxy`) for the original and the fine-tuned model:
+model selection never looks at the held-out images.
 `layers` = "all" trains every weight; "late" only the last stages, the head and the classifier.
 
 The loop is `patchlab.models.digits.fit` (seeded per epoch, checkpointed every epoch, resumable: a resumed run equals
@@ -32,8 +41,9 @@ from patchlab.progress import ProgressFn
 
 STORE_SIZE = 256  # training images are kept as 256 px centre crops; random crops are resized to the model's 224
 LAYERS = ("all", "late")
-LOSSES = ("distill", "ce")
-MASKS = ("cutout", "pairs")
+LOSSES = ("distill", "ce", "hard")
+MASKS = ("cutout", "pairs", "mixed")
+VAL_SEED = 1  # which training-side images `val` holds out
 
 
 @dataclass
@@ -42,7 +52,7 @@ class FinetuneConfig:
     arch: str = "efficientnet_lite0"
     layers: str = "all"
     loss: str = "distill"
-    masks: str = "cutout"     # "cutout" (holes x hole_size, the paper) or "pairs" (two masks of the certifier's set)
+    masks: str = "cutout"     # "cutout" (holes x hole_size, the paper), "pairs" or "mixed" (the certifier's set)
     holes: int = 2
     hole_size: int = 128
     patch: float = 0.02       # "pairs": the patch the PatchCleanser mask set is sized for
@@ -55,6 +65,10 @@ class FinetuneConfig:
     lr_schedule: str = "cosine"
     weight_decay: float = 0.0
     crop_scale: float = 0.35  # smallest random-resized-crop area, as a share of the stored image
+    temperature: float = 1.0  # "distill": softmax temperature of teacher and student
+    worst_of: int = 1         # maskings drawn per image; the one with the highest loss is trained on
+    val: int = 0              # training-side images kept out of fine-tuning, for model selection
+    val_pairs: int = 60       # certification proxy: the certifier's first `val_pairs` pairs
     seed: int = 0
     limit: int | None = None  # use only the first N training images (tests)
 
@@ -67,6 +81,10 @@ class FinetuneConfig:
             raise PatchlabError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.holes < 0 or self.hole_size < 1 or not 0 < self.crop_scale <= 1:
             raise PatchlabError("holes must be >= 0, hole_size >= 1 and crop_scale in (0, 1]")
+        if not self.temperature > 0:
+            raise PatchlabError(f"temperature must be > 0, got {self.temperature}")
+        if self.worst_of < 1 or self.val < 0 or self.val_pairs < 0:
+            raise PatchlabError("worst_of must be >= 1, val and val_pairs >= 0")
 
 
 class FinetuneNet(nn.Module):
@@ -126,36 +144,89 @@ def mask_pairs(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator, 
     return torch.where(m, torch.full((), fill, dtype=images.dtype, device=images.device), images)
 
 
+def mask_mixed(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator, fill: float = 0.5) -> torch.Tensor:
+    """Each image unmasked (1/4), with one mask (1/4) or with two masks (1/2) of a PatchCleanser set: the inputs
+    the certifier feeds the model, the second round's pairs most often since they are most of the 666."""
+    n = len(images)
+    kind = torch.randint(0, 4, (n,), generator=gen)  # 0 unmasked, 1 one mask, 2-3 two masks
+    a = torch.randint(0, len(masks), (n,), generator=gen)
+    b = torch.randint(0, len(masks), (n,), generator=gen)
+    m = (masks[a] & (kind > 0)[:, None, None, None]) | (masks[b] & (kind > 1)[:, None, None, None])
+    m = m.to(images.device)
+    return torch.where(m, torch.full((), fill, dtype=images.dtype, device=images.device), images)
+
+
 def masking_loss(cfg: FinetuneConfig, size: int, teacher: nn.Module | None):
     """The `fit` loss: augment, mask, and score the student (see the module docstring)."""
     from patchlab.defenses.masks import mask_set
 
-    pc_masks = mask_set(size, cfg.patch, cfg.k).tensor() if cfg.masks == "pairs" else None
+    pc_masks = mask_set(size, cfg.patch, cfg.k).tensor() if cfg.masks in ("pairs", "mixed") else None
+    t = cfg.temperature
+
+    def draw(clean, gen):
+        if cfg.masks == "pairs":
+            return mask_pairs(clean, pc_masks, gen, cfg.fill)
+        if cfg.masks == "mixed":
+            return mask_mixed(clean, pc_masks, gen, cfg.fill)
+        return cutout(clean, cfg.holes, cfg.hole_size, gen, cfg.fill) if cfg.holes else clean
+
+    def per_image(logits, y, target):
+        if cfg.loss == "ce":
+            return F.cross_entropy(logits, y, reduction="none")
+        if cfg.loss == "hard":
+            return F.cross_entropy(logits, target.argmax(-1), reduction="none")
+        student = (logits.float() / t).log_softmax(-1)
+        return F.kl_div(student, target, log_target=True, reduction="none").sum(-1) * t * t
 
     def masked_finetune(model, x, y, gen):
         clean = random_resized_crop(x, size, gen, cfg.crop_scale)
-        if pc_masks is not None:
-            masked = mask_pairs(clean, pc_masks, gen, cfg.fill)
-        else:
-            masked = cutout(clean, cfg.holes, cfg.hole_size, gen, cfg.fill) if cfg.holes else clean
-        logits = model(masked)
-        if cfg.loss == "ce":
-            return F.cross_entropy(logits, y)
-        with torch.no_grad():
-            target = teacher(clean).float().log_softmax(-1)
-        return F.kl_div(logits.float().log_softmax(-1), target, log_target=True, reduction="batchmean")
+        target = None
+        if cfg.loss != "ce":
+            with torch.no_grad():
+                target = (teacher(clean).float() / t).log_softmax(-1)
+        masked = draw(clean, gen)
+        if cfg.worst_of > 1:  # the hardest of `worst_of` maskings per image, scored without gradients
+            with torch.no_grad():
+                tries = [masked] + [draw(clean, gen) for _ in range(cfg.worst_of - 1)]
+                scores = torch.stack([per_image(model(m), y, target) for m in tries])  # (worst_of, N)
+                pick = scores.argmax(0).to(clean.device)
+                masked = torch.stack(tries)[pick, torch.arange(len(clean), device=clean.device)]
+        return per_image(model(masked), y, target).mean()
 
-    masked_finetune.__name__ = (f"masked_finetune_{cfg.loss}_{cfg.masks}_{cfg.holes}x{cfg.hole_size}_{cfg.patch}_"
-                                f"{cfg.k}_{cfg.fill}_{cfg.crop_scale}")
+    name = (f"masked_finetune_{cfg.loss}_{cfg.masks}_{cfg.holes}x{cfg.hole_size}_{cfg.patch}_{cfg.k}_{cfg.fill}_"
+            f"{cfg.crop_scale}")
+    # options added later join the name only when set, so checkpoints of the earlier recipe still resume
+    if cfg.temperature != 1.0:
+        name += f"_t{cfg.temperature}"
+    if cfg.worst_of > 1:
+        name += f"_worst{cfg.worst_of}"
+    if cfg.val:
+        name += f"_val{cfg.val}"
+    masked_finetune.__name__ = name
     return masked_finetune
 
 
-def load_training_images(images: str | Path, limit: int | None = None):
-    from patchlab.data import read_image
-    from patchlab.defenses.data import shared_split
-    from patchlab.models.preprocess import center_crop, resize_short_side
+def split_validation(images: str | Path, val: int = 0, limit: int | None = None):
+    """(fine-tuning, validation) parts of the shared split's training side: `val` images chosen with `VAL_SEED`
+    are kept out of fine-tuning for model selection (after `limit`, which takes the first N training images)."""
+    from patchlab.defenses.data import Labelled, shared_split
 
     data = shared_split(images, "train", limit)
+    if val >= len(data.paths):
+        raise PatchlabError(f"val must be smaller than the {len(data.paths)} training images, got {val}")
+    order = torch.randperm(len(data.paths), generator=torch.Generator().manual_seed(VAL_SEED))
+    held = set(order[:val].tolist())
+    keep = [i for i in range(len(data.paths)) if i not in held]
+    vals = sorted(held)
+    return (Labelled([data.paths[i] for i in keep], data.labels[keep]),
+            Labelled([data.paths[i] for i in vals], data.labels[vals]))
+
+
+def load_training_images(images: str | Path, limit: int | None = None, val: int = 0):
+    from patchlab.data import read_image
+    from patchlab.models.preprocess import center_crop, resize_short_side
+
+    data, _ = split_validation(images, val, limit)
     x = torch.stack([center_crop(resize_short_side(read_image(p), STORE_SIZE), STORE_SIZE) for p in data.paths])
     return x, data.labels
 
@@ -188,7 +259,7 @@ def finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | N
 
     start = time.perf_counter()
     dev = resolve_device(device)
-    x, y = load_training_images(config.images, config.limit)
+    x, y = load_training_images(config.images, config.limit, config.val)
     model = FinetuneNet(config.arch, config.layers).to(dev)
     teacher = load_model(config.arch, dev) if config.loss == "distill" else None
     fit_cfg = FitConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
@@ -197,40 +268,59 @@ def finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | N
     result = fit(model, x, y, fit_cfg, loss_fn=loss_fn, progress=progress, checkpoint=checkpoint, stop=stop)
     meta = {"arch": config.arch, "config": asdict(config), "history": result.history,
             "train_images": len(x), "seconds": result.seconds}
+    summary = {"out": str(out), "arch": config.arch, "n": len(x), "epochs": len(result.history),
+               "seconds": result.seconds, "resumed_from": result.resumed_from, "stopped": result.stopped,
+               "history": result.history, "settings": asdict(config),
+               "load": f"patchlab.models.load_model({str(out)!r}, arch={config.arch!r})"}
     if not result.stopped:
         save_folded(model, out, meta)
-    return {"out": str(out), "arch": config.arch, "n": len(x), "epochs": len(result.history),
-            "seconds": result.seconds, "resumed_from": result.resumed_from, "stopped": result.stopped,
-            "history": result.history, "settings": asdict(config), "wall_seconds": time.perf_counter() - start,
-            "load": f"patchlab.models.load_model({str(out)!r}, arch={config.arch!r})"}
+        if config.val:
+            summary["validation"] = validate(config, out, dev)
+    summary["wall_seconds"] = time.perf_counter() - start
+    return summary
 
 
-def mask_accuracy(model, x: torch.Tensor, y: torch.Tensor, patch: float = 0.02, k: int = 6, pairs: int = 8,
-                  seed: int = 0, fill: float = 0.5, batch: int = 64) -> dict:
-    """A cheap proxy for certified accuracy: accuracy on each image with `pairs` random mask pairs of the
-    PatchCleanser set applied (and clean accuracy). Seeded, so two models see the same pairs."""
-    from patchlab.defenses.masks import mask_set
+def validate(config: FinetuneConfig, weights: str | Path, device="cpu") -> dict:
+    """`certify_proxy` on the `val` images kept out of fine-tuning: the original model and the fine-tuned one."""
+    from patchlab.defenses.data import load_images
+    from patchlab.models import load_model
 
-    ms = mask_set(x.shape[-1], patch, k).tensor()
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randint(0, len(ms), (len(x), pairs), generator=g)
-    b = torch.randint(0, len(ms), (len(x), pairs), generator=g)
-    hits = clean_hits = all_hits = 0
-    dev = next(model.parameters()).device
-    with torch.inference_mode():
-        for i in range(len(x)):
-            m = (ms[a[i]] | ms[b[i]]).to(dev)
-            xi = x[i].to(dev)
-            batch_x = torch.cat([xi[None], torch.where(m, torch.full((), fill, device=dev), xi[None])])
-            pred = model(batch_x).argmax(1).cpu()
-            clean_hits += int(pred[0] == y[i])
-            hits += int((pred[1:] == y[i]).sum())
-            all_hits += int((pred == y[i]).all())
+    _, val = split_validation(config.images, config.val, config.limit)
+    out = {"images": [p.name for p in val.paths]}
+    for label, net in (("original", load_model(config.arch, device)),
+                       ("fine-tuned", load_model(str(weights), device, arch=config.arch))):
+        x = load_images(val.paths, net.input_size)
+        out[label] = certify_proxy(net, x, val.labels, config.patch, config.k, config.val_pairs, config.fill)
+    return out
+
+
+def certify_proxy(model, x: torch.Tensor, y: torch.Tensor, patch: float | int = 0.02, k: int = 6,
+                  pairs: int = 60, fill: float = 0.5, image_size: int | None = None) -> dict:
+    """A cheap stand-in for PatchCleanser's certified accuracy, for model selection: the share of images whose
+    prediction is the label unmasked, under every one of the K masks, and under the first `pairs` mask pairs in
+    the certifier's own order (least confident masks first, where a certificate usually breaks). It can only
+    overstate the certified share (a later pair may still fail); with pairs = K(K-1)/2 it equals it. Deterministic:
+    two models are scored on the same inputs."""
+    from patchlab.defenses.patchcleanser import PatchCleanser
+    from patchlab.stats import wilson_interval
+
+    pc = PatchCleanser(model, patch, k, fill, image_size=image_size)
+    eng = pc.engine
+    clean = singles = passed = 0
+    for image, label in zip(x, [int(v) for v in y]):
+        eng.begin(image)
+        clean += int(eng.clean().argmax(1)) == label
+        first = torch.cat([eng.single(c) for c in pc._chunks(list(range(len(pc.masks))))])
+        if not bool((first.argmax(1).cpu() == label).all()):
+            continue
+        singles += 1
+        order = pc.pair_order(first, label)[:pairs]
+        passed += all(bool((eng.double(c).argmax(1).cpu() == label).all()) for c in pc._chunks(order))
     n = len(x)
-    return {"n": n, "clean_accuracy": clean_hits / n, "masked_accuracy": hits / (n * pairs),
-            "all_pairs_correct": all_hits / n, "pairs": pairs}
+    return {"n": n, "pairs": pairs, "proxy_certified": passed / n, "proxy_ci95": list(wilson_interval(passed, n)),
+            "singles_correct": singles / n, "clean_accuracy": clean / n,
+            "clean_ci95": list(wilson_interval(clean, n))}
 
 
-__all__ = ["FinetuneConfig", "FinetuneNet", "finetune", "load_training_images", "mask_accuracy", "mask_pairs",
-           "masking_loss",
-           "random_resized_crop", "save_folded"]
+__all__ = ["FinetuneConfig", "FinetuneNet", "certify_proxy", "finetune", "load_training_images", "mask_mixed",
+           "mask_pairs", "masking_loss", "random_resized_crop", "save_folded", "split_validation", "validate"]

@@ -116,6 +116,21 @@ class PatchCleanser:
                     del todo[i]
         return None
 
+    def pair_order(self, first: torch.Tensor, target: int) -> list[tuple[int, int]]:
+        """Every mask pair, the ones most likely to break a certificate for `target` first: ranked by the one-mask
+        margins (`first`: the K one-mask logits), least confident masks first."""
+        k = len(self.masks)
+        logp = first.float().log_softmax(1).cpu()
+        others = logp.clone()
+        others[:, target] = float("-inf")
+        margin = logp[:, target] - others.max(1).values
+        rank = torch.empty(k, dtype=torch.long)
+        rank[margin.argsort()] = torch.arange(k)
+        pairs = sorted(((i, j) for i in range(k) for j in range(i + 1, k)),
+                       key=lambda p: (int(rank[p[0]] + rank[p[1]]), p))
+        # the pass starts from its first mask's map: put the less confident mask first
+        return [(i, j) if rank[i] < rank[j] else (j, i) for i, j in pairs]
+
     # -- one image ----------------------------------------------------------------------------------------------------
     def verdict(self, image: torch.Tensor, label: int | None = None, certify: bool = True) -> Verdict:
         """The defended prediction of one (3, S, S) image in [0, 1], and whether it is certified for `label`
@@ -141,18 +156,7 @@ class PatchCleanser:
         target = prediction if label is None else int(label)
         certified = False
         if certify and bool((preds == target).all()):
-            # least confident masks first: the pairs most likely to break the certificate run first
-            logp = first.float().log_softmax(1).cpu()
-            others = logp.clone()
-            others[:, target] = float("-inf")
-            margin = logp[:, target] - others.max(1).values
-            rank = torch.empty(k, dtype=torch.long)
-            rank[margin.argsort()] = torch.arange(k)
-            pairs = sorted(((i, j) for i in range(k) for j in range(i + 1, k)),
-                           key=lambda p: (int(rank[p[0]] + rank[p[1]]), p))
-            # the pass starts from its first mask's map: put the less confident mask first
-            pairs = [(i, j) if rank[i] < rank[j] else (j, i) for i, j in pairs]
-            certified = self._all_equal(pairs, target)
+            certified = self._all_equal(self.pair_order(first, target), target)
         return Verdict(prediction, certified, target, case, undefended, eng.passes, time.perf_counter() - start)
 
     # -- batches ------------------------------------------------------------------------------------------------------

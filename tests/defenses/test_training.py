@@ -104,17 +104,23 @@ def test_fgsm_rs_training_buys_robustness(mnist_parts):
 def test_masking_finetune_resumes_exactly_and_loads_through_the_zoo(imagenet_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from patchlab.defenses.finetune import FinetuneConfig, finetune, load_training_images
+    from patchlab.defenses.finetune import FinetuneConfig, finetune, load_training_images, split_validation
     from patchlab.models import load_model
 
-    cfg = FinetuneConfig(images=str(imagenet_dir), layers="late", masks="pairs", epochs=2, batch_size=2, limit=4)
+    # the newer options ride along: their random draws must repeat on resume too
+    cfg = FinetuneConfig(images=str(imagenet_dir), layers="late", masks="mixed", worst_of=2, temperature=2.0,
+                         epochs=2, batch_size=2, limit=5, val=1, val_pairs=2)
     finetune(cfg, tmp_path / "a.safetensors", tmp_path / "a.ckpt.pt")
     stop = threading.Event()  # interrupt the second run inside its second epoch (step 3 of 4)
     cut = finetune(cfg, tmp_path / "b.safetensors", tmp_path / "b.ckpt.pt",
                    progress=lambda step, total, m: stop.set() if step == 3 else None, stop=stop)
     assert cut["stopped"] and not (tmp_path / "b.safetensors").exists()
     result = finetune(cfg, tmp_path / "b.safetensors", tmp_path / "b.ckpt.pt")
-    assert result["resumed_from"] == 1 and result["epochs"] == 2
+    assert result["resumed_from"] == 1 and result["epochs"] == 2 and result["n"] == 4
+    val = result["validation"]  # the image kept out, scored for both models
+    trained = {p.name for p in split_validation(imagenet_dir, 1, 5)[0].paths}
+    assert len(val["images"]) == 1 and val["images"][0] not in trained
+    assert val["original"]["n"] == val["fine-tuned"]["n"] == 1
     a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     original = load_model("efficientnet_lite0", "cpu")

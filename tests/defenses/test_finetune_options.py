@@ -1,0 +1,119 @@
+"""The mask-robust fine-tuning's options: the certifier's input mix, the hardest-of-N masking, the distillation
+losses, the validation split and the certification proxy used to choose between recipes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from patchlab.defenses.finetune import FinetuneConfig, certify_proxy, mask_mixed, masking_loss, split_validation
+from patchlab.defenses.masks import mask_set
+from patchlab.errors import PatchlabError
+
+
+class _Tiny(nn.Module):
+    """A small conv net on 32 px images with 10 classes."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, 2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                                 nn.Linear(32, 10))
+        with torch.no_grad():
+            self.net[0].weight.mul_(10)  # confident, input-dependent logits
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_mixed_masks_are_none_one_or_two_of_the_certifiers_set():
+    masks = mask_set(32, 8, 3).tensor()
+    x = torch.zeros(400, 3, 32, 32)
+    out = mask_mixed(x, masks, torch.Generator().manual_seed(0))
+    assert torch.equal(out, mask_mixed(x, masks, torch.Generator().manual_seed(0)))  # seeded
+    grey = out[:, 0] == 0.5
+    singles = {i: masks[i, 0] for i in range(len(masks))}
+    kinds = []
+    for g in grey:
+        if not g.any():
+            kinds.append(0)
+        elif any(torch.equal(g, m) for m in singles.values()):
+            kinds.append(1)  # one mask (or the same mask drawn twice)
+        else:
+            assert any(torch.equal(g, singles[a] | singles[b]) for a in singles for b in singles)
+            kinds.append(2)
+    shares = [kinds.count(k) / len(kinds) for k in (0, 1, 2)]
+    # expected 1/4, 1/4 + (1/2)(1/9) (a pair of one mask twice), 1/2 - that; n = 400: within ~4.5 sd
+    assert abs(shares[0] - 0.25) < 0.1 and abs(shares[1] - 0.306) < 0.1 and abs(shares[2] - 0.444) < 0.1, shares
+
+
+@pytest.mark.parametrize("loss", ["distill", "hard", "ce"])
+def test_worst_of_trains_on_a_harder_masking_than_the_first_draw(loss):
+    student, teacher = _Tiny(0), _Tiny(1)
+    x, y = torch.rand(16, 3, 40, 40), torch.randint(0, 10, (16,))
+    base = dict(loss=loss, masks="pairs", patch=8, k=3, temperature=2.0)
+    one = masking_loss(FinetuneConfig(**base), 32, teacher)(student, x, y, torch.Generator().manual_seed(3))
+    worst = masking_loss(FinetuneConfig(**base, worst_of=4), 32, teacher)(student, x, y,
+                                                                            torch.Generator().manual_seed(3))
+    assert worst > one  # the first of the four draws is the single draw's masking; the hardest is harder
+
+
+def test_distillation_is_zero_for_the_teacher_itself_at_any_temperature():
+    net = _Tiny(0)
+    x, y = torch.rand(8, 3, 40, 40), torch.randint(0, 10, (8,))
+    for t in (1.0, 4.0):  # no masks: the student sees the teacher's input
+        cfg = FinetuneConfig(loss="distill", masks="cutout", holes=0, temperature=t)
+        assert masking_loss(cfg, 32, net)(net, x, y, torch.Generator().manual_seed(0)).item() == pytest.approx(
+            0.0, abs=1e-5)
+    # with masks: KL(teacher on the clean crop || student on the masked crop) at temperature T, times T^2
+    from patchlab.defenses.finetune import random_resized_crop
+
+    masked = FinetuneConfig(loss="distill", masks="mixed", patch=8, k=3, temperature=3.0)
+    student = _Tiny(1)
+    got = masking_loss(masked, 32, net)(student, x, y, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    crop = random_resized_crop(x, 32, gen, masked.crop_scale)
+    inputs = mask_mixed(crop, mask_set(32, 8, 3).tensor(), gen)
+    with torch.no_grad():
+        p = (net(crop) / 3).softmax(1)
+        q = (student(inputs) / 3).log_softmax(1)
+    want = 9 * (p * (p.log() - q)).sum(1).mean()
+    assert got.item() == pytest.approx(float(want), rel=1e-4) and float(want) > 0
+    # "hard" is cross-entropy on the teacher's top-1 label for the unmasked crop
+    hard = FinetuneConfig(loss="hard", masks="cutout", holes=0)
+    got = masking_loss(hard, 32, net)(net, x, y, torch.Generator().manual_seed(0))
+    crop = random_resized_crop(x, 32, torch.Generator().manual_seed(0), hard.crop_scale)
+    with torch.no_grad():
+        logits = net(crop)
+    assert got.item() == pytest.approx(float(nn.functional.cross_entropy(logits, logits.argmax(1))), rel=1e-5)
+    with pytest.raises(PatchlabError):
+        FinetuneConfig(temperature=0)
+    with pytest.raises(PatchlabError):
+        FinetuneConfig(worst_of=0)
+
+
+def test_validation_split_is_seeded_disjoint_and_inside_the_training_side(imagenet_dir):
+    from patchlab.defenses.data import shared_split
+
+    train, val = split_validation(imagenet_dir, 60)
+    again_train, again_val = split_validation(imagenet_dir, 60)
+    assert [p.name for p in val.paths] == [p.name for p in again_val.paths]
+    assert len(val.paths) == 60 and len(train.paths) + 60 == len(shared_split(imagenet_dir, "train").paths)
+    assert not {p.name for p in train.paths} & {p.name for p in val.paths}
+    assert not {p.name for p in val.paths} & {p.name for p in shared_split(imagenet_dir, "heldout").paths}
+    with pytest.raises(PatchlabError, match="val"):
+        split_validation(imagenet_dir, 10_000)
+
+
+def test_certify_proxy_with_every_pair_is_the_certificate(mnist_mlp, mnist_parts):
+    from patchlab.defenses.patchcleanser import PatchCleanser
+
+    te = mnist_parts["test"]
+    x, y = te.images[:30], te.labels[:30]
+    pc = PatchCleanser(mnist_mlp, 5, k=3, fill=0.0, image_size=28)
+    truth = sum(pc.verdict(img, int(lab)).certified for img, lab in zip(x, y)) / len(x)
+    full = certify_proxy(mnist_mlp, x, y, 5, 3, pairs=36, fill=0.0, image_size=28)
+    none = certify_proxy(mnist_mlp, x, y, 5, 3, pairs=0, fill=0.0, image_size=28)
+    assert full["proxy_certified"] == pytest.approx(truth) and 0 < truth < 1
+    assert none["proxy_certified"] == none["singles_correct"] >= truth  # fewer pairs can only overstate
