@@ -34,3 +34,29 @@ def best(samples: dict[str, list[float]]) -> dict[str, float]:
 
 def median(samples: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def step_intervals(model, contenders: dict[str, Callable[[int], object]], steps: int, rounds: int = 3,
+                   clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Seconds per step of loops that call `model` once per step, for every contender, measured the same way: the
+    time between successive forward calls of the same model object (a forward pre-hook), so each call's set-up and
+    any final reporting pass are left out and every step is one sample. Each contender runs `steps` steps per
+    round; the order reverses every other round so that drifts in machine speed hit all alike. A contender that
+    calls the model fewer than `steps` times in a call is refused (its steps would be mis-timed)."""
+    stamps: list[float] = []
+    handle = model.register_forward_pre_hook(lambda module, args: stamps.append(clock()))
+    try:
+        for fn in contenders.values():  # warm-up
+            fn(2)
+        samples: dict[str, list[float]] = {name: [] for name in contenders}
+        items = list(contenders.items())
+        for r in range(rounds):
+            for name, fn in items if r % 2 == 0 else items[::-1]:
+                stamps.clear()
+                fn(steps)
+                if len(stamps) < steps:
+                    raise RuntimeError(f"{name}: {len(stamps)} model calls for {steps} steps")
+                samples[name] += [b - a for a, b in zip(stamps[:steps - 1], stamps[1:steps])]
+    finally:
+        handle.remove()
+    return samples
