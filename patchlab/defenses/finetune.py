@@ -300,26 +300,17 @@ def certify_proxy(model, x: torch.Tensor, y: torch.Tensor, patch: float | int = 
     prediction is the label unmasked, under every one of the K masks, and under the first `pairs` mask pairs in
     the certifier's own order (least confident masks first, where a certificate usually breaks). It can only
     overstate the certified share (a later pair may still fail); with pairs = K(K-1)/2 it equals it. Deterministic:
-    two models are scored on the same inputs."""
-    from patchlab.defenses.patchcleanser import PatchCleanser
-    from patchlab.stats import wilson_interval
+    two models are scored on the same inputs. It is `PatchCleanser.certify(..., max_pairs=pairs)`, read off."""
+    from patchlab.defenses.patchcleanser import PatchCleanser, summarize
 
-    pc = PatchCleanser(model, patch, k, fill, image_size=image_size)
-    eng = pc.engine
-    clean = singles = passed = 0
-    for image, label in zip(x, [int(v) for v in y]):
-        eng.begin(image)
-        clean += int(eng.clean().argmax(1)) == label
-        first = torch.cat([eng.single(c) for c in pc._chunks(list(range(len(pc.masks))))])
-        if not bool((first.argmax(1).cpu() == label).all()):
-            continue
-        singles += 1
-        order = pc.pair_order(first, label)[:pairs]
-        passed += all(bool((eng.double(c).argmax(1).cpu() == label).all()) for c in pc._chunks(order))
-    n = len(x)
-    return {"n": n, "pairs": pairs, "proxy_certified": passed / n, "proxy_ci95": list(wilson_interval(passed, n)),
-            "singles_correct": singles / n, "clean_accuracy": clean / n,
-            "clean_ci95": list(wilson_interval(clean, n))}
+    labels = [int(v) for v in y]
+    verdicts = PatchCleanser(model, patch, k, fill, image_size=image_size).certify(x, labels, max_pairs=pairs)
+    s = summarize(verdicts, labels)
+    # a unanimous first round (case 1) for the label: every one-mask prediction is the label
+    singles = sum(v.case == 1 and v.prediction == lab for v, lab in zip(verdicts, labels))
+    return {"n": s["n"], "pairs": pairs, "proxy_certified": s["certified_accuracy"], "proxy_ci95": s["certified_ci95"],
+            "singles_correct": singles / len(x), "clean_accuracy": s["undefended_accuracy"],
+            "clean_ci95": s["undefended_ci95"]}
 
 
 __all__ = ["FinetuneConfig", "FinetuneNet", "certify_proxy", "finetune", "load_training_images", "mask_mixed",

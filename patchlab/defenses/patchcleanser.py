@@ -36,7 +36,7 @@ class Verdict:
     """PatchCleanser's answer for one image."""
 
     prediction: int           # the defended prediction
-    certified: bool           # every one- and two-mask prediction equals `certified_for`
+    certified: bool           # every one- and two-mask prediction equals `certified_for` (see `max_pairs`)
     certified_for: int        # the label the certificate is about (the true label, else the prediction)
     case: int                 # 1 unanimous first round, 2 a disagreer survived round two, 3 majority
     undefended: int           # the plain model's prediction
@@ -132,12 +132,17 @@ class PatchCleanser:
         return [(i, j) if rank[i] < rank[j] else (j, i) for i, j in pairs]
 
     # -- one image ----------------------------------------------------------------------------------------------------
-    def verdict(self, image: torch.Tensor, label: int | None = None, certify: bool = True) -> Verdict:
+    def verdict(self, image: torch.Tensor, label: int | None = None, certify: bool = True,
+                max_pairs: int | None = None) -> Verdict:
         """The defended prediction of one (3, S, S) image in [0, 1], and whether it is certified for `label`
-        (None: for the defended prediction itself, which needs no ground truth, e.g. live)."""
+        (None: for the defended prediction itself, which needs no ground truth, e.g. live). `max_pairs`: check
+        only the first N pairs of `pair_order` (hardest first), a cheaper screen for model selection that can only
+        overstate the certificate; None checks every pair (the certificate)."""
         if image.shape[-1] != self.image_size or image.shape[-2] != self.image_size:
             raise PatchlabError(f"PatchCleanser expects {self.image_size}x{self.image_size} images, "
                                 f"got {tuple(image.shape[-2:])}")
+        if max_pairs is not None and max_pairs < 0:
+            raise PatchlabError(f"max_pairs must be None or >= 0, got {max_pairs}")
         start = time.perf_counter()
         eng = self.engine
         eng.passes = 0
@@ -156,16 +161,17 @@ class PatchCleanser:
         target = prediction if label is None else int(label)
         certified = False
         if certify and bool((preds == target).all()):
-            certified = self._all_equal(self.pair_order(first, target), target)
+            certified = self._all_equal(self.pair_order(first, target)[:max_pairs], target)
         return Verdict(prediction, certified, target, case, undefended, eng.passes, time.perf_counter() - start)
 
     # -- batches ------------------------------------------------------------------------------------------------------
     def certify(self, images: torch.Tensor, labels: torch.Tensor | list[int] | None = None,
-                progress: ProgressFn | None = None) -> list[Verdict]:
-        """Verdicts for (N, 3, S, S) images; certificates for `labels` (None: for the defended predictions)."""
+                progress: ProgressFn | None = None, max_pairs: int | None = None) -> list[Verdict]:
+        """Verdicts for (N, 3, S, S) images; certificates for `labels` (None: for the defended predictions),
+        over the first `max_pairs` pairs only when set (see `verdict`)."""
         out = []
         for n, image in enumerate(images):
-            out.append(self.verdict(image, None if labels is None else int(labels[n])))
+            out.append(self.verdict(image, None if labels is None else int(labels[n]), max_pairs=max_pairs))
             if progress:
                 done = out[-1]
                 progress(n + 1, len(images), {"certified": sum(v.certified for v in out) / len(out),

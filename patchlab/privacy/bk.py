@@ -58,7 +58,7 @@ class BookKeeping(nn.Module):
         fastclip.register()
         self._module = module
         self.max_grad_norm = float(max_grad_norm)
-        self.keep = self._budget = int(keep)
+        self.keep = int(keep)
         self._norm_samplers = GradSampleHooksFastGradientClipping.NORM_SAMPLERS
         self._grad_samplers = GradSampleModule.GRAD_SAMPLERS
         self._layers = _trainable_layers(module)
@@ -107,11 +107,13 @@ class BookKeeping(nn.Module):
         grads = torch.autograd.grad(loss_per_sample.sum(), [r[2] for r in records], allow_unused=True)
         sq = torch.zeros(n, device=loss_per_sample.device, dtype=torch.float32)
         kept: list[dict] = []
-        self._budget = self.keep
+        budget = self.keep  # numbers of per-example weight gradients this backward may still keep
         for (layer, a, _, _), g in zip(records, grads):
             per_example: dict = {}
             if g is not None:
-                for norm in self._norms(layer, a, g, per_example).values():
+                norms, spent = self._norms(layer, a, g, per_example, budget)
+                budget -= spent
+                for norm in norms.values():
                     sq += norm.to(sq.dtype) ** 2
             kept.append(per_example)
         clip = (self.max_grad_norm / (sq.sqrt() + CLIP_EPS)).clamp(max=1.0)
@@ -124,24 +126,26 @@ class BookKeeping(nn.Module):
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
 
-    def _norms(self, layer: nn.Module, acts: list, g: torch.Tensor, per_example: dict) -> dict:
-        """Per-example gradient norms of `layer`'s parameters. Per-example gradients that had to be made on the way
-        go into `per_example` as {param: ((n, k) matrix, function from its clipped sum (k,) to the param's shape)}."""
+    def _norms(self, layer: nn.Module, acts: list, g: torch.Tensor, per_example: dict, budget: int
+               ) -> tuple[dict, int]:
+        """(per-example gradient norms of `layer`'s parameters, how many of the `budget` numbers of per-example
+        weight gradients it kept). Per-example gradients that had to be made on the way go into `per_example` as
+        {param: ((n, k) matrix, function from its clipped sum (k,) to the param's shape)}."""
         if isinstance(layer, nn.Conv2d) and fastclip._unfold_ok(layer):
-            norms, grads = fastclip.conv2d_norms(layer, acts[0], g, keep=self._budget)
-            self._budget -= sum(gs.numel() for p, gs in grads.items() if p is layer.weight)
+            norms, grads = fastclip.conv2d_norms(layer, acts[0], g, keep=budget)
+            spent = sum(gs.numel() for p, gs in grads.items() if p is layer.weight)
             for p, gs in grads.items():  # the weight's come as (n, O, kh, kw, C): summed, then put in (O, C, kh, kw)
                 per_example[p] = (gs.reshape(len(gs), -1), lambda s, shape=gs.shape[1:]: (
                     s.view(shape).permute(0, 3, 1, 2) if len(shape) == 4 else s))
-            return norms
+            return norms, spent
         fn = self._norm_samplers.get(type(layer))
         if fn is not None:
-            return fn(layer, acts, g)
+            return fn(layer, acts, g), 0
         norms = {}
         for p, gs in self._grad_samplers[type(layer)](layer, acts, g).items():
             per_example[p] = (gs.reshape(len(gs), -1), lambda s, shape=p.shape: s.view(shape))
             norms[p] = per_example[p][0].norm(2, dim=1)
-        return norms
+        return norms, 0
 
     def _clipped_sum(self, layer: nn.Module, acts: list, g: torch.Tensor, clip: torch.Tensor,
                      per_example: dict) -> None:

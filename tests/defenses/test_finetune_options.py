@@ -117,3 +117,10 @@ def test_certify_proxy_with_every_pair_is_the_certificate(mnist_mlp, mnist_parts
     none = certify_proxy(mnist_mlp, x, y, 5, 3, pairs=0, fill=0.0, image_size=28)
     assert full["proxy_certified"] == pytest.approx(truth) and 0 < truth < 1
     assert none["proxy_certified"] == none["singles_correct"] >= truth  # fewer pairs can only overstate
+    some = certify_proxy(mnist_mlp, x, y, 5, 3, pairs=4, fill=0.0, image_size=28)
+    assert none["proxy_certified"] >= some["proxy_certified"] >= full["proxy_certified"]
+    # the other shares, from the plain model and the one-mask diagonal of the full prediction map
+    singles = sum(bool((pc.prediction_map(img).diagonal() == lab).all()) for img, lab in zip(x, y)) / len(x)
+    clean = float((mnist_mlp(x).argmax(1) == y).float().mean())
+    for r in (full, none, some):
+        assert (r["n"], r["singles_correct"], r["clean_accuracy"]) == (30, pytest.approx(singles), pytest.approx(clean))

@@ -131,3 +131,30 @@ def test_a_certified_image_never_flips_under_any_patch_position(mnist_mlp, mnist
     assert checked >= 5 * 4 * 625
     assert flips > 0  # the patches do flip the undefended model on these images: the check has teeth
     assert violations == 0
+
+
+def test_max_pairs_checks_the_first_pairs_of_the_certifiers_own_order(mnist_mlp, mnist_parts):
+    """`max_pairs=N` certifies on the one-mask predictions and the first N pairs of `pair_order` (read off the full
+    prediction map); None is every pair, the certificate itself; the defended prediction never changes."""
+    pc = PatchCleanser(mnist_mlp, 5, k=3, fill=0.0, image_size=28, batch_size=8)
+    x, y = mnist_parts["test"].images[:40].clone(), mnist_parts["test"].labels[:40].tolist()
+    x[20:, :, 10:16, 10:16] = 1.0  # some first rounds disagree
+    k, seen = len(pc.masks), set()
+    for image, label in zip(x, y):
+        full = pc.verdict(image, label)
+        pmap = pc.prediction_map(image)
+        assert full.certified == bool((pmap == label).all())
+        pc.engine.begin(image)
+        order = pc.pair_order(pc.engine.single(list(range(k))), label)
+        for n in (0, 1, 4, 20, k * (k - 1) // 2, None):
+            v = pc.verdict(image, label, max_pairs=n)
+            want = bool((pmap.diagonal() == label).all()) and all(int(pmap[i, j]) == label for i, j in order[:n])
+            assert v.certified == want
+            assert (v.prediction, v.case, v.undefended) == (full.prediction, full.case, full.undefended)
+            if n is None or n >= k * (k - 1) // 2:
+                assert v.certified == full.certified and v.passes == full.passes
+            seen.add((n, v.certified, full.certified))
+    assert (0, True, False) in seen  # the singles alone overstate some certificates: the check has teeth
+    assert (None, True, True) in seen
+    with pytest.raises(PatchlabError, match="max_pairs"):
+        pc.verdict(x[0], y[0], max_pairs=-1)

@@ -93,6 +93,34 @@ def test_generic_layers_frozen_layers_and_an_empty_batch():
     assert model.to_standard_module() is net and not net[0]._forward_hooks
 
 
+@pytest.mark.parametrize("short", [0, 1], ids=["both-kept", "second-by-ghost"])
+def test_the_keep_budget_is_spent_within_one_backward_and_restarts_at_the_next(monkeypatch, short):
+    """The first convolution's per-example weight gradients come out of `keep`; the second's are kept only if the
+    rest still holds them; every backward starts again from the whole `keep` (repeats give the same gradients)."""
+    from patchlab.privacy import bk, fastclip
+
+    calls, real = [], fastclip.conv2d_norms
+
+    def spy(layer, a, g, keep=0):
+        norms, grads = real(layer, a, g, keep=keep)
+        calls.append((keep, layer.weight in grads))
+        return norms, grads
+
+    monkeypatch.setattr(fastclip, "conv2d_norms", spy)
+    net = make_digits_model("dpcnn", activation="tanh", seed=0)
+    sizes = [N * m.weight.numel() for m in net.modules() if isinstance(m, nn.Conv2d)]
+    keep = sum(sizes) - short
+    model = bk.BookKeeping(net, 1.0, keep=keep)
+    torch.manual_seed(0)
+    x, y = torch.rand(N, 1, 28, 28), torch.arange(N) % 10
+    grads = []
+    for _ in range(2):
+        bk.BKLoss(model, nn.CrossEntropyLoss())(model(x), y).backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    assert calls == [(keep, True), (keep - sizes[0], not short)] * 2
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
 def test_output_gradient_pass_runs_no_weight_gradient_kernel():
     """The pass that gives the layer outputs' gradients asks convolution_backward for input gradients only, and the
     first convolution's backward does not run at all."""
