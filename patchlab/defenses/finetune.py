@@ -261,7 +261,7 @@ def finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | N
     dev = resolve_device(device)
     x, y = load_training_images(config.images, config.limit, config.val)
     model = FinetuneNet(config.arch, config.layers).to(dev)
-    teacher = load_model(config.arch, dev) if config.loss == "distill" else None
+    teacher = load_model(config.arch, dev) if config.loss != "ce" else None  # distill and hard learn from it
     fit_cfg = FitConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
                         weight_decay=config.weight_decay, seed=config.seed, lr_schedule=config.lr_schedule)
     loss_fn = masking_loss(config, model.input_size, teacher)

@@ -156,3 +156,14 @@ def test_adversarial_cli_trains_the_recipe_and_evaluates_with_a_sweep(mnist_dir,
     curve = ev["eps_curve"]
     assert [r["eps"] for r in curve] == [0.05, 0.3] and curve[0]["robust_accuracy"] >= curve[1]["robust_accuracy"]
     assert curve[1]["robust_accuracy"] <= curve[1]["pgd40_accuracy"]
+
+
+@pytest.mark.parametrize("loss", ["hard", "ce"])
+def test_masking_finetune_runs_end_to_end_with_every_loss(imagenet_dir, tmp_path, loss):
+    """`--loss hard` once crashed in `finetune` (its teacher was loaded for distill only); distill runs above."""
+    from patchlab.defenses.finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(images=str(imagenet_dir), layers="late", masks="mixed", loss=loss, epochs=1, batch_size=2,
+                         limit=2)
+    result = finetune(cfg, tmp_path / f"{loss}.safetensors")
+    assert result["epochs"] == 1 and result["n"] == 2 and (tmp_path / f"{loss}.safetensors").is_file()
