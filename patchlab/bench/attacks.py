@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from patchlab.bench.suite import Measured, benchmark
 from patchlab.bench.targets import Target
-from patchlab.bench.timing import interleaved, step_intervals
+from patchlab.bench.timing import interleaved, median, step_intervals
 from patchlab.stats import median_ratio_interval
 
 BATCH, EPS, ALPHA = 8, 4 / 255, 1 / 255
@@ -86,9 +86,10 @@ def bench_pgd(setup, steps: int = 5, rounds: int = 5, calls: bool = True) -> Mea
         ProjectedGradientDescent(art_clf, norm=np.inf, eps=EPS, eps_step=ALPHA, max_iter=n, num_random_init=0,
                                  batch_size=len(x), verbose=False).generate(xn, yn)
 
-    runs = {"bare fwd+bwd (patchlab lite0)": bare, "torchattacks PGD (reference lite0)": ta(ref_wrapped),
-            "ART PGD (reference lite0)": art, "torchattacks PGD (patchlab lite0)": ta(model),
-            "patchlab PGD (patchlab lite0)": ours}
+    ours_n, ta_ref, ta_ours = "patchlab PGD (patchlab lite0)", "torchattacks PGD (reference lite0)", \
+        "torchattacks PGD (patchlab lite0)"
+    bare_n, art_n = "bare fwd+bwd (patchlab lite0)", "ART PGD (reference lite0)"
+    runs = {bare_n: bare, ta_ref: ta(ref_wrapped), art_n: art, ta_ours: ta(model), ours_n: ours}
     contenders = {}
     for name, run in runs.items():
         contenders[f"{name}|1"] = lambda run=run: run(1)
@@ -98,17 +99,14 @@ def bench_pgd(setup, steps: int = 5, rounds: int = 5, calls: bool = True) -> Mea
         contenders["torchattacks PGD (patchlab lite0), 10-step call|call"] = lambda: ta(model)(10)
     cpu: dict = {}
     samples = interleaved(contenders, rounds=rounds, cpu=cpu)
-    same = {"bare fwd+bwd (patchlab lite0)": bare, "torchattacks PGD (patchlab lite0)": ta(model),
-            "patchlab PGD (patchlab lite0)": ours}
-    per_step = step_intervals(model, same, steps=4 * steps, rounds=rounds)
+    # the three loops on the same net, timed per step between its forward calls (see the module docstring)
+    per_step = step_intervals(model, {name: runs[name] for name in (bare_n, ta_ours, ours_n)}, steps=4 * steps,
+                              rounds=rounds)
     low = {k: min(v) for k, v in samples.items()}
     step = {name: (low[f"{name}|n"] - low[f"{name}|1"]) / steps for name in runs}
     cpu_step = {name: (min(cpu[f"{name}|n"]) - min(cpu[f"{name}|1"])) / steps for name in runs}
     step_med = {name: (statistics.median(samples[f"{name}|n"]) - statistics.median(samples[f"{name}|1"])) / steps
                 for name in runs}
-    ours_n, ta_ref, ta_ours = "patchlab PGD (patchlab lite0)", "torchattacks PGD (reference lite0)", \
-        "torchattacks PGD (patchlab lite0)"
-    bare_n, art_n = "bare fwd+bwd (patchlab lite0)", "ART PGD (reference lite0)"
     ours_s, ours_c = step[ours_n], cpu_step[ours_n]
     lines = [f"PGD-Linf time per step, batch {len(x)}, 224 px, CPU ({torch.get_num_threads()} threads), from the best "
              f"of {rounds} interleaved rounds of 1 and {1 + steps} steps", "",
@@ -124,7 +122,7 @@ def bench_pgd(setup, steps: int = 5, rounds: int = 5, calls: bool = True) -> Mea
     lines += ["", f"Per step from the time between successive forward calls of the patchlab net ({4 * steps} steps a "
               f"call, {rounds} interleaved rounds, order reversed every other round)", "",
               "| contender | steps timed | best ms | median ms | median / patchlab |", "|---|---|---|---|---|"]
-    med = {name: statistics.median(v) for name, v in per_step.items()}
+    med = median(per_step)
     for name, v in per_step.items():
         lines.append(f"| {name} | {len(v)} | {min(v) * 1e3:.1f} | {med[name] * 1e3:.1f} | "
                      f"{med[name] / med[ours_n]:.3f} |")
