@@ -19,6 +19,10 @@ on the worst of its 666 inputs, not the average one). `val` > 0 keeps a seeded s
 fine-tuning and scores a certification proxy on it (`certify_proxy`) for the original and the fine-tuned model:
 model selection never looks at the held-out images.
 `layers` = "all" trains every weight; "late" only the last stages, the head and the classifier.
+`mixup` > 0 (teacher losses only) trains on convex mixes of pairs of crops, (1 - lam) x_i + lam x_j with the
+partner's weight lam uniform in [0, mixup]: "function matching" (Beyer et al. 2022, "Knowledge distillation: a good
+teacher is patient and consistent"): the teacher labels every mix, so a few hundred images give a far wider spread
+of inputs to match than the images themselves.
 
 The loop is `patchlab.models.digits.fit` (seeded per epoch, checkpointed every epoch, resumable: a resumed run equals
 an uninterrupted one). The result is written with BatchNorm folded in, the form `patchlab.models.load_model(path,
@@ -67,6 +71,7 @@ class FinetuneConfig:
     crop_scale: float = 0.35  # smallest random-resized-crop area, as a share of the stored image
     temperature: float = 1.0  # "distill": softmax temperature of teacher and student
     worst_of: int = 1         # maskings drawn per image; the one with the highest loss is trained on
+    mixup: float = 0.0        # teacher losses: mix pairs of crops, weight of the partner uniform in [0, mixup]
     val: int = 0              # training-side images kept out of fine-tuning, for model selection
     val_pairs: int = 60       # certification proxy: the certifier's first `val_pairs` pairs
     seed: int = 0
@@ -83,6 +88,10 @@ class FinetuneConfig:
             raise PatchlabError("holes must be >= 0, hole_size >= 1 and crop_scale in (0, 1]")
         if not self.temperature > 0:
             raise PatchlabError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.mixup <= 0.5:
+            raise PatchlabError(f"mixup must lie in [0, 0.5] (the partner's largest weight), got {self.mixup}")
+        if self.mixup and self.loss == "ce":
+            raise PatchlabError("mixup needs a teacher to label the mixes: use --loss distill or hard, not ce")
         if self.worst_of < 1 or self.val < 0 or self.val_pairs < 0:
             raise PatchlabError("worst_of must be >= 1, val and val_pairs >= 0")
 
@@ -180,6 +189,10 @@ def masking_loss(cfg: FinetuneConfig, size: int, teacher: nn.Module | None):
 
     def masked_finetune(model, x, y, gen):
         clean = random_resized_crop(x, size, gen, cfg.crop_scale)
+        if cfg.mixup:  # each crop mixed with another of the batch; the teacher labels the mix below
+            partner = torch.randperm(len(clean), generator=gen).to(clean.device)
+            lam = (torch.rand(len(clean), generator=gen) * cfg.mixup).to(clean.device, clean.dtype)[:, None, None, None]
+            clean = torch.lerp(clean, clean[partner], lam)
         target = None
         if cfg.loss != "ce":
             with torch.no_grad():
@@ -200,6 +213,8 @@ def masking_loss(cfg: FinetuneConfig, size: int, teacher: nn.Module | None):
         name += f"_t{cfg.temperature}"
     if cfg.worst_of > 1:
         name += f"_worst{cfg.worst_of}"
+    if cfg.mixup:
+        name += f"_mix{cfg.mixup}"
     if cfg.val:
         name += f"_val{cfg.val}"
     masked_finetune.__name__ = name
