@@ -45,6 +45,7 @@ from patchlab.progress import ProgressFn
 
 STORE_SIZE = 256  # training images are kept as 256 px centre crops; random crops are resized to the model's 224
 LAYERS = ("all", "late")
+BATCHNORM = ("frozen", "train")
 LOSSES = ("distill", "ce", "hard")
 MASKS = ("cutout", "pairs", "mixed")
 VAL_SEED = 1  # which training-side images `val` holds out
@@ -55,6 +56,7 @@ class FinetuneConfig:
     images: str = ""
     arch: str = "efficientnet_lite0"
     layers: str = "all"
+    batchnorm: str = "frozen"  # "frozen" (ImageNet's statistics) or "train" (batch statistics, running ones updated)
     loss: str = "distill"
     masks: str = "cutout"     # "cutout" (holes x hole_size, the paper), "pairs" or "mixed" (the certifier's set)
     holes: int = 2
@@ -78,6 +80,8 @@ class FinetuneConfig:
     limit: int | None = None  # use only the first N training images (tests)
 
     def __post_init__(self) -> None:
+        if self.batchnorm not in BATCHNORM:
+            raise PatchlabError(f"batchnorm must be one of {', '.join(BATCHNORM)}, got {self.batchnorm!r}")
         if self.layers not in LAYERS:
             raise PatchlabError(f"layers must be one of {', '.join(LAYERS)}, got {self.layers!r}")
         if self.masks not in MASKS:
@@ -97,9 +101,10 @@ class FinetuneConfig:
 
 
 class FinetuneNet(nn.Module):
-    """An unfolded EfficientNet-Lite with its input scaling, kept in eval mode even while `fit` trains it."""
+    """An unfolded EfficientNet-Lite with its input scaling, kept in eval mode even while `fit` trains it (with
+    `batchnorm="train"` its BatchNorm layers follow train(), dropout still not)."""
 
-    def __init__(self, arch: str, layers: str):
+    def __init__(self, arch: str, layers: str, batchnorm: str = "frozen"):
         from patchlab.models.efficientnet_lite import LITE_SIZES, LiteScale, build_efficientnet_lite
 
         super().__init__()
@@ -109,6 +114,7 @@ class FinetuneNet(nn.Module):
         self.net = build_efficientnet_lite(arch)
         self.input_size = LITE_SIZES[arch]
         self.name = f"{arch}-masked"
+        self.batchnorm = batchnorm
         self.config = {"kind": "finetune", "arch": arch, "layers": layers}
         if layers == "late":
             self.net.requires_grad_(False)
@@ -116,7 +122,12 @@ class FinetuneNet(nn.Module):
                 part.requires_grad_(True)
 
     def train(self, mode: bool = True) -> "FinetuneNet":
-        return super().train(False)  # frozen BatchNorm statistics, no dropout
+        super().train(False)  # frozen BatchNorm statistics, no dropout
+        if mode and self.batchnorm == "train":
+            for bn in self.modules():
+                if isinstance(bn, nn.BatchNorm2d):
+                    bn.train()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x).contiguous(memory_format=torch.channels_last))
@@ -215,6 +226,8 @@ def masking_loss(cfg: FinetuneConfig, size: int, teacher: nn.Module | None):
         name += f"_worst{cfg.worst_of}"
     if cfg.mixup:
         name += f"_mix{cfg.mixup}"
+    if cfg.batchnorm != "frozen":
+        name += f"_bn{cfg.batchnorm}"
     if cfg.val:
         name += f"_val{cfg.val}"
     masked_finetune.__name__ = name
@@ -275,7 +288,7 @@ def finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | N
     start = time.perf_counter()
     dev = resolve_device(device)
     x, y = load_training_images(config.images, config.limit, config.val)
-    model = FinetuneNet(config.arch, config.layers).to(dev)
+    model = FinetuneNet(config.arch, config.layers, config.batchnorm).to(dev)
     teacher = load_model(config.arch, dev) if config.loss != "ce" else None  # distill and hard learn from it
     fit_cfg = FitConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
                         weight_decay=config.weight_decay, seed=config.seed, lr_schedule=config.lr_schedule)

@@ -156,3 +156,23 @@ def test_certify_proxy_with_every_pair_is_the_certificate(mnist_mlp, mnist_parts
     clean = float((mnist_mlp(x).argmax(1) == y).float().mean())
     for r in (full, none, some):
         assert (r["n"], r["singles_correct"], r["clean_accuracy"]) == (30, pytest.approx(singles), pytest.approx(clean))
+
+
+def test_batchnorm_train_updates_running_statistics_and_frozen_keeps_them():
+    from patchlab.defenses.finetune import FinetuneNet
+
+    x = torch.rand(2, 3, 64, 64)
+    for mode, moves in (("frozen", False), ("train", True)):
+        net = FinetuneNet("efficientnet_lite0", "all", batchnorm=mode)
+        net.train()
+        bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+        drops = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+        assert all(b.training == moves for b in bns) and not any(d.training for d in drops)
+        before = bns[0].running_mean.clone()
+        with torch.no_grad():
+            net(x)
+        assert (not torch.equal(before, bns[0].running_mean)) == moves
+        net.eval()
+        assert not any(m.training for m in net.modules())
+    with pytest.raises(PatchlabError):
+        FinetuneConfig(batchnorm="sometimes")
