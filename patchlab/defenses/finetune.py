@@ -19,6 +19,10 @@ on the worst of its 666 inputs, not the average one). `val` > 0 keeps a seeded s
 fine-tuning and scores a certification proxy on it (`certify_proxy`) for the original and the fine-tuned model:
 model selection never looks at the held-out images.
 `layers` = "all" trains every weight; "late" only the last stages, the head and the classifier.
+`mixup` > 0 (teacher losses only) trains on convex mixes of pairs of crops, (1 - lam) x_i + lam x_j with the
+partner's weight lam uniform in [0, mixup]: "function matching" (Beyer et al. 2022, "Knowledge distillation: a good
+teacher is patient and consistent"): the teacher labels every mix, so a few hundred images give a far wider spread
+of inputs to match than the images themselves.
 
 The loop is `patchlab.models.digits.fit` (seeded per epoch, checkpointed every epoch, resumable: a resumed run equals
 an uninterrupted one). The result is written with BatchNorm folded in, the form `patchlab.models.load_model(path,
@@ -41,6 +45,7 @@ from patchlab.progress import ProgressFn
 
 STORE_SIZE = 256  # training images are kept as 256 px centre crops; random crops are resized to the model's 224
 LAYERS = ("all", "late")
+BATCHNORM = ("frozen", "train")
 LOSSES = ("distill", "ce", "hard")
 MASKS = ("cutout", "pairs", "mixed")
 VAL_SEED = 1  # which training-side images `val` holds out
@@ -51,6 +56,7 @@ class FinetuneConfig:
     images: str = ""
     arch: str = "efficientnet_lite0"
     layers: str = "all"
+    batchnorm: str = "frozen"  # "frozen" (ImageNet's statistics) or "train" (batch statistics, running ones updated)
     loss: str = "distill"
     masks: str = "cutout"     # "cutout" (holes x hole_size, the paper), "pairs" or "mixed" (the certifier's set)
     holes: int = 2
@@ -67,12 +73,15 @@ class FinetuneConfig:
     crop_scale: float = 0.35  # smallest random-resized-crop area, as a share of the stored image
     temperature: float = 1.0  # "distill": softmax temperature of teacher and student
     worst_of: int = 1         # maskings drawn per image; the one with the highest loss is trained on
+    mixup: float = 0.0        # teacher losses: mix pairs of crops, weight of the partner uniform in [0, mixup]
     val: int = 0              # training-side images kept out of fine-tuning, for model selection
     val_pairs: int = 60       # certification proxy: the certifier's first `val_pairs` pairs
     seed: int = 0
     limit: int | None = None  # use only the first N training images (tests)
 
     def __post_init__(self) -> None:
+        if self.batchnorm not in BATCHNORM:
+            raise PatchlabError(f"batchnorm must be one of {', '.join(BATCHNORM)}, got {self.batchnorm!r}")
         if self.layers not in LAYERS:
             raise PatchlabError(f"layers must be one of {', '.join(LAYERS)}, got {self.layers!r}")
         if self.masks not in MASKS:
@@ -83,14 +92,19 @@ class FinetuneConfig:
             raise PatchlabError("holes must be >= 0, hole_size >= 1 and crop_scale in (0, 1]")
         if not self.temperature > 0:
             raise PatchlabError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.mixup <= 0.5:
+            raise PatchlabError(f"mixup must lie in [0, 0.5] (the partner's largest weight), got {self.mixup}")
+        if self.mixup and self.loss == "ce":
+            raise PatchlabError("mixup needs a teacher to label the mixes: use --loss distill or hard, not ce")
         if self.worst_of < 1 or self.val < 0 or self.val_pairs < 0:
             raise PatchlabError("worst_of must be >= 1, val and val_pairs >= 0")
 
 
 class FinetuneNet(nn.Module):
-    """An unfolded EfficientNet-Lite with its input scaling, kept in eval mode even while `fit` trains it."""
+    """An unfolded EfficientNet-Lite with its input scaling, kept in eval mode even while `fit` trains it (with
+    `batchnorm="train"` its BatchNorm layers follow train(), dropout still not)."""
 
-    def __init__(self, arch: str, layers: str):
+    def __init__(self, arch: str, layers: str, batchnorm: str = "frozen"):
         from patchlab.models.efficientnet_lite import LITE_SIZES, LiteScale, build_efficientnet_lite
 
         super().__init__()
@@ -100,6 +114,7 @@ class FinetuneNet(nn.Module):
         self.net = build_efficientnet_lite(arch)
         self.input_size = LITE_SIZES[arch]
         self.name = f"{arch}-masked"
+        self.batchnorm = batchnorm
         self.config = {"kind": "finetune", "arch": arch, "layers": layers}
         if layers == "late":
             self.net.requires_grad_(False)
@@ -107,7 +122,12 @@ class FinetuneNet(nn.Module):
                 part.requires_grad_(True)
 
     def train(self, mode: bool = True) -> "FinetuneNet":
-        return super().train(False)  # frozen BatchNorm statistics, no dropout
+        super().train(False)  # frozen BatchNorm statistics, no dropout
+        if mode and self.batchnorm == "train":
+            for bn in self.modules():
+                if isinstance(bn, nn.BatchNorm2d):
+                    bn.train()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x).contiguous(memory_format=torch.channels_last))
@@ -180,6 +200,10 @@ def masking_loss(cfg: FinetuneConfig, size: int, teacher: nn.Module | None):
 
     def masked_finetune(model, x, y, gen):
         clean = random_resized_crop(x, size, gen, cfg.crop_scale)
+        if cfg.mixup:  # each crop mixed with another of the batch; the teacher labels the mix below
+            partner = torch.randperm(len(clean), generator=gen).to(clean.device)
+            lam = (torch.rand(len(clean), generator=gen) * cfg.mixup).to(clean.device, clean.dtype)[:, None, None, None]
+            clean = torch.lerp(clean, clean[partner], lam)
         target = None
         if cfg.loss != "ce":
             with torch.no_grad():
@@ -200,6 +224,10 @@ def masking_loss(cfg: FinetuneConfig, size: int, teacher: nn.Module | None):
         name += f"_t{cfg.temperature}"
     if cfg.worst_of > 1:
         name += f"_worst{cfg.worst_of}"
+    if cfg.mixup:
+        name += f"_mix{cfg.mixup}"
+    if cfg.batchnorm != "frozen":
+        name += f"_bn{cfg.batchnorm}"
     if cfg.val:
         name += f"_val{cfg.val}"
     masked_finetune.__name__ = name
@@ -260,7 +288,7 @@ def finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | N
     start = time.perf_counter()
     dev = resolve_device(device)
     x, y = load_training_images(config.images, config.limit, config.val)
-    model = FinetuneNet(config.arch, config.layers).to(dev)
+    model = FinetuneNet(config.arch, config.layers, config.batchnorm).to(dev)
     teacher = load_model(config.arch, dev) if config.loss != "ce" else None  # distill and hard learn from it
     fit_cfg = FitConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
                         weight_decay=config.weight_decay, seed=config.seed, lr_schedule=config.lr_schedule)

@@ -93,6 +93,38 @@ def test_distillation_is_zero_for_the_teacher_itself_at_any_temperature():
         FinetuneConfig(worst_of=0)
 
 
+def test_mixup_distills_the_teacher_on_mixes_of_two_crops():
+    from patchlab.defenses.finetune import random_resized_crop
+
+    teacher, student = _Tiny(0), _Tiny(1)
+    x, y = torch.rand(8, 3, 40, 40), torch.randint(0, 10, (8,))
+    cfg = FinetuneConfig(loss="distill", masks="mixed", patch=8, k=3, mixup=0.5)
+    got = masking_loss(cfg, 32, teacher)(student, x, y, torch.Generator().manual_seed(0))
+    # by hand: crops, each mixed with a partner crop at a weight in [0, 0.5], the teacher on the mix, the student on
+    # the masked mix
+    gen = torch.Generator().manual_seed(0)
+    crop = random_resized_crop(x, 32, gen, cfg.crop_scale)
+    partner = torch.randperm(8, generator=gen)
+    lam = torch.rand(8, generator=gen) * 0.5
+    mix = crop * (1 - lam[:, None, None, None]) + crop[partner] * lam[:, None, None, None]
+    inputs = mask_mixed(mix, mask_set(32, 8, 3).tensor(), gen)
+    with torch.no_grad():
+        p, q = teacher(mix).softmax(1), student(inputs).log_softmax(1)
+    want = (p * (p.log() - q)).sum(1).mean()
+    assert got.item() == pytest.approx(float(want), rel=1e-4)
+    assert not torch.allclose(mix, crop, atol=0.05)  # the mixes are not the crops
+    # without mixup the same draws give another loss (the mix changes what the teacher labels)
+    plain = masking_loss(FinetuneConfig(loss="distill", masks="mixed", patch=8, k=3), 32, teacher)
+    assert plain(student, x, y, torch.Generator().manual_seed(0)).item() != pytest.approx(got.item(), rel=1e-3)
+    # a teacher matching itself on unmasked mixes has nothing to learn
+    same = FinetuneConfig(loss="distill", masks="cutout", holes=0, mixup=0.5)
+    assert masking_loss(same, 32, teacher)(teacher, x, y, torch.Generator().manual_seed(0)).item() == pytest.approx(
+        0.0, abs=1e-5)
+    for bad in (dict(mixup=0.6), dict(mixup=-0.1), dict(mixup=0.3, loss="ce")):
+        with pytest.raises(PatchlabError):
+            FinetuneConfig(**bad)
+
+
 def test_validation_split_is_seeded_disjoint_and_inside_the_training_side(imagenet_dir):
     from patchlab.defenses.data import shared_split
 
@@ -124,3 +156,23 @@ def test_certify_proxy_with_every_pair_is_the_certificate(mnist_mlp, mnist_parts
     clean = float((mnist_mlp(x).argmax(1) == y).float().mean())
     for r in (full, none, some):
         assert (r["n"], r["singles_correct"], r["clean_accuracy"]) == (30, pytest.approx(singles), pytest.approx(clean))
+
+
+def test_batchnorm_train_updates_running_statistics_and_frozen_keeps_them():
+    from patchlab.defenses.finetune import FinetuneNet
+
+    x = torch.rand(2, 3, 64, 64)
+    for mode, moves in (("frozen", False), ("train", True)):
+        net = FinetuneNet("efficientnet_lite0", "all", batchnorm=mode)
+        net.train()
+        bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+        drops = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+        assert all(b.training == moves for b in bns) and not any(d.training for d in drops)
+        before = bns[0].running_mean.clone()
+        with torch.no_grad():
+            net(x)
+        assert (not torch.equal(before, bns[0].running_mean)) == moves
+        net.eval()
+        assert not any(m.training for m in net.modules())
+    with pytest.raises(PatchlabError):
+        FinetuneConfig(batchnorm="sometimes")
