@@ -95,7 +95,7 @@ class FinetuneConfig:
         if not 0 <= self.mixup <= 0.5:
             raise PatchlabError(f"mixup must lie in [0, 0.5] (the partner's largest weight), got {self.mixup}")
         if self.mixup and self.loss == "ce":
-            raise PatchlabError("mixup needs a teacher to label the mixes: use --loss distill or hard, not ce")
+            raise PatchlabError("mixup needs a teacher to label the mixes: loss must be distill or hard, not ce")
         if self.worst_of < 1 or self.val < 0 or self.val_pairs < 0:
             raise PatchlabError("worst_of must be >= 1, val and val_pairs >= 0")
 
