@@ -39,7 +39,7 @@ def main() -> None:
         raise SystemExit("error: the shared data folder (../shared/data) is missing")
     images = str(shared_data_dir() / "imagenet-sample")
     cfg = FinetuneConfig(images=images, val=60, val_pairs=630, masks="mixed")
-    model = FinetuneNet(cfg.arch, "all")
+    model = FinetuneNet(cfg.arch, "all", batchnorm="train")  # train(): BatchNorm alone in training mode
     model.load_state_dict(torch.load(args.checkpoint, weights_only=True)["model"])
     x, _ = load_training_images(images, None, cfg.val)
     masks = mask_set(model.input_size, cfg.patch, cfg.k).tensor()
@@ -48,14 +48,14 @@ def main() -> None:
         if isinstance(bn, nn.BatchNorm2d):
             bn.reset_running_stats()
             bn.momentum = None  # a cumulative average over every batch
-    nn.Module.train(model.net, True)  # FinetuneNet.train keeps eval mode; the statistics need training mode
+    model.train()
     with torch.no_grad():
         for _ in range(args.passes):
             order = torch.randperm(len(x), generator=gen)
             for i in range(0, len(x), 64):
                 crops = random_resized_crop(x[order[i:i + 64]], model.input_size, gen, cfg.crop_scale)
                 model(mask_mixed(crops, masks, gen) if args.inputs == "mixed" else crops)
-    nn.Module.train(model.net, False)
+    model.eval()
     save_folded(model, args.out, {"bn_recalibration": vars(args)})
     _, val = split_validation(images, cfg.val)
     net = load_model(args.out, "cpu", arch=cfg.arch)
