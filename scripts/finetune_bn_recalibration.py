@@ -20,11 +20,9 @@ import torch
 import torch.nn as nn
 
 from patchlab.data import shared_data_dir
-from patchlab.defenses.data import load_images
-from patchlab.defenses.finetune import (FinetuneConfig, FinetuneNet, certify_proxy, load_training_images, mask_mixed,
-                                        random_resized_crop, save_folded, split_validation)
+from patchlab.defenses.finetune import (FinetuneConfig, FinetuneNet, load_training_images, mask_mixed,
+                                        random_resized_crop, save_folded, validate)
 from patchlab.defenses.masks import mask_set
-from patchlab.models import load_model
 
 
 def main() -> None:
@@ -35,9 +33,10 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=123)
     args = ap.parse_args()
-    if shared_data_dir() is None:
+    data = shared_data_dir()
+    if data is None:
         raise SystemExit("error: the shared data folder (../shared/data) is missing")
-    images = str(shared_data_dir() / "imagenet-sample")
+    images = str(data / "imagenet-sample")
     cfg = FinetuneConfig(images=images, val=60, val_pairs=630, masks="mixed")
     model = FinetuneNet(cfg.arch, "all", batchnorm="train")  # train(): BatchNorm alone in training mode
     model.load_state_dict(torch.load(args.checkpoint, weights_only=True)["model"])
@@ -57,9 +56,7 @@ def main() -> None:
                 model(mask_mixed(crops, masks, gen) if args.inputs == "mixed" else crops)
     model.eval()
     save_folded(model, args.out, {"bn_recalibration": vars(args)})
-    _, val = split_validation(images, cfg.val)
-    net = load_model(args.out, "cpu", arch=cfg.arch)
-    result = certify_proxy(net, load_images(val.paths, net.input_size), val.labels, cfg.patch, cfg.k, 630, cfg.fill)
+    result = validate(cfg, args.out, original=False)["fine-tuned"]  # the original's 31.7%: the same images and code
     print(json.dumps({"settings": vars(args), "validation": result}))
 
 

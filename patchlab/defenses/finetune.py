@@ -309,15 +309,17 @@ def finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | N
     return summary
 
 
-def validate(config: FinetuneConfig, weights: str | Path, device="cpu") -> dict:
-    """`certify_proxy` on the `val` images kept out of fine-tuning: the original model and the fine-tuned one."""
+def validate(config: FinetuneConfig, weights: str | Path, device="cpu", original: bool = True) -> dict:
+    """`certify_proxy` on the `val` images kept out of fine-tuning: the original model (unless `original` is False)
+    and the fine-tuned one."""
     from patchlab.defenses.data import load_images
     from patchlab.models import load_model
 
     _, val = split_validation(config.images, config.val, config.limit)
     out = {"images": [p.name for p in val.paths]}
-    for label, net in (("original", load_model(config.arch, device)),
-                       ("fine-tuned", load_model(str(weights), device, arch=config.arch))):
+    for label in ("original", "fine-tuned")[0 if original else 1:]:
+        net = load_model(config.arch, device) if label == "original" else load_model(str(weights), device,
+                                                                                      arch=config.arch)
         x = load_images(val.paths, net.input_size)
         out[label] = certify_proxy(net, x, val.labels, config.patch, config.k, config.val_pairs, config.fill)
     return out

@@ -26,12 +26,13 @@ def _certified(row: dict) -> bool:
 
 def test_recorded_280_image_certification_supports_what_the_docs_report():
     original, tuned = _run("original"), _run("finetuned")
-    for run in (original, tuned):
+    certified = {}
+    for name, run in (("original", original), ("tuned", tuned)):
         rows = run["per_image"]
         assert run["n"] == len(rows) == 280 and run["part"] == "heldout" and run["patch_area"] == 0.02
         assert run["masks"] == 36 and run["pairs"] == 666
-        certified = sum(map(_certified, rows))
-        assert certified / 280 == run["certified_accuracy"]
+        certified[name] = sum(map(_certified, rows))
+        assert certified[name] / 280 == run["certified_accuracy"]
         assert sum(r["prediction"] == r["label"] for r in rows) / 280 == run["clean_accuracy"]
         assert sum(r["undefended"] == r["label"] for r in rows) / 280 == run["undefended_accuracy"]
     assert [(r["file"], r["label"]) for r in original["per_image"]] == [
@@ -45,7 +46,7 @@ def test_recorded_280_image_certification_supports_what_the_docs_report():
     assert f"certifies {gained} images the original does not and loses {lost}" in defenses
     # "measurable": the paired gain is significant at 5%; "goal missed": the interval's top is below 50%
     assert gained > lost and binomtest(gained, gained + lost, 0.5).pvalue < 0.05
-    top = wilson_interval(round(280 * tuned["certified_accuracy"]), 280)[1]
+    top = wilson_interval(certified["tuned"], 280)[1]
     assert top < 0.5 and f"the interval's top, {100 * top:.1f}%, is below 50%" in defenses
     # clean accuracy within the 3 points the issue allows, defended and undefended
     for key in ("clean_accuracy", "undefended_accuracy"):
