@@ -13,6 +13,7 @@ Backends: gloo on CPUs, NCCL on GPUs (one GPU per process: cuda:LOCAL_RANK). Ren
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from contextlib import contextmanager
@@ -25,6 +26,11 @@ import torch
 from patchlab.errors import PatchlabError
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+# torch modules whose default arguments are `dist.group.WORLD`, evaluated at import: imported while a process group
+# is up (timm imports torch._dynamo, which imports torch.distributed.nn), each keeps that group alive after
+# destroy_process_group, so gloo's threads outlive it into interpreter shutdown, where they can abort the process
+# (SIGABRT, "terminate called without an active exception"). Imported before the group exists, they hold None.
+WORLD_DEFAULT_MODULES = ("torch.distributed.nn", "torch.distributed.optim", "torch.distributed.fsdp")
 
 
 @dataclass
@@ -129,6 +135,8 @@ def process_group(device: str = "auto", backend: str | None = None,
         dev = torch.device("cuda", dev.index if dev.index is not None else int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
     if owned:
+        for name in WORLD_DEFAULT_MODULES:
+            importlib.import_module(name)
         backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
                                  device_id=dev if backend == "nccl" else None)

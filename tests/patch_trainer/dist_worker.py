@@ -5,8 +5,9 @@
 WORKDIR/spec.json holds {"config": PatchConfig fields, "cli": [{"args": [...], "rank1": [...]}, ...]}. Each rank
 joins the gloo group once and (1) trains `config` step by step through the PatchTrainer API, rank 0 saving the state
 before the first step and after every step as WORKDIR/state<k>.pt; (2) runs each `cli` command in the same group
-(rank 1 appends its "rank1" arguments). It writes WORKDIR/rank<r>.json: the step metrics, the CLI exit codes and the
-seconds spent in the all-reduce.
+(rank 1 appends its "rank1" arguments). It writes WORKDIR/rank<r>.json: the step metrics, the CLI exit codes, the
+seconds spent in the all-reduce and the names of the threads left after the group is gone (gloo's must be gone too:
+one that outlives its group into interpreter shutdown can abort the process).
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+
+def _thread_names() -> list[str] | None:
+    """This process's native threads by name (Linux), the C++ ones included."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return None
+    return sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
 
 
 def main(work: Path) -> None:
@@ -36,6 +45,7 @@ def main(work: Path) -> None:
                  for command in spec["cli"]]
         report = {"rank": ranks.rank, "world": ranks.world, "backend": ranks.backend, "metrics": metrics,
                   "cli": codes, "comm_seconds": comm}
+    report["threads_after"] = _thread_names()
     (work / f"rank{report['rank']}.json").write_text(json.dumps(report))
 
 

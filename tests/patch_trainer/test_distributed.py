@@ -10,7 +10,8 @@ Checked here, on one process:
 - the free-running 2-process patch after STEPS steps is as close to the 1-process one as the same process at 2 threads
   is (within FREE_TOL or twice that divergence): rounding differs, and Adam's per-texel normalisation and JPEG's
   rounding amplify it from step to step exactly as a change of thread count does (docs/distributed.md);
-- checkpoints resume across world sizes (1 -> 2 through the CLI, 2 -> 1 here), and only rank 0 writes files.
+- checkpoints resume across world sizes (1 -> 2 through the CLI, 2 -> 1 here), and only rank 0 writes files;
+- no gloo thread outlives the group (patchlab.patch.distributed.WORLD_DEFAULT_MODULES says why it could).
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def test_two_gloo_processes_follow_one_process(scenes, lite0, tmp_path, one_thre
     run, reports = _two_processes(tmp_path, spec)
     assert [(r["world"], r["backend"]) for r in reports] == [(2, "gloo")] * 2
     assert all(r["cli"] == [0, 2, 2] for r in reports), reports  # both ranks refuse together: no rank hangs
+    # leaving the group joins gloo's threads, although the model (timm, torch._dynamo) was imported inside it
+    assert all(r["threads_after"] is None or not any("gloo" in t for t in r["threads_after"]) for r in reports), \
+        [r["threads_after"] for r in reports]
     assert "smaller than the 2 processes" in run.stderr and "runs other settings than rank" in run.stderr
     summaries = [line for line in run.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 1, run.stdout  # rank 0 reports, rank 1 is quiet
