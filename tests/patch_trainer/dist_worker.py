@@ -26,6 +26,9 @@ def _thread_names() -> list[str] | None:
 
 
 def main(work: Path) -> None:
+    import faulthandler
+
+    faulthandler.enable()  # should a rank still die of a signal, its Python stacks reach the test's failure message
     from patchlab.cli import main as cli
     from patchlab.patch.distributed import process_group
     from patchlab.patch.train import PatchConfig, PatchTrainer, save_checkpoint
