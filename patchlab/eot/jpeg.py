@@ -118,9 +118,26 @@ def _planes(x: torch.Tensor, c: int, h: int, w: int) -> torch.Tensor:
     return x.reshape(b, c, h // 8, w // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h, w)
 
 
-def jpeg(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    """Differentiable JPEG of RGB `images` (B, 3, H, W) in [0, 1] at per-image `quality` (B,) in [0, 100]; the
-    output is (B, 3, H, W) in [0, 1]. Gradients flow to `images` (not to `quality`)."""
+def _halve_adjoint(g: torch.Tensor, dim: int) -> torch.Tensor:
+    """The transpose of `_halve` along `dim` (>= 0): the gradient of out[i] = a x[2i-1] + b (x[2i] + x[2i+1]) +
+    a x[2i+2] (reflected at the ends) sent back to the 2n inputs, from slices."""
+    a, b = _constants(g.dtype, g.device)[1].unbind()
+    n = g.shape[dim]
+    even, odd = g * b, g * b
+    even.narrow(dim, 1, n - 1).add_(g.narrow(dim, 0, n - 1) * a)  # x[2i] is after[i-1]
+    even.narrow(dim, n - 1, 1).add_(g.narrow(dim, n - 1, 1) * a)  # and after[n-1] (the reflection)
+    odd.narrow(dim, 0, n - 1).add_(g.narrow(dim, 1, n - 1) * a)   # x[2i+1] is before[i+1]
+    odd.narrow(dim, 0, 1).add_(g.narrow(dim, 0, 1) * a)           # and before[0] (the reflection)
+    return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
+
+
+def _upsample_adjoint(g: torch.Tensor) -> torch.Tensor:
+    """The transpose of the x2 bilinear upsampling (align_corners=False) of the chroma planes."""
+    b, c, h, w = g.shape
+    return torch.ops.aten.upsample_bilinear2d_backward(g, [h, w], [b, c, h // 2, w // 2], False, 2.0, 2.0)
+
+
+def _check(images: torch.Tensor, quality) -> torch.Tensor:
     if images.dim() != 4 or images.shape[1] != 3:
         raise PatchlabError(f"jpeg images must be (B, 3, H, W), got {tuple(images.shape)}")
     quality = torch.as_tensor(quality).detach().to(device=images.device, dtype=torch.float32).reshape(-1)
@@ -128,7 +145,12 @@ def jpeg(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         quality = quality.expand(len(images))
     if quality.numel() != len(images) or bool((quality < 0).any() | (quality > 100).any()):
         raise PatchlabError(f"jpeg quality must be one value or one per image, each in [0, 100], got {quality}")
-    dtype = images.dtype
+    return quality
+
+
+def _codec(images: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The codec's forward (differentiable through autograd when run with gradients: the reference for `_JPEG`'s
+    backward), and what that backward needs: the rounding residuals, the matrices and the unclamped output."""
     x = images.float()
     b, _, h0, w0 = x.shape
     dct, down, to_ycc, to_rgb = _constants(x.dtype, x.device)
@@ -142,14 +164,70 @@ def jpeg(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     luma = ycc[:, :1]
     chroma = _halve(_halve(ycc[:, 1:], 3), 2)  # (B, 2, h/2, w/2)
     table_y, table_c = quantisation_tables(quality)  # (B, 64) each
-    coded = []
+    coded, saved = [], {"planes": []}
     for plane, table in ((luma, table_y), (chroma, table_c)):
         # DCT and division by the table in one matmul; multiplication by it and inverse DCT in another
-        z = torch.bmm(_blocks(plane), dct[None] / table[:, None, :])
-        rec = torch.bmm(_PolyRound.apply(z), table[:, :, None] * dct.T[None])
+        forward, inverse = dct[None] / table[:, None, :], table[:, :, None] * dct.T[None]
+        z = torch.bmm(_blocks(plane), forward)
+        rounded = _PolyRound.apply(z) if torch.is_grad_enabled() else None
+        if rounded is None:  # _PolyRound's forward, keeping its residual for _JPEG's backward
+            r = z.round()
+            d = z - r
+            rounded = torch.addcmul(r, d * d, d)
+            saved["planes"].append((forward, inverse, d, plane.shape))
+        rec = torch.bmm(rounded, inverse)
         coded.append(_planes(rec, plane.shape[1], *plane.shape[-2:]))
     chroma = F.interpolate(coded[1], scale_factor=2, mode="bilinear", align_corners=False)  # kornia's
     # back to RGB in one batched matmul, the level shift (128, chroma 127.5) folded into its offset
     level = to_rgb @ torch.tensor([128.0, 0.5, 0.5], dtype=x.dtype, device=x.device)
     rgb = torch.baddbmm(level[None, :, None], to_rgb.expand(b, 3, 3), torch.cat([coded[0], chroma], 1).view(b, 3, -1))
-    return F.hardtanh(rgb.view(b, 3, h, w)[..., :h0, :w0], 0.0, 1.0).to(dtype)  # clamp(0, 1), one-pass backward
+    rgb = rgb.view(b, 3, h, w)[..., :h0, :w0]
+    saved.update(rgb=rgb, size=(h, w))
+    return F.hardtanh(rgb, 0.0, 1.0).to(images.dtype), saved  # clamp(0, 1), one-pass backward
+
+
+class _JPEG(torch.autograd.Function):
+    """The codec as one autograd node. Everything but the rounding and the final clamp is linear, so the backward is
+    the transposed chain (matrices transposed, 4:2:0 and its upsampling by their adjoints) with the rounding's
+    derivative 3 (z - r)^2 in the middle: a few passes over the frames instead of the ~40 small nodes (slices that
+    zero-fill whole frames in their backward, concatenations, permutation copies) autograd records for it."""
+
+    @staticmethod
+    def forward(ctx, images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        out, saved = _codec(images, quality)
+        ctx.saved = saved
+        ctx.dtype = images.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        saved = ctx.saved
+        del ctx.saved
+        rgb, (h, w) = saved["rgb"], saved["size"]
+        g = torch.ops.aten.hardtanh_backward(grad.float(), rgb, 0.0, 1.0)
+        b, _, h0, w0 = g.shape
+        if (h0, w0) != (h, w):
+            g = F.pad(g, (0, w - w0, 0, h - h0))
+        dct, _, to_ycc, to_rgb = _constants(g.dtype, g.device)
+        g = torch.bmm(to_rgb.T.expand(b, 3, 3), g.reshape(b, 3, h * w)).view(b, 3, h, w)
+        planes = []
+        for (forward, inverse, d, shape), plane in zip(saved["planes"], (g[:, :1], _upsample_adjoint(g[:, 1:]))):
+            gz = torch.bmm(_blocks(plane), inverse.transpose(1, 2)).mul_(d * d).mul_(3.0)
+            planes.append(_planes(torch.bmm(gz, forward.transpose(1, 2)), shape[1], *shape[-2:]))
+        chroma = _halve_adjoint(_halve_adjoint(planes[1], 2), 3)
+        g = torch.bmm(to_ycc.T.expand(b, 3, 3), torch.cat([planes[0], chroma], 1).view(b, 3, -1)).view(b, 3, h, w)
+        if (h0, w0) != (h, w):  # the replicated border's gradient goes back to the last row and column
+            g = g.clone()
+            g[..., h0 - 1, :] += g[..., h0:, :].sum(-2)
+            g[..., :, w0 - 1] += g[..., :, w0:].sum(-1)
+            g = g[..., :h0, :w0]
+        return g.to(ctx.dtype), None
+
+
+def jpeg(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Differentiable JPEG of RGB `images` (B, 3, H, W) in [0, 1] at per-image `quality` (B,) in [0, 100]; the
+    output is (B, 3, H, W) in [0, 1]. Gradients flow to `images` (not to `quality`)."""
+    quality = _check(images, quality)
+    if not (torch.is_grad_enabled() and images.requires_grad):
+        return _codec(images, quality)[0]
+    return _JPEG.apply(images, quality)

@@ -127,24 +127,123 @@ def _boxes_and_warps(corners: torch.Tensor, sizing: torch.Tensor, size: int, th:
     return x0, y0, bh, bw, torch.from_numpy(sample).float()
 
 
-def _warp(src: torch.Tensor, sample: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Bilinear perspective warp of src (B, C, Hs, Ws) into an (h, w) output, zeros outside: output pixel (x, y)
-    samples src at grid_sample coordinates sample (x, y, 1) (what kornia's warp_perspective with align_corners=True
-    computes, in ~40 small ops per call; here the grid is one batched matmul)."""
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=src.dtype, device=src.device),
-                            torch.arange(w, dtype=src.dtype, device=src.device), indexing="ij")
+def _grid(sample: torch.Tensor, h: int, w: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """grid_sample coordinates (B, h, w, 2) of a perspective warp into an (h, w) output: output pixel (x, y) samples
+    the source at sample (x, y, 1) (what kornia's warp_perspective with align_corners=True computes, in ~40 small
+    ops per call; here the grid is one batched matmul)."""
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=dtype, device=device), torch.arange(w, dtype=dtype, device=device),
+                            indexing="ij")
     pixels = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, h * w, 3)
-    pts = pixels @ sample.to(src.dtype).transpose(1, 2)  # (B, h*w, 3)
+    pts = pixels @ sample.to(device, dtype).transpose(1, 2)  # (B, h*w, 3)
     z = pts[..., 2:]
-    grid = pts[..., :2] / torch.where(z.abs() > 1e-8, z, torch.ones_like(z))
-    return F.grid_sample(src, grid.view(-1, h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=True)
+    return (pts[..., :2] / torch.where(z.abs() > 1e-8, z, torch.ones_like(z))).view(-1, h, w, 2)
+
+
+_SHRINK_WEIGHTS: dict[tuple, torch.Tensor] = {}
+
+
+def _shrink_weights(n: int, m: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """(n, m): the transpose of the antialiased bilinear resize n -> m along one axis, as a matrix (the resize of
+    the n unit vectors). Cached: a training run meets a few dozen sizes."""
+    key = (n, m, dtype, str(device))
+    if key not in _SHRINK_WEIGHTS:
+        if len(_SHRINK_WEIGHTS) > 512:
+            _SHRINK_WEIGHTS.clear()
+        eye = torch.eye(n, dtype=dtype, device=device).view(1, n, 1, n)  # n one-row images: row i is unit vector i
+        _SHRINK_WEIGHTS[key] = F.interpolate(eye, size=(1, m), mode="bilinear", align_corners=False,
+                                             antialias=True).view(n, m)
+    return _SHRINK_WEIGHTS[key]
+
+
+class _Shrink(torch.autograd.Function):
+    """F.interpolate(tex, size, bilinear, antialias=True) of a (1, C, h, w) texture; its backward is the separable
+    resize's transpose as two small matmuls, Wy^T G Wx (~3x sooner on CPU than the antialiased kernel's backward)."""
+
+    @staticmethod
+    def forward(ctx, tex: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        ctx.shape = tex.shape
+        return F.interpolate(tex, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        _, _, h, w = ctx.shape
+        th, tw = grad.shape[-2:]
+        wy, wx = _shrink_weights(h, th, grad.dtype, grad.device), _shrink_weights(w, tw, grad.dtype, grad.device)
+        return (wy @ grad @ wx.T).view(ctx.shape), None
+
+
+class _Scratch:
+    """Frames the caller gives up (flattened (B, 3, S*S)): the paste writes into them instead of copying them."""
+
+    def __init__(self, flat: torch.Tensor, owned: bool):
+        self.flat, self.owned = flat, owned
+
+
+class _Paste(torch.autograd.Function):
+    """Bilinear perspective warp of premultiplied RGBA textures into each sample's box (zeros outside the texture),
+    composited over the scenes (`out = scene * (1 - a) + rgb` in the box), as one autograd node. A texture shared by
+    the batch is (1, 4, th, tw), warped as a broadcast batch; per-sample textures are (B, 4, th, tw). The backward
+    reads the frames' gradient in the boxes only and writes the warp's gradient into one buffer (autograd's own
+    graph of slices and concatenations zero-fills several box-sized buffers). Warping the shared texture as one tall
+    image gives the same values, but its backward then runs on one thread: slower here."""
+
+    @staticmethod
+    def forward(ctx, premult: torch.Tensor, scenes: _Scratch, grid: torch.Tensor, idx3: torch.Tensor) -> torch.Tensor:
+        flat = scenes.flat
+        b, _, n = idx3.shape
+        bh, bw = grid.shape[1:3]
+        warped = F.grid_sample(premult.expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=True)
+        a, rgb = warped[:, 3:4].reshape(b, 1, n), warped[:, :3].reshape(b, 3, n)
+        scene_box = flat.gather(2, idx3)
+        box = scene_box * (1 - a) + rgb
+        frames = flat.scatter_(2, idx3, box) if scenes.owned else flat.scatter(2, idx3, box)
+        ctx.save_for_backward(premult, grid, idx3, scene_box)
+        scenes.alpha = a  # the coverage, for EOTOutput.alpha (only built when asked for)
+        return frames
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        premult, grid, idx3, scene_box = ctx.saved_tensors
+        b, _, n = idx3.shape
+        bh, bw = grid.shape[1:3]
+        g_box = grad.reshape(b, 3, -1).gather(2, idx3)
+        g_a = (g_box * scene_box).sum(1).neg_()  # d box / d a = -scene
+        g_warp = grad.new_empty((b, 4, bh, bw))
+        g_warp[:, :3].view(b, 3, n).copy_(g_box)
+        g_warp[:, 3].view(b, n).copy_(g_a)
+        g_premult = torch.ops.aten.grid_sampler_2d_backward(g_warp, premult.expand(b, -1, -1, -1), grid, 0, 0, True,
+                                                            [True, False])[0]
+        if premult.shape[0] == 1:
+            g_premult = g_premult.sum(0, keepdim=True)
+        return g_premult, None, None, None
+
+
+class Coverage:
+    """The patch's coverage of each frame after warping (before camera effects), (B, 1, S, S), built on first use
+    (training never reads it; it costs a frame-sized fill and scatter). No gradient."""
+
+    def __init__(self, a: torch.Tensor, idx: torch.Tensor, size: int):
+        self._a, self._idx, self._size, self._full = a, idx, size, None
+
+    def __call__(self) -> torch.Tensor:
+        if self._full is None:
+            b, s = len(self._a), self._size
+            self._full = self._a.new_zeros((b, 1, s * s)).scatter_(2, self._idx, self._a).view(b, 1, s, s)
+        return self._full
+
 
 @dataclass
 class EOTOutput:
     images: torch.Tensor   # (B, 3, S, S) transformed frames
     corners: torch.Tensor  # (B, 4, 2) where the patch corners landed, pixels (x, y)
-    alpha: torch.Tensor    # (B, 1, S, S) patch coverage after warping (before camera effects)
+    coverage: Coverage     # -> alpha
     params: EOTParams
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """(B, 1, S, S) patch coverage after warping (before camera effects); no gradient."""
+        return self.coverage()
 
 
 def _uniform(g: torch.Generator, n: int, lo: float, hi: float, *shape: int) -> torch.Tensor:
@@ -216,10 +315,11 @@ class EOT:
         return proj + (-0.5 - lo + params.position * room)[:, None]
 
     def place(self, patch: torch.Tensor, scenes: torch.Tensor, params: EOTParams,
-              whole: EOTParams | None = None) -> tuple[torch.Tensor, ...]:
-        """Composite an RGBA patch (4, h, w) into scenes (B, 3, S, S): returns (frames, corners, alpha). When
+              whole: EOTParams | None = None, owned: bool = False) -> tuple[torch.Tensor, torch.Tensor, Coverage]:
+        """Composite an RGBA patch (4, h, w) into scenes (B, 3, S, S): returns (frames, corners, coverage). When
         `params` are some rows of a larger batch's draws `whole`, the texture is shrunk and the warp boxes are sized
-        as for the whole batch, so the rows render exactly as they would within it."""
+        as for the whole batch, so the rows render exactly as they would within it. `owned`: the caller gives
+        `scenes` up (a scratch copy), so the patch is pasted into them in place, saving a copy of every frame."""
         b, _, size, size_w = scenes.shape
         if size != size_w:
             raise PatchlabError(f"EOT scenes must be square, got {size}x{size_w}")
@@ -233,8 +333,7 @@ class EOT:
         target = int(math.ceil(float(edges) * 1.5))
         tex = patch[None]
         if max(h, w) > target >= 4:
-            tex = F.interpolate(tex, size=(max(2, round(h * target / max(h, w))), max(2, round(w * target / max(h, w)))),
-                                mode="bilinear", align_corners=False, antialias=True)
+            tex = _Shrink.apply(tex, (max(2, round(h * target / max(h, w))), max(2, round(w * target / max(h, w)))))
         th, tw = tex.shape[-2:]
         dev = scenes.device
         rgb_t = tex[:, :3]
@@ -247,25 +346,21 @@ class EOT:
             rgb_t = rgb_t.clamp(0, 1)
             a_t = tex[:, 3:4].expand(b, -1, -1, -1)
             premult = torch.cat([rgb_t * a_t, a_t], 1)
-        else:  # the same texture in every sample: premultiply once, warp it as a broadcast batch
-            premult = torch.cat([rgb_t.clamp(0, 1) * tex[:, 3:4], tex[:, 3:4]], 1).expand(b, -1, -1, -1)
+        else:  # the same texture in every sample: premultiply once, warp it once for the batch
+            premult = torch.cat([rgb_t.clamp(0, 1) * tex[:, 3:4], tex[:, 3:4]], 1)
         # the warp only fills a box around each quad (the same box size for the batch, placed per sample), then
         # the box is pasted: the patch covers a small part of the frame, and outside its quad the warp is zero anyway
         x0, y0, bh, bw, sample = _boxes_and_warps(corners, sizing, size, th, tw)
-        warped = _warp(premult, sample.to(dev), bh, bw)
+        grid = _grid(sample, bh, bw, premult.dtype, dev)
         # every sample's box at once, as flat pixel indices (B, 1, bh*bw): one gather and one scatter along the
         # pixel axis for the batch, whose backward is a single gather of the box (a loop of slice assignments copies
         # the whole frame per sample; 4-D advanced indexing computes an offset per element and is ~3x slower)
         rows = torch.from_numpy(y0)[:, None, None] + torch.arange(bh)[None, :, None]
         cols = torch.from_numpy(x0)[:, None, None] + torch.arange(bw)[None, None, :]
         idx = (rows * size + cols).reshape(b, 1, bh * bw).to(dev)
-        idx3 = idx.expand(b, 3, -1)
-        flat = scenes.reshape(b, 3, size * size)
-        a = warped[:, 3:4].reshape(b, 1, bh * bw)
-        box = flat.gather(2, idx3) * (1 - a) + warped[:, :3].reshape(b, 3, bh * bw)
-        frames = flat.scatter(2, idx3, box).view(b, 3, size, size)
-        a_w = scenes.new_zeros((b, 1, size * size)).scatter(2, idx, a).view(b, 1, size, size)
-        return frames, corners, a_w
+        scratch = _Scratch(scenes.reshape(b, 3, size * size), owned and scenes.is_contiguous())
+        frames = _Paste.apply(premult, scratch, grid, idx.expand(b, 3, -1)).view(b, 3, size, size)
+        return frames, corners, Coverage(scratch.alpha.detach(), idx, size)
 
     # -- photometric and camera ----------------------------------------------------------------------------------------
     def photometric(self, x: torch.Tensor, p: EOTParams) -> torch.Tensor:
@@ -312,9 +407,9 @@ class EOT:
     # -- the whole thing -----------------------------------------------------------------------------------------------
     def __call__(self, patch: torch.Tensor, scenes: torch.Tensor, area: float | torch.Tensor,
                  generator: torch.Generator, params: EOTParams | None = None,
-                 whole: EOTParams | None = None) -> EOTOutput:
+                 whole: EOTParams | None = None, owned: bool = False) -> EOTOutput:
         """Render `patch` (RGBA (4, h, w) or RGB (3, h, w), opaque) into every scene under fresh EOT draws (or
-        `params`; `whole`: see `place`)."""
+        `params`; `whole`, `owned`: see `place`)."""
         if patch.dim() != 3 or patch.shape[0] not in (3, 4):
             raise PatchlabError(f"patch must be (3|4, H, W), got {tuple(patch.shape)}")
         if patch.shape[0] == 3:
@@ -322,9 +417,9 @@ class EOT:
         patch = patch.to(scenes.device)
         if params is None:
             params = self.sample(len(scenes), scenes.shape[-1], area, generator)
-        frames, corners, alpha = self.place(patch, scenes, params, whole)
+        frames, corners, coverage = self.place(patch, scenes, params, whole, owned)
         frames = self.camera(self.photometric(frames, params), params)
-        return EOTOutput(frames, corners, alpha, params)
+        return EOTOutput(frames, corners, coverage, params)
 
     def clean(self, scenes: torch.Tensor, generator: torch.Generator, area: float = 0.1) -> torch.Tensor:
         """The same lighting and camera draws without a patch (for clean baselines)."""

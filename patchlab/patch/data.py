@@ -77,4 +77,5 @@ def to_float(bank: torch.Tensor, device: torch.device) -> torch.Tensor:
     non-blocking to a GPU), the conversion runs there."""
     from patchlab.models import to_device
 
-    return to_device(bank, device).div(255.0)  # uint8 / float: one pass, the same values as .float().div_(255)
+    # a float copy, then an in-place division: the same values as uint8 / 255.0, sooner than its mixed-type loop
+    return to_device(bank, device).to(torch.float32, copy=True).div_(255.0)
