@@ -281,6 +281,29 @@ def test_ctrl_c_saves_a_checkpoint(eight_images, lite0, tmp_path):
     assert state["step"] == 3
 
 
+def test_ctrl_c_in_the_middle_of_a_step_resumes_to_the_uninterrupted_run(eight_images, lite0, tmp_path):
+    """Ctrl-C inside step 4's forward pass, after its draws: the checkpoint holds step 3 with the generator as step 3
+    left it (not as step 4's draws left it), and the resumed run equals the one never interrupted."""
+    full = train_patch(_tiny(eight_images, tmp_path / "full.png", steps=6, eot="print"), models=[lite0])
+    cfg = _tiny(eight_images, tmp_path / "cut.png", steps=6, checkpoint_every=100, eot="print")
+    calls = []
+
+    def interrupt(module, args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+
+    handle = lite0.register_forward_pre_hook(interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_patch(cfg, models=[lite0])
+    finally:
+        handle.remove()
+    assert torch.load(cfg.checkpoint_path(), weights_only=True)["step"] == 3
+    resumed = train_patch(cfg, resume=True, models=[lite0])
+    assert resumed.step == 6 and torch.equal(resumed.rgba, full.rgba)
+
+
 def test_resume_refuses_changed_settings(eight_images, lite0, tmp_path):
     cfg = _tiny(eight_images, tmp_path / "r.png", steps=2)
     train_patch(cfg, models=[lite0])

@@ -266,6 +266,8 @@ class PatchTrainer:
         self.checkpoint = self.cfg.checkpoint_path()
         self.steps_taken, self.history, self.elapsed = 0, [], 0.0
         self.stop_agreed = False  # a data-parallel run stops when any rank's stop event was set during a step
+        self._rng_at_step = None  # the generators' states at the start of a step in progress
+        self._model_gens: list[torch.Generator] | None = None  # the models' own generators (found on first use)
 
     # -- prepare: ranks -> outputs -> transforms -> models -> scenes -> patch -> shared scenes -> checkpoint --------
     def prepare(self, resume: bool = False, force: bool = False, progress: ProgressFn | None = None) -> "PatchTrainer":
@@ -393,6 +395,7 @@ class PatchTrainer:
         for group in self.opt.param_groups:
             group["lr"] = _lr_at(cfg, self.steps_taken)
         # the whole batch's draws come from the shared generator on every rank; a rank renders only its rows
+        self._rng_at_step = self._rng_states()  # what a checkpoint written mid-step (Ctrl-C) saves
         idx = torch.randint(0, len(self.bank), (cfg.batch,), generator=self.gen)
         params = self.eot.sample(cfg.batch, self.size, cfg.area, self.gen)
         rows = ranks.rows(cfg.batch)
@@ -424,6 +427,7 @@ class PatchTrainer:
         with torch.no_grad():
             self.texture.clamp_(0, 1)
         self.steps_taken += 1
+        self._rng_at_step = None
         return metrics
 
     def heldout_success(self) -> float:
@@ -449,11 +453,19 @@ class PatchTrainer:
     def state_dict(self) -> dict:
         """Everything a resumed run needs (the checkpoint's content): patch, Adam, generator, step, logs, settings."""
         cfg = self.cfg
+        rng, model_rng = self._rng_at_step if self._rng_at_step is not None else self._rng_states()
         return {"format": CKPT_FORMAT, "step": self.steps_taken, "texture": self.texture.detach().cpu().clone(),
-                "adam": self.opt.state_dict(), "rng": self.gen.get_state(), "config_key": _config_key(cfg),
+                "adam": self.opt.state_dict(), "rng": rng, "config_key": _config_key(cfg),
                 "schedule": json.dumps({k: getattr(cfg, k) for k in ("lr", *SCHEDULE_KEYS)}),
-                "history": json.dumps(self.history), "elapsed": self.elapsed,
-                "model_rng": [g.get_state() for g in self._model_generators()]}
+                "history": json.dumps(self.history), "elapsed": self.elapsed, "model_rng": model_rng}
+
+    def _rng_states(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The trainer's and the models' generator states. A step interrupted part-way (Ctrl-C) has already drawn
+        from them, so a checkpoint written then saves their states from the step's start: those of the last whole
+        step, which a resumed run must continue from."""
+        if self._model_gens is None:
+            self._model_gens = self._model_generators()
+        return self.gen.get_state(), [g.get_state() for g in self._model_gens]
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state`, refusing one made with other settings or whose lr schedule the config rewrites."""
