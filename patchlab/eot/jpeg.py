@@ -5,9 +5,11 @@ The same model as kornia 0.9 (Reich et al. 2024, Shin & Song 2017), computed in 
     RGB -> YCbCr (full range, x255, the DCT's level shift of 128 folded in): one batched 3x3 matmul with an offset
     -> 4:2:0 chroma: kornia's 3-tap Gaussian (sigma 0.5, reflect) then the 2x2 bilinear average, from slices
     -> 8x8 blocks as rows of 64 -> DCT and division by the quality-scaled table as ONE per-sample 64x64 matmul
-    -> polynomial rounding r + (z - r)^3 (one autograd node; its gradient 3 (z - r)^2, as kornia's)
+    -> polynomial rounding r + (z - r)^3 (its gradient 3 (z - r)^2, as kornia's)
     -> multiplication by the table and inverse DCT as one per-sample 64x64 matmul -> blocks back to planes
     -> chroma x2 bilinear (F.interpolate, as kornia) -> RGB (one batched matmul with an offset), clamp to [0, 1]
+
+With gradients, the whole codec is one autograd node (`_JPEG`) whose backward runs this chain transposed.
 
 The quantisation tables are kornia's: the standard luma/chroma tables scaled by the polynomial floor of libjpeg's
 quality scale, soft-clipped to [1, 255] and polynomially floored (not integers; bit-identical values here).
