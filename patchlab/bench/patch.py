@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,20 +33,17 @@ import torch
 
 from patchlab.bench.suite import Measured, benchmark
 from patchlab.bench.targets import Target
-from patchlab.stats import median_ratio_interval
 from patchlab.bench.timing import interleaved
+from patchlab.stats import median_ratio_interval
 
 BATCH, PATCH = 8, 224
-LIMIT = ("bare fwd+bwd, patchlab net", "patchlab digital fp32", "patchlab print fp32")
-
-
 ART, DIGITAL = "ART AdversarialPatchPyTorch", "patchlab digital fp32"
+LIMIT = ("bare fwd+bwd, patchlab net", DIGITAL, "patchlab print fp32")
 
 
 def stamped(net, run, into: list):
     """`run(n)`, also timing its steps one by one: the intervals between successive forward calls of `net` (each
     loop calls it once per step), appended to `into` as one list per call of more than one step."""
-    import time
 
     def call(n: int):
         stamps: list[float] = []
@@ -63,8 +61,6 @@ def alternated(model, scenes: Path, bare, cycles: int) -> dict[str, list[float]]
     """Seconds of single steps: the bare pass (`bare(1)`), a `digital` and a `print` PatchTrainer step (each trainer
     prepared once), one of each per cycle, the order reversed every other cycle, so that the machine's drifts (10% over
     seconds on a shared VM) hit all three alike; whole calls are too coarse for differences of a few percent."""
-    import time
-
     from patchlab.patch import PatchConfig
     from patchlab.patch.train import PatchTrainer
 
