@@ -210,4 +210,5 @@ def bench_patch(images: str | Path, steps: int = 6, rounds: int = 3, bf16: bool 
            needs=("art", "efficientnet_lite_pytorch"))
 def run_patch_benchmark(quick: bool, images: Path, steps: int | None = None, rounds: int | None = None,
                         bf16: bool = False) -> Measured:
-    return bench_patch(images, steps=steps or (2 if quick else 6), rounds=rounds or 3, bf16=bf16)
+    # quick: 5 steps, still enough for the step-by-step ART figure (5 steps a call and round)
+    return bench_patch(images, steps=steps or (5 if quick else 6), rounds=rounds or 3, bf16=bf16)
