@@ -37,8 +37,9 @@ from patchlab.bench.timing import interleaved
 from patchlab.stats import median_ratio_interval
 
 BATCH, PATCH = 8, 224
-ART, DIGITAL = "ART AdversarialPatchPyTorch", "patchlab digital fp32"
-LIMIT = ("bare fwd+bwd, patchlab net", DIGITAL, "patchlab print fp32")
+ART, BARE = "ART AdversarialPatchPyTorch", "bare fwd+bwd, patchlab net"
+DIGITAL, PRINT = "patchlab digital fp32", "patchlab print fp32"
+LIMIT = (BARE, DIGITAL, PRINT)
 
 
 def stamped(net, run, into: list):
@@ -131,11 +132,11 @@ def bench_patch(images: str | Path, steps: int = 6, rounds: int = 3, bf16: bool 
             return run
 
         stepped: dict[str, list[list[float]]] = {ART: [], DIGITAL: []}
-        contenders = {"bare fwd+bwd, reference net": bare(reference), "bare fwd+bwd, patchlab net": bare(lite0),
+        contenders = {"bare fwd+bwd, reference net": bare(reference), BARE: bare(lite0),
                       # ART's model wrapper runs the Sequential's children one by one: stamp the first child
                       ART: stamped(reference[0], art(reference), stepped[ART]), "ART on patchlab's model": art(lite0),
                       DIGITAL: stamped(lite0, ours("digital", False), stepped[DIGITAL]),
-                      "patchlab print fp32": ours("print", False)}
+                      PRINT: ours("print", False)}
         if bf16:
             contenders.update({"patchlab digital bf16": ours("digital", True),
                                "patchlab print bf16": ours("print", True)})
@@ -146,17 +147,17 @@ def bench_patch(images: str | Path, steps: int = 6, rounds: int = 3, bf16: bool 
         cpu: dict = {}
         wall = interleaved(timed, rounds=rounds, cpu=cpu)
         # the limit targets: single steps of the bare pass and of both trainers, alternated
-        limit = LIMIT
         cycles = 4 * steps * rounds
         times = alternated(lite0, folder, bare(lite0), cycles)
     block = cycles // rounds
     rounds_med = {name: [statistics.median(v[i:i + block]) for i in range(0, cycles, block)]
                   for name, v in times.items()}
-    ratios = {name: [m / b for m, b in zip(rounds_med[name], rounds_med[limit[0]])] for name in limit}
+    ratios = {name: [m / b for m, b in zip(rounds_med[name], rounds_med[BARE])] for name in LIMIT}
+    pooled = {name: median_ratio_interval(times[name], times[BARE]) for name in LIMIT}
     step = {name: (min(wall[(name, 1 + steps)]) - min(wall[(name, 1)])) / steps for name in contenders}
     cpu_step = {name: (min(cpu[(name, 1 + steps)]) - min(cpu[(name, 1)])) / steps for name in contenders}
-    art_w, bare_w = step["ART AdversarialPatchPyTorch"], step["bare fwd+bwd, patchlab net"]
-    art_c, bare_c = cpu_step["ART AdversarialPatchPyTorch"], cpu_step["bare fwd+bwd, patchlab net"]
+    art_w, bare_w = step[ART], step[BARE]
+    art_c, bare_c = cpu_step[ART], cpu_step[BARE]
     lines = [f"threads={torch.get_num_threads()} batch={BATCH} patch={PATCH}px steps={steps}: per step from the best "
              f"of {rounds} interleaved rounds", "",
              "| contender | wall s/step | samples/s | vs ART | / bare patchlab fwd+bwd | CPU s/step | CPU: vs ART | "
@@ -170,13 +171,12 @@ def bench_patch(images: str | Path, steps: int = 6, rounds: int = 3, bf16: bool 
               "judged on the best round", "",
               "| contender | steps timed | rounds' medians, ms | rounds' ratios to bare | best | "
               "all steps: median ratio to bare [90% interval] |", "|---|---|---|---|---|---|"]
-    for name in limit:
-        ratio, lo, hi = median_ratio_interval(times[name], times[limit[0]])
+    for name in LIMIT:
+        ratio, lo, hi = pooled[name]
         lines.append(f"| {name} | {len(times[name])} | {' / '.join(f'{1e3 * m:.1f}' for m in rounds_med[name])} | "
                      f"{' / '.join(f'{r:.3f}' for r in ratios[name])} | {min(ratios[name]):.3f}x | {ratio:.3f} "
                      f"[{lo:.3f}, {hi:.3f}] |")
-    digital, printed = min(ratios[limit[1]]), min(ratios[limit[2]])
-    pooled = {name: median_ratio_interval(times[name], times[limit[0]]) for name in limit[1:]}
+    digital, printed = min(ratios[DIGITAL]), min(ratios[PRINT])
 
     def cpu_note(name: str, ref: str) -> str:
         return f"CPU time: {cpu_step[name] / cpu_step[ref]:.2f}x"
@@ -196,13 +196,13 @@ def bench_patch(images: str | Path, steps: int = 6, rounds: int = 3, bf16: bool 
                       f" ART / its own bare fwd+bwd = {art_w / step['bare fwd+bwd, reference net']:.2f}x; CPU time: "
                       f"{art_c / cpu_step[DIGITAL]:.2f}x"),
                Target("EOT step, patchlab digital / bare fwd+bwd (physical limit)", digital, "<=", 1.1, "x",
-                      f"best round; all steps {pooled[limit[1]][0]:.3f}x; whole calls: {step[limit[1]] / bare_w:.2f}x, "
-                      + cpu_note("patchlab digital fp32", "bare fwd+bwd, patchlab net")),
+                      f"best round; all steps {pooled[DIGITAL][0]:.3f}x; whole calls: {step[DIGITAL] / bare_w:.2f}x, "
+                      + cpu_note(DIGITAL, BARE)),
                Target("EOT step, patchlab print / bare fwd+bwd (physical limit)", printed, "<=", 1.5, "x",
-                      f"best round; all steps {pooled[limit[2]][0]:.3f}x; whole calls: {step[limit[2]] / bare_w:.2f}x, "
-                      + cpu_note("patchlab print fp32", "bare fwd+bwd, patchlab net"))]
+                      f"best round; all steps {pooled[PRINT][0]:.3f}x; whole calls: {step[PRINT] / bare_w:.2f}x, "
+                      + cpu_note(PRINT, BARE))]
     return Measured(targets, "\n".join(lines), {"step_s": step, "cpu_step_s": cpu_step,
-                                                "step_alone_s": {name: rounds_med[name] for name in limit},
+                                                "step_alone_s": rounds_med,
                                                 "step_alone_ratio": ratios})
 
 

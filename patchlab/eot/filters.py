@@ -4,9 +4,9 @@ kornia.filters.gaussian_blur2d (reflect border, separable) runs a grouped convol
 differentiate reflect padding and the convolutions, whose backward on CPU costs about three times the forward. The
 adjoint of a correlation with reflect padding is a correlation with the flipped kernel (the same kernel for a
 Gaussian) plus the reflected border's terms folded back: the backward here is that, one multiply-add per tap, as
-the forward (the motion blur's 2-D kernel correlates the zero-padded gradient, then folds the border back). The forwards are kornia's computations (same kernels, the same sums in the
-same order, as multiply-adds of shifted slices), so their outputs are identical (motion blur:
-kornia.filters.motion_blur with its reflect border).
+the forward (the motion blur's 2-D kernel correlates the zero-padded gradient, then folds the border back). The
+forwards are kornia's computations (same kernels, the same sums in the same order, as multiply-adds of shifted
+slices), so their outputs are identical (motion blur: kornia.filters.motion_blur with its reflect border).
 """
 
 from __future__ import annotations

@@ -171,8 +171,9 @@ def _codec(images: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, d
         # DCT and division by the table in one matmul; multiplication by it and inverse DCT in another
         forward, inverse = dct[None] / table[:, None, :], table[:, :, None] * dct.T[None]
         z = torch.bmm(_blocks(plane), forward)
-        rounded = _PolyRound.apply(z) if torch.is_grad_enabled() else None
-        if rounded is None:  # _PolyRound's forward, keeping its residual for _JPEG's backward
+        if torch.is_grad_enabled():
+            rounded = _PolyRound.apply(z)
+        else:  # _PolyRound's forward, keeping its residual for _JPEG's backward
             r = z.round()
             d = z - r
             rounded = torch.addcmul(r, d * d, d)

@@ -177,6 +177,7 @@ class _Scratch:
 
     def __init__(self, flat: torch.Tensor, owned: bool):
         self.flat, self.owned = flat, owned
+        self.alpha: torch.Tensor | None = None  # the pasted coverage (B, 1, box pixels), set by _Paste.forward
 
 
 class _Paste(torch.autograd.Function):
