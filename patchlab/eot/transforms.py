@@ -29,6 +29,7 @@ from patchlab.errors import PatchlabError
 
 # RGB <-> YIQ: saturation scales (I, Q), hue rotates them.
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_UNIT_SQUARE = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])  # the corners, in order
 FOCAL = 1.5  # camera focal length in units of the frame side (about 37 degrees field of view)
 MAX_AREA = 0.9  # the largest share of the frame a pasted object (a patch, a printed photo) covers, after area_scale
 MAX_PATCH_AREA = 0.5  # the largest nominal patch area: a preset's area_scale up to 2 then stays near MAX_AREA
@@ -127,16 +128,25 @@ def _boxes_and_warps(corners: torch.Tensor, sizing: torch.Tensor, size: int, th:
     return x0, y0, bh, bw, torch.from_numpy(sample).float()
 
 
+_PIXELS: dict[tuple, torch.Tensor] = {}
+
+
 def _grid(sample: torch.Tensor, h: int, w: int, dtype: torch.dtype, device) -> torch.Tensor:
     """grid_sample coordinates (B, h, w, 2) of a perspective warp into an (h, w) output: output pixel (x, y) samples
     the source at sample (x, y, 1) (what kornia's warp_perspective with align_corners=True computes, in ~40 small
-    ops per call; here the grid is one batched matmul)."""
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=dtype, device=device), torch.arange(w, dtype=dtype, device=device),
-                            indexing="ij")
-    pixels = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, h * w, 3)
-    pts = pixels @ sample.to(device, dtype).transpose(1, 2)  # (B, h*w, 3)
-    z = pts[..., 2:]
-    return (pts[..., :2] / torch.where(z.abs() > 1e-8, z, torch.ones_like(z))).view(-1, h, w, 2)
+    ops per call; here the grid is one batched matmul). Computed as (B, 2, h*w) planes, so that the perspective
+    division runs on contiguous rows (the interleaved (x, y) layout's strided division cost twice the matmul), and
+    returned as their (B, h, w, 2) view, which grid_sample reads as fast."""
+    key = (h, w, dtype, str(device))
+    if key not in _PIXELS:  # the box pixels' homogeneous coordinates (1, 3, h*w); a run meets a few dozen box sizes
+        if len(_PIXELS) > 512:
+            _PIXELS.clear()
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=dtype, device=device),
+                                torch.arange(w, dtype=dtype, device=device), indexing="ij")
+        _PIXELS[key] = torch.stack([xs, ys, torch.ones_like(xs)], 0).reshape(1, 3, h * w)
+    pts = sample.to(device, dtype) @ _PIXELS[key]  # (B, 3, h*w)
+    z = pts[:, 2:]
+    return pts[:, :2].div_(torch.where(z.abs() > 1e-8, z, torch.ones_like(z))).view(-1, 2, h, w).permute(0, 2, 3, 1)
 
 
 _SHRINK_WEIGHTS: dict[tuple, torch.Tensor] = {}
@@ -173,11 +183,17 @@ class _Shrink(torch.autograd.Function):
 
 
 class _Scratch:
-    """Frames the caller gives up (flattened (B, 3, S*S)): the paste writes into them instead of copying them."""
+    """Frames the caller gives up ((B, 3, S, S)): the paste writes into them instead of copying them."""
 
-    def __init__(self, flat: torch.Tensor, owned: bool):
-        self.flat, self.owned = flat, owned
-        self.alpha: torch.Tensor | None = None  # the pasted coverage (B, 1, box pixels), set by _Paste.forward
+    def __init__(self, frames: torch.Tensor, owned: bool):
+        self.frames, self.owned = frames, owned
+        self.alpha: torch.Tensor | None = None  # the pasted coverage (B, 1, bh, bw), set by _Paste.forward
+
+
+def _box_views(frames: torch.Tensor, boxes: list[tuple[int, int]], bh: int, bw: int) -> list[torch.Tensor]:
+    """Each sample's (C, bh, bw) box of `frames` (B, C, S, S) as a view, boxes given by top-left (y0, x0). Copying
+    through views moves whole rows: a gather/scatter of the boxes' flat indices costs ~5x as much per step."""
+    return [f[:, y:y + bh, x:x + bw] for f, (y, x) in zip(frames, boxes)]
 
 
 class _Paste(torch.autograd.Function):
@@ -189,30 +205,33 @@ class _Paste(torch.autograd.Function):
     image gives the same values, but its backward then runs on one thread: slower here."""
 
     @staticmethod
-    def forward(ctx, premult: torch.Tensor, scenes: _Scratch, grid: torch.Tensor, idx3: torch.Tensor) -> torch.Tensor:
-        flat = scenes.flat
-        b, _, n = idx3.shape
+    def forward(ctx, premult: torch.Tensor, scenes: _Scratch, grid: torch.Tensor,
+                boxes: list[tuple[int, int]]) -> torch.Tensor:
+        b = len(boxes)
         bh, bw = grid.shape[1:3]
         warped = F.grid_sample(premult.expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                                align_corners=True)
-        a, rgb = warped[:, 3:4].reshape(b, 1, n), warped[:, :3].reshape(b, 3, n)
-        scene_box = flat.gather(2, idx3)
+        a, rgb = warped[:, 3:4], warped[:, :3]
+        frames = scenes.frames if scenes.owned else scenes.frames.clone()
+        views = _box_views(frames, boxes, bh, bw)
+        scene_box = torch.stack(views)
         box = scene_box * (1 - a) + rgb
-        frames = flat.scatter_(2, idx3, box) if scenes.owned else flat.scatter(2, idx3, box)
-        ctx.save_for_backward(premult, grid, idx3, scene_box)
+        for view, pasted in zip(views, box):
+            view.copy_(pasted)
+        ctx.save_for_backward(premult, grid, scene_box)
+        ctx.boxes = boxes
         scenes.alpha = a  # the coverage, for EOTOutput.alpha (only built when asked for)
         return frames
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        premult, grid, idx3, scene_box = ctx.saved_tensors
-        b, _, n = idx3.shape
+        premult, grid, scene_box = ctx.saved_tensors
+        b = len(ctx.boxes)
         bh, bw = grid.shape[1:3]
-        g_box = grad.reshape(b, 3, -1).gather(2, idx3)
-        g_a = (g_box * scene_box).sum(1).neg_()  # d box / d a = -scene
         g_warp = grad.new_empty((b, 4, bh, bw))
-        g_warp[:, :3].view(b, 3, n).copy_(g_box)
-        g_warp[:, 3].view(b, n).copy_(g_a)
+        for g, view in zip(g_warp, _box_views(grad, ctx.boxes, bh, bw)):
+            g[:3].copy_(view)
+        torch.sum(g_warp[:, :3] * scene_box, 1, out=g_warp[:, 3]).neg_()  # d box / d a = -scene
         g_premult = torch.ops.aten.grid_sampler_2d_backward(g_warp, premult.expand(b, -1, -1, -1), grid, 0, 0, True,
                                                             [True, False])[0]
         if premult.shape[0] == 1:
@@ -222,15 +241,17 @@ class _Paste(torch.autograd.Function):
 
 class Coverage:
     """The patch's coverage of each frame after warping (before camera effects), (B, 1, S, S), built on first use
-    (training never reads it; it costs a frame-sized fill and scatter). No gradient."""
+    (training never reads it; it costs a frame-sized fill and copy). No gradient."""
 
-    def __init__(self, a: torch.Tensor, idx: torch.Tensor, size: int):
-        self._a, self._idx, self._size, self._full = a, idx, size, None
+    def __init__(self, a: torch.Tensor, boxes: list[tuple[int, int]], size: int):
+        self._a, self._boxes, self._size, self._full = a, boxes, size, None
 
     def __call__(self) -> torch.Tensor:
         if self._full is None:
-            b, s = len(self._a), self._size
-            self._full = self._a.new_zeros((b, 1, s * s)).scatter_(2, self._idx, self._a).view(b, 1, s, s)
+            b, _, bh, bw = self._a.shape
+            self._full = self._a.new_zeros((b, 1, self._size, self._size))
+            for view, a in zip(_box_views(self._full, self._boxes, bh, bw), self._a):
+                view.copy_(a)
         return self._full
 
 
@@ -247,8 +268,23 @@ class EOTOutput:
         return self.coverage()
 
 
-def _uniform(g: torch.Generator, n: int, lo: float, hi: float, *shape: int) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand((n, *shape), generator=g)
+_UNIFORM_BOUNDS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _uniforms(g: torch.Generator, n: int, spec: list[tuple[str, int, float, float]]) -> dict[str, torch.Tensor]:
+    """U(lo, hi) draws of shape (n,) or (n, k) per (name, k, lo, hi), drawn in `spec`'s order from one rand call,
+    sample-major within each name (what consecutive `lo + (hi - lo) * torch.rand((n, k))` calls give)."""
+    widths = [n * k for _, k, _, _ in spec]
+    key = (n, tuple(spec))
+    if key not in _UNIFORM_BOUNDS:
+        if len(_UNIFORM_BOUNDS) > 64:
+            _UNIFORM_BOUNDS.clear()
+        _UNIFORM_BOUNDS[key] = tuple(torch.tensor([v for (_, _, a, b), w in zip(spec, widths) for v in [f(a, b)] * w],
+                                                  dtype=torch.float32)
+                                     for f in (lambda a, b: a, lambda a, b: b - a))
+    lo, scale = _UNIFORM_BOUNDS[key]
+    values = lo + scale * torch.rand(sum(widths), generator=g)  # float32, as the scalar forms compute it
+    return {name: part if k == 1 else part.view(n, k) for (name, k, _, _), part in zip(spec, values.split(widths))}
 
 
 class EOT:
@@ -264,28 +300,28 @@ class EOT:
         area_t = torch.as_tensor(area, dtype=torch.float32).expand(n).clone()
         if torch.any(area_t <= 0) or torch.any(area_t > MAX_AREA):
             raise PatchlabError(f"patch area fraction must lie in (0, {MAX_AREA}], got {area}")
+        # (name, columns, lo, hi) of the uniform draws, in the order they have always been drawn: one torch.rand
+        # for all of them gives the very same numbers (the CPU generator fills a tensor in order), in 2 ops
+        # instead of ~60 small ones (lo + (hi - lo) * u per field, the same float32 arithmetic)
+        before = [("area", 1, *c.area_scale), ("angle", 1, -c.rotation, c.rotation), ("tilt", 1, 0.0, c.tilt),
+                  ("tilt_axis", 1, 0.0, math.pi)] + ([("position", 2, 0.0, 1.0)] if c.translate else []) + [
+                  ("gain", 3, *c.colour_gain), ("offset", 3, *c.colour_offset),
+                  ("brightness", 1, -c.brightness, c.brightness), ("contrast", 1, *c.contrast),
+                  ("saturation", 1, *c.saturation), ("hue", 1, -c.hue, c.hue), ("gamma", 1, *c.gamma),
+                  ("blur", 1, *c.blur_sigma), ("motion_on", 1, 0.0, 1.0), ("motion_angle", 1, 0.0, 180.0),
+                  ("motion_direction", 1, -1.0, 1.0), ("noise_sigma", 1, 0.0, c.noise)]
+        draws = _uniforms(g, n, before)
+        noise = torch.randn((n, 3, size, size), generator=g) if c.noise > 0 else torch.zeros(n, 1, 1, 1)
+        draws.update(_uniforms(g, n, [("jpeg_on", 1, 0.0, 1.0), ("jpeg_quality", 1, *c.jpeg_quality)]))
         return EOTParams(
-            area=(area_t * _uniform(g, n, *c.area_scale)).clamp(max=MAX_AREA),
-            angle=_uniform(g, n, -c.rotation, c.rotation),
-            tilt=_uniform(g, n, 0.0, c.tilt),
-            tilt_axis=_uniform(g, n, 0.0, math.pi),
-            position=torch.rand((n, 2), generator=g) if c.translate else torch.full((n, 2), 0.5),
-            gain=_uniform(g, n, *c.colour_gain, 3),
-            offset=_uniform(g, n, *c.colour_offset, 3),
-            brightness=_uniform(g, n, -c.brightness, c.brightness),
-            contrast=_uniform(g, n, *c.contrast),
-            saturation=_uniform(g, n, *c.saturation),
-            hue=_uniform(g, n, -c.hue, c.hue),
-            gamma=_uniform(g, n, *c.gamma),
-            blur=_uniform(g, n, *c.blur_sigma),
-            motion_on=torch.rand(n, generator=g) < c.motion_blur_p,
-            motion_angle=_uniform(g, n, 0.0, 180.0),
-            motion_direction=_uniform(g, n, -1.0, 1.0),
-            noise_sigma=_uniform(g, n, 0.0, c.noise),
-            noise=torch.randn((n, 3, size, size), generator=g) if c.noise > 0 else torch.zeros(n, 1, 1, 1),
-            jpeg_on=torch.rand(n, generator=g) < c.jpeg_p,
-            jpeg_quality=_uniform(g, n, *c.jpeg_quality),
-        )
+            area=(area_t * draws["area"]).clamp(max=MAX_AREA), angle=draws["angle"], tilt=draws["tilt"],
+            tilt_axis=draws["tilt_axis"],
+            position=draws["position"] if c.translate else torch.full((n, 2), 0.5),
+            gain=draws["gain"], offset=draws["offset"], brightness=draws["brightness"], contrast=draws["contrast"],
+            saturation=draws["saturation"], hue=draws["hue"], gamma=draws["gamma"], blur=draws["blur"],
+            motion_on=draws["motion_on"] < c.motion_blur_p, motion_angle=draws["motion_angle"],
+            motion_direction=draws["motion_direction"], noise_sigma=draws["noise_sigma"], noise=noise,
+            jpeg_on=draws["jpeg_on"] < c.jpeg_p, jpeg_quality=draws["jpeg_quality"])
 
     # -- geometry ----------------------------------------------------------------------------------------------------
     @staticmethod
@@ -295,22 +331,23 @@ class EOT:
         area_px = params.area * size * size / max(fill, 1e-6)
         h = torch.sqrt(area_px / aspect)
         w = aspect * h
-        unit = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
-        pts = unit[None] * torch.stack([w, h], -1)[:, None] / 2  # (B, 4, 2)
+        pts = _UNIT_SQUARE[None] * torch.stack([w, h], -1)[:, None] / 2  # (B, 4, 2)
         th = torch.deg2rad(params.angle)
         cos, sin = torch.cos(th), torch.sin(th)
         rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B, 2, 2)
-        pts = pts @ rot.transpose(1, 2)
-        # out-of-plane tilt about the in-plane axis u (Rodrigues), then a pinhole camera at distance = focal
-        t = torch.deg2rad(params.tilt)[:, None]
-        ux, uy = torch.cos(params.tilt_axis)[:, None], torch.sin(params.tilt_axis)[:, None]
-        x, y = pts[..., 0], pts[..., 1]
-        dot = ux * x + uy * y
-        big_x = x * torch.cos(t) + ux * dot * (1 - torch.cos(t))
-        big_y = y * torch.cos(t) + uy * dot * (1 - torch.cos(t))
-        big_z = (ux * y - uy * x) * torch.sin(t)
-        focal = FOCAL * size
-        proj = torch.stack([big_x, big_y], -1) * (focal / (focal + big_z))[..., None]
+        proj = pts @ rot.transpose(1, 2)
+        if bool(params.tilt.any()):  # (an untilted batch would come out of it unchanged, to the bit)
+            # out-of-plane tilt about the in-plane axis u (Rodrigues), then a pinhole camera at distance = focal
+            t = torch.deg2rad(params.tilt)[:, None]
+            ux, uy = torch.cos(params.tilt_axis)[:, None], torch.sin(params.tilt_axis)[:, None]
+            x, y = proj[..., 0], proj[..., 1]
+            dot = ux * x + uy * y
+            cos_t = torch.cos(t)
+            big_x = x * cos_t + ux * dot * (1 - cos_t)
+            big_y = y * cos_t + uy * dot * (1 - cos_t)
+            big_z = (ux * y - uy * x) * torch.sin(t)
+            focal = FOCAL * size
+            proj = torch.stack([big_x, big_y], -1) * (focal / (focal + big_z))[..., None]
         lo, hi = proj.min(1).values, proj.max(1).values
         room = (size - (hi - lo)).clamp(min=0)
         return proj + (-0.5 - lo + params.position * room)[:, None]
@@ -353,15 +390,10 @@ class EOT:
         # the box is pasted: the patch covers a small part of the frame, and outside its quad the warp is zero anyway
         x0, y0, bh, bw, sample = _boxes_and_warps(corners, sizing, size, th, tw)
         grid = _grid(sample, bh, bw, premult.dtype, dev)
-        # every sample's box at once, as flat pixel indices (B, 1, bh*bw): one gather and one scatter along the
-        # pixel axis for the batch, whose backward is a single gather of the box (a loop of slice assignments copies
-        # the whole frame per sample; 4-D advanced indexing computes an offset per element and is ~3x slower)
-        rows = torch.from_numpy(y0)[:, None, None] + torch.arange(bh)[None, :, None]
-        cols = torch.from_numpy(x0)[:, None, None] + torch.arange(bw)[None, None, :]
-        idx = (rows * size + cols).reshape(b, 1, bh * bw).to(dev)
-        scratch = _Scratch(scenes.reshape(b, 3, size * size), owned and scenes.is_contiguous())
-        frames = _Paste.apply(premult, scratch, grid, idx.expand(b, 3, -1)).view(b, 3, size, size)
-        return frames, corners, Coverage(scratch.alpha.detach(), idx, size)
+        boxes = list(zip(y0.tolist(), x0.tolist()))
+        scratch = _Scratch(scenes, owned and scenes.is_contiguous())
+        frames = _Paste.apply(premult, scratch, grid, boxes)
+        return frames, corners, Coverage(scratch.alpha.detach(), boxes, size)
 
     # -- photometric and camera ----------------------------------------------------------------------------------------
     def photometric(self, x: torch.Tensor, p: EOTParams) -> torch.Tensor:

@@ -54,13 +54,11 @@ def test_paste_node_gradient_passes_gradcheck_on_every_channel(textures):
     corners = eot.corners(params, 32)
     x0, y0, bh, bw, sample = T._boxes_and_warps(corners, corners, 32, 12, 12)
     grid = T._grid(sample, bh, bw, torch.float64, "cpu")
-    rows = torch.from_numpy(y0)[:, None, None] + torch.arange(bh)[None, :, None]
-    cols = torch.from_numpy(x0)[:, None, None] + torch.arange(bw)[None, None, :]
-    idx3 = (rows * 32 + cols).reshape(3, 1, bh * bw).expand(3, 3, -1)
+    boxes = list(zip(y0.tolist(), x0.tolist()))
     premult = torch.rand(textures, 4, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
 
     def paste(p):
-        return T._Paste.apply(p, T._Scratch(scenes.reshape(3, 3, -1), False), grid, idx3)
+        return T._Paste.apply(p, T._Scratch(scenes, False), grid, boxes)
 
     assert torch.autograd.gradcheck(paste, (premult.requires_grad_(True),), eps=1e-6, atol=1e-6)
 
