@@ -205,17 +205,18 @@ class _Paste(torch.autograd.Function):
     image gives the same values, but its backward then runs on one thread: slower here."""
 
     @staticmethod
-    def forward(ctx, premult: torch.Tensor, scenes: _Scratch, grid: torch.Tensor,
+    def forward(ctx, rgb: torch.Tensor, alpha: torch.Tensor, scenes: _Scratch, grid: torch.Tensor,
                 boxes: list[tuple[int, int]]) -> torch.Tensor:
         b = len(boxes)
         bh, bw = grid.shape[1:3]
+        premult = torch.cat([rgb, alpha], 1)
         warped = F.grid_sample(premult.expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                                align_corners=True)
-        a, rgb = warped[:, 3:4], warped[:, :3]
+        a, rgb_w = warped[:, 3:4], warped[:, :3]
         frames = scenes.frames if scenes.owned else scenes.frames.clone()
         views = _box_views(frames, boxes, bh, bw)
         scene_box = torch.stack(views)
-        box = scene_box * (1 - a) + rgb
+        box = scene_box * (1 - a) + rgb_w
         for view, pasted in zip(views, box):
             view.copy_(pasted)
         ctx.save_for_backward(premult, grid, scene_box)
@@ -226,17 +227,24 @@ class _Paste(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         premult, grid, scene_box = ctx.saved_tensors
-        b = len(ctx.boxes)
+        b, with_alpha = len(ctx.boxes), ctx.needs_input_grad[1]
         bh, bw = grid.shape[1:3]
-        g_warp = grad.new_empty((b, 4, bh, bw))
+        # a fixed opacity (a training mask) needs no gradient: then the warp's backward runs on the 3 RGB channels
+        # only (each channel's gradient is computed alone, so the RGB values are the same either way)
+        g_warp = grad.new_empty((b, 4 if with_alpha else 3, bh, bw))
         for g, view in zip(g_warp, _box_views(grad, ctx.boxes, bh, bw)):
             g[:3].copy_(view)
-        torch.sum(g_warp[:, :3] * scene_box, 1, out=g_warp[:, 3]).neg_()  # d box / d a = -scene
-        g_premult = torch.ops.aten.grid_sampler_2d_backward(g_warp, premult.expand(b, -1, -1, -1), grid, 0, 0, True,
+        if with_alpha:
+            torch.sum(g_warp[:, :3] * scene_box, 1, out=g_warp[:, 3]).neg_()  # d box / d a = -scene
+        source = premult if with_alpha else premult[:, :3]
+        g_premult = torch.ops.aten.grid_sampler_2d_backward(g_warp, source.expand(b, -1, -1, -1), grid, 0, 0, True,
                                                             [True, False])[0]
-        if premult.shape[0] == 1:
-            g_premult = g_premult.sum(0, keepdim=True)
-        return g_premult, None, None, None
+        if premult.shape[0] == 1:  # summed sample by sample: torch's sum(0) rounds by memory position, so the
+            g_shared = g_premult[0].clone()  # RGB sums would change with the channel count; here they do not
+            for g in g_premult[1:]:
+                g_shared += g
+            g_premult = g_shared[None]
+        return g_premult[:, :3], g_premult[:, 3:] if with_alpha else None, None, None, None
 
 
 class Coverage:
@@ -353,15 +361,17 @@ class EOT:
         return proj + (-0.5 - lo + params.position * room)[:, None]
 
     def place(self, patch: torch.Tensor, scenes: torch.Tensor, params: EOTParams,
-              whole: EOTParams | None = None, owned: bool = False) -> tuple[torch.Tensor, torch.Tensor, Coverage]:
+              whole: EOTParams | None = None, owned: bool = False,
+              alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, Coverage]:
         """Composite an RGBA patch (4, h, w) into scenes (B, 3, S, S): returns (frames, corners, coverage). When
         `params` are some rows of a larger batch's draws `whole`, the texture is shrunk and the warp boxes are sized
         as for the whole batch, so the rows render exactly as they would within it. `owned`: the caller gives
-        `scenes` up (a scratch copy), so the patch is pasted into them in place, saving a copy of every frame."""
+        `scenes` up (a scratch copy), so the patch is pasted into them in place, saving a copy of every frame.
+        `alpha`: the opacity (1, h, w) of an RGB `patch`, given apart (a fixed mask then costs no gradient)."""
         b, _, size, size_w = scenes.shape
         if size != size_w:
             raise PatchlabError(f"EOT scenes must be square, got {size}x{size_w}")
-        rgb, alpha = patch[:3], patch[3:4]
+        rgb, alpha = (patch[:3], patch[3:4]) if alpha is None else (patch, alpha)
         h, w = rgb.shape[-2:]
         fill = float(alpha.detach().mean().clamp(min=1e-3))
         corners = self.corners(params, size, aspect=w / h, fill=fill)
@@ -369,30 +379,29 @@ class EOT:
         sizing = corners if whole is None else self.corners(whole, size, aspect=w / h, fill=fill)
         edges = (sizing - sizing.roll(1, dims=1)).norm(dim=-1).max()
         target = int(math.ceil(float(edges) * 1.5))
-        tex = patch[None]
-        if max(h, w) > target >= 4:
-            tex = _Shrink.apply(tex, (max(2, round(h * target / max(h, w))), max(2, round(w * target / max(h, w)))))
-        th, tw = tex.shape[-2:]
+        rgb_t, a_t = rgb[None], alpha[None]
+        if max(h, w) > target >= 4:  # colour and opacity apart: the same values, and no gradient for a fixed mask
+            shrunk = (max(2, round(h * target / max(h, w))), max(2, round(w * target / max(h, w))))
+            rgb_t, a_t = _Shrink.apply(rgb_t, shrunk), _Shrink.apply(a_t, shrunk)
+        th, tw = rgb_t.shape[-2:]
         dev = scenes.device
-        rgb_t = tex[:, :3]
         jitter = self.config.colour_gain != (1.0, 1.0) or self.config.colour_offset != (0.0, 0.0)
         if self.colour is not None:
             rgb_t = self.colour.to(dev)(rgb_t)
         if jitter:
             rgb_t = rgb_t * params.gain.to(dev)[..., None, None] + params.offset.to(dev)[..., None, None]
         if self.colour is not None or jitter:
-            rgb_t = rgb_t.clamp(0, 1)
-            a_t = tex[:, 3:4].expand(b, -1, -1, -1)
-            premult = torch.cat([rgb_t * a_t, a_t], 1)
+            a_t = a_t.expand(b, -1, -1, -1)
+            rgb_t = rgb_t.clamp(0, 1) * a_t
         else:  # the same texture in every sample: premultiply once, warp it once for the batch
-            premult = torch.cat([rgb_t.clamp(0, 1) * tex[:, 3:4], tex[:, 3:4]], 1)
+            rgb_t = rgb_t.clamp(0, 1) * a_t
         # the warp only fills a box around each quad (the same box size for the batch, placed per sample), then
         # the box is pasted: the patch covers a small part of the frame, and outside its quad the warp is zero anyway
         x0, y0, bh, bw, sample = _boxes_and_warps(corners, sizing, size, th, tw)
-        grid = _grid(sample, bh, bw, premult.dtype, dev)
+        grid = _grid(sample, bh, bw, rgb_t.dtype, dev)
         boxes = list(zip(y0.tolist(), x0.tolist()))
         scratch = _Scratch(scenes, owned and scenes.is_contiguous())
-        frames = _Paste.apply(premult, scratch, grid, boxes)
+        frames = _Paste.apply(rgb_t, a_t, scratch, grid, boxes)
         return frames, corners, Coverage(scratch.alpha.detach(), boxes, size)
 
     # -- photometric and camera ----------------------------------------------------------------------------------------
@@ -440,17 +449,20 @@ class EOT:
     # -- the whole thing -----------------------------------------------------------------------------------------------
     def __call__(self, patch: torch.Tensor, scenes: torch.Tensor, area: float | torch.Tensor,
                  generator: torch.Generator, params: EOTParams | None = None,
-                 whole: EOTParams | None = None, owned: bool = False) -> EOTOutput:
-        """Render `patch` (RGBA (4, h, w) or RGB (3, h, w), opaque) into every scene under fresh EOT draws (or
-        `params`; `whole`, `owned`: see `place`)."""
-        if patch.dim() != 3 or patch.shape[0] not in (3, 4):
-            raise PatchlabError(f"patch must be (3|4, H, W), got {tuple(patch.shape)}")
-        if patch.shape[0] == 3:
-            patch = torch.cat([patch, torch.ones_like(patch[:1])], 0)
+                 whole: EOTParams | None = None, owned: bool = False, alpha: torch.Tensor | None = None) -> EOTOutput:
+        """Render `patch` (RGBA (4, h, w), or RGB (3, h, w) with its opacity `alpha` (1, h, w) or opaque) into every
+        scene under fresh EOT draws (or `params`; `whole`, `owned`: see `place`)."""
+        if patch.dim() != 3 or patch.shape[0] not in (3, 4) or (alpha is not None and patch.shape[0] != 3):
+            raise PatchlabError(f"patch must be (3|4, H, W) (3 with alpha), got {tuple(patch.shape)}")
+        if alpha is not None and (alpha.dim() != 3 or alpha.shape[0] != 1 or alpha.shape[1:] != patch.shape[1:]):
+            raise PatchlabError(f"alpha must be (1, {patch.shape[1]}, {patch.shape[2]}), got {tuple(alpha.shape)}")
+        if patch.shape[0] == 3 and alpha is None:
+            alpha = torch.ones_like(patch[:1])
         patch = patch.to(scenes.device)
         if params is None:
             params = self.sample(len(scenes), scenes.shape[-1], area, generator)
-        frames, corners, coverage = self.place(patch, scenes, params, whole, owned)
+        frames, corners, coverage = self.place(patch, scenes, params, whole, owned,
+                                               None if alpha is None else alpha.to(scenes.device))
         frames = self.camera(self.photometric(frames, params), params)
         return EOTOutput(frames, corners, coverage, params)
 

@@ -401,9 +401,9 @@ class PatchTrainer:
         rows = ranks.rows(cfg.batch)
         mine = params if ranks.world == 1 else params.select(rows)
         scenes = to_float(self.bank.index_select(0, idx[rows]), self.device)
-        patch = torch.cat([self.texture, self.mask], 0)
-        out = self.eot(patch, scenes, cfg.area, self.gen, params=mine, whole=None if mine is params else params,
-                       owned=True)  # the scenes are this step's own float copy
+        # the scenes are this step's own float copy; the mask is given apart: it needs no gradient
+        out = self.eot(self.texture, scenes, cfg.area, self.gen, params=mine, whole=None if mine is params else params,
+                       owned=True, alpha=self.mask)
         labels = self.labels[idx[rows]] if self.labels is not None else None
         adv, prob, succ = _adv_loss(self.models, out.images, self.target, labels, cfg.bf16, cfg.loss,
                                     cfg.loss_temperature)

@@ -49,18 +49,42 @@ def test_paste_and_shrink_gradients_pass_gradcheck(preset):
 
 
 @pytest.mark.parametrize("textures", [1, 3])  # shared by the batch, or one per sample
-def test_paste_node_gradient_passes_gradcheck_on_every_channel(textures):
+@pytest.mark.parametrize("opacity", ["learned", "fixed"])  # a fixed opacity takes the 3-channel backward
+def test_paste_node_gradient_passes_gradcheck_on_every_channel(textures, opacity):
     eot, params, scenes, rgb, alpha = _setup("print", seed=3)
     corners = eot.corners(params, 32)
     x0, y0, bh, bw, sample = T._boxes_and_warps(corners, corners, 32, 12, 12)
     grid = T._grid(sample, bh, bw, torch.float64, "cpu")
     boxes = list(zip(y0.tolist(), x0.tolist()))
     premult = torch.rand(textures, 4, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    rgb_p = premult[:, :3].clone().requires_grad_(True)
+    a_p = premult[:, 3:].clone().requires_grad_(opacity == "learned")
 
-    def paste(p):
-        return T._Paste.apply(p, T._Scratch(scenes, False), grid, boxes)
+    def paste(r, a):
+        return T._Paste.apply(r, a, T._Scratch(scenes, False), grid, boxes)
 
-    assert torch.autograd.gradcheck(paste, (premult.requires_grad_(True),), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(paste, (rgb_p, a_p), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+def test_an_opacity_given_apart_renders_and_differentiates_as_the_rgba_patch():
+    """The trainer passes its fixed mask as `alpha`, which skips the opacity's gradient: frames, coverage and the
+    colour gradient must equal the RGBA patch's to the bit (the refactor and resume tests compare patches bit for
+    bit), for a shared texture (summed over the batch) and per-sample ones (colour jitter)."""
+    scenes = torch.rand(8, 3, 224, 224, generator=torch.Generator().manual_seed(7))
+    weights = torch.cos(torch.arange(scenes.numel(), dtype=torch.float32)).view_as(scenes)
+    for preset, shape in [("digital", (224, 224)), ("digital", (100, 160)), ("print", (224, 224))]:
+        rgb = torch.rand(3, *shape, generator=torch.Generator().manual_seed(8))
+        mask = (torch.rand(1, *shape, generator=torch.Generator().manual_seed(9)) > 0.3).float()
+        results = []
+        for apart in (False, True):
+            texture = rgb.clone().requires_grad_(True)
+            patch = texture if apart else torch.cat([texture, mask])
+            out = EOT(preset)(patch, scenes.clone(), 0.1, torch.Generator().manual_seed(10), owned=True,
+                              alpha=mask if apart else None)
+            (out.images * weights).sum().backward()
+            results.append((out.images.detach(), out.alpha, texture.grad))
+        assert all(torch.equal(x, y) for x, y in zip(*results)), preset
+        assert results[0][2].abs().sum() > 0
 
 
 def test_shrink_gradient_passes_gradcheck_and_the_forward_is_torchs():
