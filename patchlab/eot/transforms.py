@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from patchlab.eot.colour import ColourModel
 from patchlab.eot.config import EOTConfig, load_config
@@ -180,6 +181,21 @@ class _Shrink(torch.autograd.Function):
         th, tw = grad.shape[-2:]
         wy, wx = _shrink_weights(h, th, grad.dtype, grad.device), _shrink_weights(w, tw, grad.dtype, grad.device)
         return (wy @ grad @ wx.T).view(ctx.shape), None
+
+
+_FIXED_SHRINKS = WeakTensorKeyDictionary()  # tensor -> {(size, version): shrunk}
+
+
+def _shrink_fixed(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`alpha` (1, h, w), which needs no gradient (a training mask), shrunk to `size` as _Shrink does; kept per
+    tensor (while it lives and is not changed in place) and size, since a run shrinks the same mask every step."""
+    sizes = _FIXED_SHRINKS.setdefault(alpha, {})
+    key = (size, alpha._version)
+    if key not in sizes:
+        if len(sizes) > 64:
+            sizes.clear()
+        sizes[key] = F.interpolate(alpha[None], size=size, mode="bilinear", align_corners=False, antialias=True)
+    return sizes[key]
 
 
 class _Scratch:
@@ -382,7 +398,8 @@ class EOT:
         rgb_t, a_t = rgb[None], alpha[None]
         if max(h, w) > target >= 4:  # colour and opacity apart: the same values, and no gradient for a fixed mask
             shrunk = (max(2, round(h * target / max(h, w))), max(2, round(w * target / max(h, w))))
-            rgb_t, a_t = _Shrink.apply(rgb_t, shrunk), _Shrink.apply(a_t, shrunk)
+            rgb_t = _Shrink.apply(rgb_t, shrunk)
+            a_t = _Shrink.apply(a_t, shrunk) if alpha.requires_grad else _shrink_fixed(alpha, shrunk)
         th, tw = rgb_t.shape[-2:]
         dev = scenes.device
         jitter = self.config.colour_gain != (1.0, 1.0) or self.config.colour_offset != (0.0, 0.0)

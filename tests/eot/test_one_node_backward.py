@@ -125,3 +125,14 @@ def test_jpeg_node_gradient_equals_autograd_through_the_same_forward(shape):
     (ref * w).sum().backward()
     assert plain.grad.abs().mean() > 1e-2
     assert torch.allclose(node.grad, plain.grad, rtol=1e-4, atol=1e-6), (node.grad - plain.grad).abs().max()
+
+
+def test_a_fixed_opacity_is_shrunk_once_per_size_and_again_after_an_in_place_change():
+    mask = torch.ones(1, 64, 48)
+    first = T._shrink_fixed(mask, (20, 15))
+    assert T._shrink_fixed(mask, (20, 15)) is first  # the cached shrink, not a new one
+    assert torch.equal(first, T._Shrink.apply(mask[None], (20, 15)))
+    mask[:, :32] = 0  # a changed mask (its version moves) is shrunk anew
+    again = T._shrink_fixed(mask, (20, 15))
+    assert again is not first and torch.equal(again, T._Shrink.apply(mask[None], (20, 15)))
+    assert float(again.mean()) < float(first.mean())
