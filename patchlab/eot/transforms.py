@@ -213,12 +213,13 @@ def _box_views(frames: torch.Tensor, boxes: list[tuple[int, int]], bh: int, bw: 
 
 
 class _Paste(torch.autograd.Function):
-    """Bilinear perspective warp of premultiplied RGBA textures into each sample's box (zeros outside the texture),
-    composited over the scenes (`out = scene * (1 - a) + rgb` in the box), as one autograd node. A texture shared by
-    the batch is (1, 4, th, tw), warped as a broadcast batch; per-sample textures are (B, 4, th, tw). The backward
-    reads the frames' gradient in the boxes only and writes the warp's gradient into one buffer (autograd's own
-    graph of slices and concatenations zero-fills several box-sized buffers). Warping the shared texture as one tall
-    image gives the same values, but its backward then runs on one thread: slower here."""
+    """Bilinear perspective warp of premultiplied textures (colour (T, 3, th, tw), opacity (T, 1, th, tw)) into each
+    sample's box (zeros outside the texture), composited over the scenes (`out = scene * (1 - a) + rgb` in the box),
+    as one autograd node. A texture shared by the batch has T = 1 and is warped as a broadcast batch; per-sample
+    textures have T = B. The backward reads the frames' gradient in the boxes only and writes the warp's gradient
+    into one buffer (autograd's own graph of slices and concatenations zero-fills several box-sized buffers).
+    Warping the shared texture as one tall image gives the same values, but its backward then runs on one thread:
+    slower here."""
 
     @staticmethod
     def forward(ctx, rgb: torch.Tensor, alpha: torch.Tensor, scenes: _Scratch, grid: torch.Tensor,
