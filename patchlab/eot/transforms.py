@@ -408,11 +408,9 @@ class EOT:
             rgb_t = self.colour.to(dev)(rgb_t)
         if jitter:
             rgb_t = rgb_t * params.gain.to(dev)[..., None, None] + params.offset.to(dev)[..., None, None]
-        if self.colour is not None or jitter:
+        if self.colour is not None or jitter:  # one texture per sample; else one for the batch, warped as a batch
             a_t = a_t.expand(b, -1, -1, -1)
-            rgb_t = rgb_t.clamp(0, 1) * a_t
-        else:  # the same texture in every sample: premultiply once, warp it once for the batch
-            rgb_t = rgb_t.clamp(0, 1) * a_t
+        rgb_t = rgb_t.clamp(0, 1) * a_t  # premultiplied
         # the warp only fills a box around each quad (the same box size for the batch, placed per sample), then
         # the box is pasted: the patch covers a small part of the frame, and outside its quad the warp is zero anyway
         x0, y0, bh, bw, sample = _boxes_and_warps(corners, sizing, size, th, tw)
