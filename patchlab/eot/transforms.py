@@ -129,6 +129,20 @@ def _boxes_and_warps(corners: torch.Tensor, sizing: torch.Tensor, size: int, th:
     return x0, y0, bh, bw, torch.from_numpy(sample).float()
 
 
+def _memo(cache: dict, key, make, limit: int = 512):
+    """`cache[key]`, made by `make()` on first use; emptied past `limit` entries (a run meets a few dozen keys)."""
+    if key not in cache:
+        if len(cache) > limit:
+            cache.clear()
+        cache[key] = make()
+    return cache[key]
+
+
+def _resize_aa(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The antialiased bilinear resize every texture shrink uses (and its weights are made from)."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
 _PIXELS: dict[tuple, torch.Tensor] = {}
 
 
@@ -138,14 +152,12 @@ def _grid(sample: torch.Tensor, h: int, w: int, dtype: torch.dtype, device) -> t
     ops per call; here the grid is one batched matmul). Computed as (B, 2, h*w) planes, so that the perspective
     division runs on contiguous rows (the interleaved (x, y) layout's strided division cost twice the matmul), and
     returned as their (B, h, w, 2) view, which grid_sample reads as fast."""
-    key = (h, w, dtype, str(device))
-    if key not in _PIXELS:  # the box pixels' homogeneous coordinates (1, 3, h*w); a run meets a few dozen box sizes
-        if len(_PIXELS) > 512:
-            _PIXELS.clear()
+    def pixels():  # the box pixels' homogeneous coordinates (1, 3, h*w)
         ys, xs = torch.meshgrid(torch.arange(h, dtype=dtype, device=device),
                                 torch.arange(w, dtype=dtype, device=device), indexing="ij")
-        _PIXELS[key] = torch.stack([xs, ys, torch.ones_like(xs)], 0).reshape(1, 3, h * w)
-    pts = sample.to(device, dtype) @ _PIXELS[key]  # (B, 3, h*w)
+        return torch.stack([xs, ys, torch.ones_like(xs)], 0).reshape(1, 3, h * w)
+
+    pts = sample.to(device, dtype) @ _memo(_PIXELS, (h, w, dtype, str(device)), pixels)  # (B, 3, h*w)
     z = pts[:, 2:]
     return pts[:, :2].div_(torch.where(z.abs() > 1e-8, z, torch.ones_like(z))).view(-1, 2, h, w).permute(0, 2, 3, 1)
 
@@ -156,14 +168,10 @@ _SHRINK_WEIGHTS: dict[tuple, torch.Tensor] = {}
 def _shrink_weights(n: int, m: int, dtype: torch.dtype, device) -> torch.Tensor:
     """(n, m): the transpose of the antialiased bilinear resize n -> m along one axis, as a matrix (the resize of
     the n unit vectors). Cached: a training run meets a few dozen sizes."""
-    key = (n, m, dtype, str(device))
-    if key not in _SHRINK_WEIGHTS:
-        if len(_SHRINK_WEIGHTS) > 512:
-            _SHRINK_WEIGHTS.clear()
-        eye = torch.eye(n, dtype=dtype, device=device).view(1, n, 1, n)  # n one-row images: row i is unit vector i
-        _SHRINK_WEIGHTS[key] = F.interpolate(eye, size=(1, m), mode="bilinear", align_corners=False,
-                                             antialias=True).view(n, m)
-    return _SHRINK_WEIGHTS[key]
+    def weights():  # n one-row images, row i the unit vector i, resized
+        return _resize_aa(torch.eye(n, dtype=dtype, device=device).view(1, n, 1, n), (1, m)).view(n, m)
+
+    return _memo(_SHRINK_WEIGHTS, (n, m, dtype, str(device)), weights)
 
 
 class _Shrink(torch.autograd.Function):
@@ -173,7 +181,7 @@ class _Shrink(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tex: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         ctx.shape = tex.shape
-        return F.interpolate(tex, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return _resize_aa(tex, size)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -189,13 +197,8 @@ _FIXED_SHRINKS = WeakTensorKeyDictionary()  # tensor -> {(size, version): shrunk
 def _shrink_fixed(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """`alpha` (1, h, w), which needs no gradient (a training mask), shrunk to `size` as _Shrink does; kept per
     tensor (while it lives and is not changed in place) and size, since a run shrinks the same mask every step."""
-    sizes = _FIXED_SHRINKS.setdefault(alpha, {})
-    key = (size, alpha._version)
-    if key not in sizes:
-        if len(sizes) > 64:
-            sizes.clear()
-        sizes[key] = F.interpolate(alpha[None], size=size, mode="bilinear", align_corners=False, antialias=True)
-    return sizes[key]
+    return _memo(_FIXED_SHRINKS.setdefault(alpha, {}), (size, alpha._version), lambda: _resize_aa(alpha[None], size),
+                 limit=64)
 
 
 class _Scratch:
@@ -300,14 +303,12 @@ def _uniforms(g: torch.Generator, n: int, spec: list[tuple[str, int, float, floa
     """U(lo, hi) draws of shape (n,) or (n, k) per (name, k, lo, hi), drawn in `spec`'s order from one rand call,
     sample-major within each name (what consecutive `lo + (hi - lo) * torch.rand((n, k))` calls give)."""
     widths = [n * k for _, k, _, _ in spec]
-    key = (n, tuple(spec))
-    if key not in _UNIFORM_BOUNDS:
-        if len(_UNIFORM_BOUNDS) > 64:
-            _UNIFORM_BOUNDS.clear()
-        _UNIFORM_BOUNDS[key] = tuple(torch.tensor([v for (_, _, a, b), w in zip(spec, widths) for v in [f(a, b)] * w],
-                                                  dtype=torch.float32)
-                                     for f in (lambda a, b: a, lambda a, b: b - a))
-    lo, scale = _UNIFORM_BOUNDS[key]
+    def bounds():  # each draw's lo and hi - lo, per element
+        lo = [a for (_, _, a, _), w in zip(spec, widths) for _ in range(w)]
+        scale = [b - a for (_, _, a, b), w in zip(spec, widths) for _ in range(w)]
+        return torch.tensor(lo, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32)
+
+    lo, scale = _memo(_UNIFORM_BOUNDS, (n, tuple(spec)), bounds, limit=64)
     values = lo + scale * torch.rand(sum(widths), generator=g)  # float32, as the scalar forms compute it
     return {name: part if k == 1 else part.view(n, k) for (name, k, _, _), part in zip(spec, values.split(widths))}
 
