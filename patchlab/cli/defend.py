@@ -168,6 +168,8 @@ def train_masking(
     worst_of: int = typer.Option(1, "--worst-of", min=1, help="Draw N maskings per image, train on the hardest"),
     mixup: float = typer.Option(0.0, "--mixup", help="Train on mixes of two crops labelled by the teacher; the "
                                 "partner's weight is uniform in [0, MIXUP] (at most 0.5)"),
+    teacher: str = typer.Option("", "--teacher", help="Zoo model(s) that label the crops for distill and hard, "
+                                "comma-separated for an ensemble (logits averaged); default: the original --arch"),
     batchnorm: str = typer.Option("frozen", "--batchnorm", help="frozen (ImageNet's statistics) or train (batch "
                                   "statistics; the running ones re-estimated on the training crops)"),
     crop_scale: float = typer.Option(0.35, "--crop-scale", help="Smallest random crop, as a share of the image"),
@@ -195,7 +197,7 @@ def train_masking(
 
     cfg = FinetuneConfig(images=str(images), arch=arch, layers=layers, loss=loss, masks=masks, holes=holes,
                          hole_size=hole_size, epochs=epochs, batch_size=batch, lr=lr, optimizer=optimizer,
-                         lr_schedule=schedule, temperature=temperature, worst_of=worst_of, mixup=mixup,
+                         lr_schedule=schedule, temperature=temperature, worst_of=worst_of, mixup=mixup, teacher=teacher,
                          batchnorm=batchnorm, crop_scale=crop_scale, val=val, val_pairs=val_pairs, seed=seed, limit=limit)
     _check("patchlab defend train masking", force, model=out)
     ckpt = checkpoint or out.with_suffix(".ckpt.pt")

@@ -20,6 +20,8 @@ on the worst of its 666 inputs, not the average one). `val` > 0 keeps a seeded s
 fine-tuning and scores a certification proxy on it (`certify_proxy`) for the original and the fine-tuned model:
 model selection never looks at the held-out images.
 `layers` = "all" trains every weight; "late" only the last stages, the head and the classifier.
+`teacher` names other zoo models to label the crops (distill and hard): a larger Lite, or several with their
+logits averaged, since a better teacher is the other half of Beyer et al.'s recipe.
 `mixup` > 0 (teacher losses only) trains on convex mixes of pairs of crops, (1 - lam) x_i + lam x_j with the
 partner's weight lam uniform in [0, mixup]: "function matching" (Beyer et al. 2022, "Knowledge distillation: a good
 teacher is patient and consistent"): the teacher labels every mix, so a few hundred images give a far wider spread
@@ -75,6 +77,8 @@ class FinetuneConfig:
     temperature: float = 1.0  # "distill": softmax temperature of teacher and student
     worst_of: int = 1         # maskings drawn per image; the one with the highest loss is trained on
     mixup: float = 0.0        # teacher losses: mix pairs of crops, weight of the partner uniform in [0, mixup]
+    teacher: str = ""         # teacher losses: zoo model(s) labelling the crops, comma-separated for an ensemble
+                              # (their logits averaged); "" is the original `arch`
     val: int = 0              # training-side images kept out of fine-tuning, for model selection
     val_pairs: int = 60       # certification proxy: the certifier's first `val_pairs` pairs
     seed: int = 0
@@ -97,6 +101,8 @@ class FinetuneConfig:
             raise PatchlabError(f"mixup must lie in [0, 0.5] (the partner's largest weight), got {self.mixup}")
         if self.mixup and self.loss == "ce":
             raise PatchlabError("mixup needs a teacher to label the mixes: loss must be distill or hard, not ce")
+        if self.teacher and self.loss == "ce":
+            raise PatchlabError("a teacher only labels for the distill and hard losses, not ce")
         if self.worst_of < 1 or self.val < 0 or self.val_pairs < 0:
             raise PatchlabError("worst_of must be >= 1, val and val_pairs >= 0")
 
@@ -229,10 +235,42 @@ def masking_loss(cfg: FinetuneConfig, size: int, teacher: nn.Module | None):
         name += f"_mix{cfg.mixup}"
     if cfg.batchnorm != "frozen":
         name += f"_bn{cfg.batchnorm}"
+    if cfg.teacher:
+        name += f"_teacher{cfg.teacher}"
     if cfg.val:
         name += f"_val{cfg.val}"
     masked_finetune.__name__ = name
     return masked_finetune
+
+
+class Teacher(nn.Module):
+    """One or more zoo classifiers labelling the student's crops: each sees the crop resized to its own input size
+    (a larger Lite is more accurate at its native resolution), and their logits are averaged."""
+
+    def __init__(self, models: list[nn.Module]):
+        super().__init__()
+        self.models = nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for m in self.models:
+            size = m.input_size
+            inp = x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bicubic",
+                                                               align_corners=False).clamp(0, 1)
+            outs.append(m(inp).float())
+        return torch.stack(outs).mean(0)
+
+
+def load_teacher(config: FinetuneConfig, device) -> nn.Module | None:
+    """The model the distill and hard losses learn from: the original `arch`, or `config.teacher`'s zoo models."""
+    from patchlab.models import load_model
+
+    if config.loss == "ce":
+        return None
+    names = [n.strip() for n in config.teacher.split(",") if n.strip()] or [config.arch]
+    if len(names) == 1 and names[0] == config.arch:
+        return load_model(config.arch, device)
+    return Teacher([load_model(n, device) for n in names]).eval()
 
 
 def split_validation(images: str | Path, val: int = 0, limit: int | None = None):
@@ -283,14 +321,14 @@ def finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | N
              progress: ProgressFn | None = None, stop=None) -> dict:
     """Fine-tune, write `out` (.safetensors), return the run's summary. With `checkpoint` an interrupted run
     continues from its last finished epoch (and a finished one returns at once)."""
-    from patchlab.models import load_model, resolve_device
+    from patchlab.models import resolve_device
     from patchlab.models.digits import FitConfig, fit
 
     start = time.perf_counter()
     dev = resolve_device(device)
     x, y = load_training_images(config.images, config.limit, config.val)
     model = FinetuneNet(config.arch, config.layers, config.batchnorm).to(dev)
-    teacher = load_model(config.arch, dev) if config.loss != "ce" else None  # distill and hard learn from it
+    teacher = load_teacher(config, dev)
     fit_cfg = FitConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
                         weight_decay=config.weight_decay, seed=config.seed, lr_schedule=config.lr_schedule)
     loss_fn = masking_loss(config, model.input_size, teacher)
@@ -344,5 +382,5 @@ def certify_proxy(model, x: torch.Tensor, y: torch.Tensor, patch: float | int = 
             "clean_ci95": s["undefended_ci95"]}
 
 
-__all__ = ["FinetuneConfig", "FinetuneNet", "certify_proxy", "finetune", "load_training_images", "mask_mixed",
+__all__ = ["FinetuneConfig", "FinetuneNet", "Teacher", "certify_proxy", "finetune", "load_teacher", "load_training_images", "mask_mixed",
            "mask_pairs", "masking_loss", "random_resized_crop", "save_folded", "split_validation", "validate"]

@@ -176,3 +176,28 @@ def test_batchnorm_train_updates_running_statistics_and_frozen_keeps_them():
         assert not any(m.training for m in net.modules())
     with pytest.raises(PatchlabError):
         FinetuneConfig(batchnorm="sometimes")
+
+
+def test_teacher_ensemble_averages_logits_each_at_its_own_input_size():
+    from patchlab.defenses.finetune import Teacher, load_teacher
+
+    a, b = _Tiny(0), _Tiny(1)
+    a.input_size, b.input_size = 32, 48
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        got = Teacher([a, b])(x)
+        # by hand: b sees the crop resized to its 48 px
+        big = torch.nn.functional.interpolate(x, size=(48, 48), mode="bicubic", align_corners=False).clamp(0, 1)
+        want = (a(x) + b(big)) / 2
+    assert torch.allclose(got, want, atol=1e-6)
+    assert not torch.allclose(got, a(x), atol=1e-3)  # the second model counts
+    # the ensemble is what the distill loss matches: a student equal to the ensemble has nothing to learn
+    cfg = FinetuneConfig(loss="distill", masks="cutout", holes=0, teacher="x,y")
+    teacher = Teacher([a, b])
+    assert masking_loss(cfg, 32, teacher)(teacher, x, torch.zeros(4, dtype=torch.long),
+                                          torch.Generator().manual_seed(0)).item() == pytest.approx(0.0, abs=1e-5)
+    assert load_teacher(FinetuneConfig(loss="ce"), "cpu") is None
+    with pytest.raises(PatchlabError, match="teacher"):
+        FinetuneConfig(loss="ce", teacher="efficientnet_lite2")
+    with pytest.raises(PatchlabError):
+        load_teacher(FinetuneConfig(teacher="efficientnet_lite0,no_such_model"), "cpu")
