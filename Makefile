@@ -33,7 +33,7 @@ chromium:
 	  scripts/apt-install.sh chromium poppler-utils
 
 test: $(VENV)/.dev-installed chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Refresh the app screenshots (docs/screenshots/) from a real-browser run; tests alone never write there.
 screenshots: $(VENV)/.dev-installed chromium

@@ -17,6 +17,12 @@ import torch
 
 from patchlab.data import shared_data_dir
 
+# `make test` runs two pytest-xdist workers: each gets its share of the cores, so torch's thread pools do not
+# oversubscribe them (subprocesses the tests start choose their own)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // _WORKERS))
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 _SKIPPED_FOR_DATA = pytest.StashKey[tuple]()
@@ -40,6 +46,23 @@ def _missing_data() -> tuple[str, str] | None:
     return None
 
 
+def _xdist_controller(config: pytest.Config) -> bool:
+    """The process that hands tests to pytest-xdist workers (`make test` runs `-n 2`): it collects nothing itself."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist the workers collect, out of sight: the controller says what missing data means before they start
+    (under CI one error line; otherwise the banner, the counts coming at the end)."""
+    missing = _missing_data()
+    if missing is None or not _xdist_controller(config):
+        return
+    if data_required():
+        raise pytest.UsageError(f"patchlab: {missing[0]}; the tests that need it cannot run "
+                                f"(CI=true or PATCHLAB_REQUIRE_DATA=1 makes this an error instead of skips)")
+    config.stash[_SKIPPED_FOR_DATA] = (missing[0], -1, -1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     missing = _missing_data()
     if missing is None:
@@ -57,8 +80,17 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
     reason, skipped, total = config.stash.get(_SKIPPED_FOR_DATA, ("", 0, 0))
     if not skipped:
         return []
-    return [f"patchlab: {reason}: {skipped} of {total} tests will be SKIPPED "
+    count = "the tests that need it" if skipped < 0 else f"{skipped} of {total} tests"
+    return [f"patchlab: {reason}: {count} will be SKIPPED "
             f"(CI=true or PATCHLAB_REQUIRE_DATA=1 turns this into an error)"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The xdist controller's banner, first thing, also under -q (it has no collection of its own to report on)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if _xdist_controller(session.config) and reporter is not None:
+        for line in pytest_report_collectionfinish(session.config):
+            reporter.write_line(line)
 
 
 class WriteGuard:
@@ -97,13 +129,28 @@ WRITES = WriteGuard(ROOT, ["test-artifacts", ".pytest_cache", ".venv"]
 sys.addaudithook(WRITES)
 
 
+_WORKERS_WROTE: set[str] = set()  # the xdist controller's collection of its workers' stray writes
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist controller: a worker finished; keep what its guard saw."""
+    _WORKERS_WROTE.update(getattr(node, "workeroutput", {}).get("patchlab_written", ()))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Tests write only under test-artifacts/ (or tmp_path): anything else in the checkout fails the run."""
-    if WRITES.written:
-        files = ", ".join(sorted(WRITES.written)[:10])
+    """Tests write only under test-artifacts/ (or tmp_path): anything else in the checkout fails the run. An xdist
+    worker hands its list to the controller, which fails the run."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["patchlab_written"] = sorted(WRITES.written)
+        return
+    written = WRITES.written | _WORKERS_WROTE
+    if written:
+        files = ", ".join(sorted(written)[:10])
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"patchlab: tests wrote {len(WRITES.written)} file(s) outside test-artifacts/: {files} "
+            reporter.write_line(f"patchlab: tests wrote {len(written)} file(s) outside test-artifacts/: {files} "
                                 f"(write under test-artifacts/ or tmp_path)", red=True, bold=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

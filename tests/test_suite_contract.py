@@ -16,11 +16,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _run_pytest(folder: Path, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("CI", "PATCHLAB_REQUIRE_DATA", "PYTEST_ADDOPTS")}
+XDIST = ["-n", "2", "--dist", "loadfile"]  # what `make test` adds
+
+
+def _run_pytest(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("CI", "PATCHLAB_REQUIRE_DATA", "PYTEST_ADDOPTS")
+             and not k.startswith("PYTEST_XDIST")}
     clean.update(PYTHONPATH=str(REPO), PATCHLAB_SHARED_DATA=str(folder / "no-such-data"), **env)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(folder),
-                           str(folder)], capture_output=True, text=True, timeout=120, env=clean, cwd=folder)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "--rootdir",
+                           str(folder), str(folder)], capture_output=True, text=True, timeout=120, env=clean,
+                          cwd=folder)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +55,41 @@ def test_missing_data_fails_the_run_under_ci(mini_suite):
     errors = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("ERROR: patchlab: shared data not found"), out.stderr
     assert "1 of the 2 selected tests need it" in errors[0] and "passed" not in out.stdout
+
+
+def test_makefile_runs_the_suite_on_two_xdist_workers():
+    assert f"pytest -q {' '.join(XDIST)}" in (REPO / "Makefile").read_text()
+
+
+def test_missing_data_under_xdist_is_a_banner_or_one_error(mini_suite):
+    """`make test`'s parallel run keeps both promises, though its workers collect out of sight."""
+    out = _run_pytest(mini_suite, *XDIST)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("patchlab: shared data not found") and "will be SKIPPED" in lines[0], out.stdout
+    assert "1 passed, 1 skipped" in out.stdout
+    out = _run_pytest(mini_suite, *XDIST, CI="true")
+    assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout + out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("ERROR: patchlab: shared data not found"), out.stderr
+    assert "passed" not in out.stdout and "INTERNALERROR" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("args", [(), tuple(XDIST)], ids=["serial", "xdist"])
+def test_a_stray_write_fails_the_run(tmp_path, args):
+    """A test that writes beside the suite instead of under test-artifacts/ fails the run, serial or parallel (an
+    xdist worker's guard reports to the controller)."""
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    shutil.copy(REPO / "tests" / "conftest.py", folder / "conftest.py")  # its ROOT is tmp_path
+    (folder / "test_stray.py").write_text("from pathlib import Path\n\n\ndef test_writes_a_stray_file():\n"
+                                          "    (Path(__file__).parent / 'stray.txt').write_text('x')\n\n\n"
+                                          "def test_plain():\n    assert True\n")
+    out = _run_pytest(folder, *args)
+    assert out.returncode == pytest.ExitCode.TESTS_FAILED, out.stdout + out.stderr
+    assert "2 passed" in out.stdout
+    assert "patchlab: tests wrote 1 file(s) outside test-artifacts/: " in out.stdout, out.stdout
+    assert os.path.join("suite", "stray.txt") in out.stdout
 
 
 def _load(relative: str):

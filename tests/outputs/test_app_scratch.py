@@ -51,7 +51,10 @@ def test_next_start_removes_folders_of_servers_that_are_gone(tmp_path):
     assert alive.is_dir() and elsewhere.is_dir() and young.is_dir() and other.is_dir()
 
 
-def test_a_session_that_ends_loses_its_folder_after_the_grace_and_its_work_is_stopped(tmp_path):
+def test_a_session_that_ends_loses_its_folder_after_the_grace_and_its_work_is_stopped(tmp_path, monkeypatch):
+    # this process's registry starts empty here: app tests run earlier in the same worker leave their sessions in it
+    for name, empty in (("_folders", {}), ("_release_hooks", {}), ("_gone_since", {}), ("_seen_live", set())):
+        monkeypatch.setattr(scratch, name, empty)
     gone = scratch.create("gone", tmp_path)
     here = scratch.create("here", tmp_path)
     never = scratch.create("never-live", tmp_path)  # e.g. an AppTest session the runtime never reports
