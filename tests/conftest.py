@@ -53,7 +53,7 @@ def _xdist_controller(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under xdist the workers collect, out of sight: the controller says what missing data means before they start
-    (under CI one error line; otherwise the banner, the counts coming at the end)."""
+    (under CI one error line; otherwise the banner, the skips counted in the summary)."""
     missing = _missing_data()
     if missing is None or not _xdist_controller(config):
         return

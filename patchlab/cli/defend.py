@@ -197,8 +197,9 @@ def train_masking(
 
     cfg = FinetuneConfig(images=str(images), arch=arch, layers=layers, loss=loss, masks=masks, holes=holes,
                          hole_size=hole_size, epochs=epochs, batch_size=batch, lr=lr, optimizer=optimizer,
-                         lr_schedule=schedule, temperature=temperature, worst_of=worst_of, mixup=mixup, teacher=teacher,
-                         batchnorm=batchnorm, crop_scale=crop_scale, val=val, val_pairs=val_pairs, seed=seed, limit=limit)
+                         lr_schedule=schedule, temperature=temperature, worst_of=worst_of, mixup=mixup,
+                         teacher=teacher, batchnorm=batchnorm, crop_scale=crop_scale, val=val, val_pairs=val_pairs,
+                         seed=seed, limit=limit)
     _check("patchlab defend train masking", force, model=out)
     ckpt = checkpoint or out.with_suffix(".ckpt.pt")
     with rich_progress("fine-tune", enabled=not json_out) as cb:

@@ -382,5 +382,6 @@ def certify_proxy(model, x: torch.Tensor, y: torch.Tensor, patch: float | int = 
             "clean_ci95": s["undefended_ci95"]}
 
 
-__all__ = ["FinetuneConfig", "FinetuneNet", "Teacher", "certify_proxy", "finetune", "load_teacher", "load_training_images", "mask_mixed",
-           "mask_pairs", "masking_loss", "random_resized_crop", "save_folded", "split_validation", "validate"]
+__all__ = ["FinetuneConfig", "FinetuneNet", "Teacher", "certify_proxy", "finetune", "load_teacher",
+           "load_training_images", "mask_mixed", "mask_pairs", "masking_loss", "random_resized_crop", "save_folded",
+           "split_validation", "validate"]
