@@ -18,6 +18,7 @@ from patchlab.data import shared_data_dir
 from patchlab.defenses.data import load_images
 from patchlab.defenses.finetune import certify_proxy, split_validation
 from patchlab.models import load_model
+from patchlab.models.efficientnet_lite import LITE_SIZES
 
 
 def main() -> None:
@@ -33,11 +34,12 @@ def main() -> None:
     if not 0 < args.n <= len(train.paths):
         raise SystemExit(f"error: --n must lie in 1..{len(train.paths)}, got {args.n}")
     paths, labels = train.paths[:args.n], train.labels[:args.n]
+    x = load_images(paths, LITE_SIZES["efficientnet_lite0"])  # both models are Lite0: one decode serves both
     out = {"settings": vars(args)}
     for label in ("original", "fine-tuned")[1 if args.no_original else 0:]:
         net = (load_model("efficientnet_lite0") if label == "original"
                else load_model(args.weights, arch="efficientnet_lite0"))
-        out[label] = certify_proxy(net, load_images(paths, net.input_size), labels, pairs=630)
+        out[label] = certify_proxy(net, x, labels, pairs=630)
     print(json.dumps(out))
 
 

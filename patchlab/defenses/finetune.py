@@ -268,9 +268,7 @@ def load_teacher(config: FinetuneConfig, device) -> nn.Module | None:
     if config.loss == "ce":
         return None
     names = [n.strip() for n in config.teacher.split(",") if n.strip()] or [config.arch]
-    if len(names) == 1 and names[0] == config.arch:
-        return load_model(config.arch, device)
-    return Teacher([load_model(n, device) for n in names]).eval()
+    return Teacher([load_model(n, device) for n in names]).eval()  # one model at its own size: the model itself
 
 
 def split_validation(images: str | Path, val: int = 0, limit: int | None = None):
