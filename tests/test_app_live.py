@@ -142,3 +142,22 @@ def test_live_feed_counts_camera_frames_and_processes_the_newest(lite0, scene_fr
     rates = feed.rates()
     assert rates["received"] == 3 and rates["processed"] == 1
     assert feed.latest()[1] == 1
+
+
+def test_a_stop_seen_only_in_the_raw_component_value_stops_the_stream():
+    """The flake this guards: STOP's value change reached the server inside a timer-driven fragment run, the
+    component's on_change never fired, ctx.state stayed "playing", and the page polled a stopped stream forever."""
+    from types import SimpleNamespace
+
+    from streamlit_webrtc.component import generate_frontend_component_key  # the key the page reads must exist
+
+    from patchlab.app.live import stream_playing
+
+    def ctx(playing):
+        return SimpleNamespace(state=SimpleNamespace(playing=playing))
+
+    raw = generate_frontend_component_key("k")
+    assert stream_playing(ctx(True), "k", {raw: {"playing": True, "sdpOffer": "x"}})
+    assert not stream_playing(ctx(True), "k", {raw: {"playing": False}})  # the stale context is overruled
+    assert not stream_playing(ctx(False), "k", {raw: {"playing": True}})
+    assert stream_playing(ctx(True), "k", {})  # no raw value yet: the context decides

@@ -154,3 +154,21 @@ def webrtc_session_available() -> bool:
         return get_this_session_info() is not None
     except Exception:  # noqa: BLE001 - AppTest's mocked runtime has no session manager
         return False
+
+
+def stream_playing(ctx, key: str, session_state) -> bool:
+    """Whether the browser's stream plays now: the context's state and the component's raw value must agree.
+
+    streamlit-webrtc refreshes `ctx.state` only from the component's on_change callback. When STOP's value change
+    reaches the server inside a timer-driven fragment run, that callback never fires and `ctx.state` stays
+    "playing" for good; the raw value in session state is the browser's latest word either way.
+    """
+    if not ctx.state.playing:
+        return False
+    try:  # streamlit-webrtc's frontend key is an internal detail: without it, trust ctx.state
+        from streamlit_webrtc.component import generate_frontend_component_key
+
+        value = session_state.get(generate_frontend_component_key(key))
+    except Exception:  # noqa: BLE001
+        return True
+    return not isinstance(value, dict) or bool(value.get("playing", False))

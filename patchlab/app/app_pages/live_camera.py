@@ -163,10 +163,12 @@ with ui.user_errors():
                      caption="Processed snapshot")
             show_result(result)
 
+    WEBRTC_KEY = "patchlab-live"
+
     def live_section() -> None:
         from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-        from patchlab.app.live import webrtc_session_available
+        from patchlab.app.live import stream_playing, webrtc_session_available
 
         if not webrtc_session_available():
             st.warning("Live streaming needs a browser session (run `patchlab app`); the Snapshot tab works here.")
@@ -174,15 +176,17 @@ with ui.user_errors():
         video_col, readout_col = st.columns([3, 2], gap="medium")
         with video_col:
             ctx = webrtc_streamer(
-                key="patchlab-live", mode=WebRtcMode.SENDRECV, queued_video_frames_callback=feed.queued_callback,
+                key=WEBRTC_KEY, mode=WebRtcMode.SENDRECV, queued_video_frames_callback=feed.queued_callback,
                 rtc_configuration={"iceServers": ice_servers},
                 media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480},
                                                     "frameRate": {"ideal": 30}}, "audio": False},
                 async_processing=True)
-        playing = bool(ctx.state.playing)
+        playing = stream_playing(ctx, WEBRTC_KEY, st.session_state)
 
         @st.fragment(run_every=0.5 if playing else None)
         def readout() -> None:
+            if playing and not stream_playing(ctx, WEBRTC_KEY, st.session_state):
+                st.rerun()  # STOP's own full run was absorbed by this timer's run: redo it, which ends the timer
             result, frames, error = feed.latest()
             if error:
                 st.error(error)
