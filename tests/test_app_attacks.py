@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
+from tests.apptest import open_page
 
 
 @pytest.fixture
 def attacks_page():
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/attacks.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("attacks")
 
 
 def test_targeted_pgd_flips_the_label(attacks_page):

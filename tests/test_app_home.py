@@ -6,14 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
-
-ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
+from tests.apptest import APP_ENTRY, open_page
 
 
 def test_home_renders_tour_and_links():
-    at = AppTest.from_file(ENTRY, default_timeout=30).run()
-    assert not at.exception
+    at = open_page(timeout=30)
     assert at.title[0].value == "patchlab"
     text = " ".join(m.value for m in at.markdown)
     for page in ("Digital attacks", "Patch studio", "Live camera", "Print & photo"):
@@ -23,7 +20,7 @@ def test_home_renders_tour_and_links():
 
 def test_home_does_not_import_torch():
     code = ("import sys; from streamlit.testing.v1 import AppTest; "
-            f"at = AppTest.from_file({ENTRY!r}, default_timeout=30).run(); "
+            f"at = AppTest.from_file({APP_ENTRY!r}, default_timeout=30).run(); "
             "assert not at.exception, at.exception; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -34,5 +31,5 @@ def test_home_does_not_import_torch():
 def test_streamlit_config_disables_file_watcher():
     import tomllib
 
-    cfg = tomllib.loads((Path(ENTRY).parent / ".streamlit" / "config.toml").read_text())
+    cfg = tomllib.loads((Path(APP_ENTRY).parent / ".streamlit" / "config.toml").read_text())
     assert cfg["server"]["fileWatcherType"] == "none"

@@ -4,14 +4,12 @@ snapshot fallback under AppTest (WebRTC itself is covered by tests/e2e/test_e2e_
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
+from tests.apptest import open_page
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +56,7 @@ def test_live_feed_callback_processes_frames_and_records(lite0, scene_frames, tm
 def test_snapshot_fallback_classifies_an_upload(lite0, scene_frames):
     from patchlab.capture import EagerBackend, LiveState, process_frame
 
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/live_camera.py").run()
-    assert not at.exception, at.exception
+    at = open_page("live_camera")
     assert any("needs a browser session" in w.value for w in at.warning)
     at.radio(key="live_backend").set_value("eager").run()
 
@@ -84,8 +80,7 @@ def test_snapshot_with_virtual_patch_on_the_sheet_markers():
     from patchlab.simulate import SyntheticScene
 
     frame = SyntheticScene(size=(640, 480)).frame(0).image
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/live_camera.py").run()
+    at = open_page("live_camera")
     at.radio(key="live_backend").set_value("eager")
     at.selectbox(key="live_patch_choice").set_value("upload a patch PNG").run()
     rgba = np.dstack([np.random.default_rng(1).integers(0, 255, (48, 48, 3), dtype=np.uint8),

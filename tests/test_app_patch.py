@@ -3,23 +3,20 @@ the PNG, sidecar and PDF; another session sees none of it."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from patchlab.stats import wilson_interval
+from tests.apptest import open_page, wait_job
 
-ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
 # printables/README.md, "Evaluation": the shipped patch at 10% area under `print`, 280 held-out images, EOT seed 1234
 SHIPPED_SUCCESS = 0.839   # 235/280
 BASELINE_SUCCESS = 0.0    # random-noise and natural-photo patches, and no patch: 0/280
 
 
 def studio(steps: int, eval_every: int = 0) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/patch_studio.py").run()
-    assert not at.exception, at.exception
+    at = open_page("patch_studio")
     at.selectbox(key="ps_source").set_value("built-in photos")
     at.number_input(key="ps_steps").set_value(steps)
     at.number_input(key="ps_batch").set_value(2)
@@ -30,13 +27,7 @@ def studio(steps: int, eval_every: int = 0) -> AppTest:
 
 
 def wait(at: AppTest, until, timeout: float = 240):
-    job = at.session_state["patch_job"]
-    deadline = time.time() + timeout
-    while time.time() < deadline and not until(job.snapshot()) and job.snapshot().active:
-        time.sleep(0.2)
-    snap = job.snapshot()
-    assert until(snap), f"job state {snap.state} at step {snap.step}/{snap.total}: {snap.error}"
-    return snap
+    return wait_job(at, "patch_job", until, timeout)
 
 
 def test_patch_job_progresses_finishes_and_sessions_are_isolated():
@@ -49,8 +40,7 @@ def test_patch_job_progresses_finishes_and_sessions_are_isolated():
     assert at.session_state["patch_job"].snapshot().active or at.session_state["patch_job"].snapshot().state == "done"
     assert any(m.label == "Step" for m in at.metric)
 
-    other = AppTest.from_file(ENTRY, default_timeout=300).run()  # a second browser session
-    other.switch_page("app_pages/patch_studio.py").run()
+    other = open_page("patch_studio")  # a second browser session
     assert "patch_job" not in other.session_state
     assert any("No optimisation in this session yet" in i.value for i in other.info)
 

@@ -8,16 +8,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
+from tests.apptest import APP_ENTRY, open_page
 
 
-def page() -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/print_photo.py").run()
-    assert not at.exception, at.exception
-    return at
+def page():
+    return open_page("print_photo")
 
 
 def errors(at) -> list[str]:
@@ -102,7 +98,7 @@ def test_photo_of_the_shipped_kurakin_pdf_with_its_shipped_manifest():
     from patchlab.physical.layout import render_pdf_page
     from patchlab.simulate.photo import simulate_photo
 
-    repo = Path(ENTRY).parents[2]
+    repo = Path(APP_ENTRY).parents[2]
     pdf, manifest = repo / "printables" / "kurakin-sheet-a4.pdf", repo / "printables" / "kurakin-sheet-a4.sheet.json"
     if not (pdf.is_file() and manifest.is_file()):
         pytest.fail("printables/kurakin-sheet-a4.pdf/.json are missing")

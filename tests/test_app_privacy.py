@@ -3,30 +3,19 @@ and computes ε for given settings."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[1] / "patchlab" / "app" / "streamlit_app.py")
+from tests.apptest import open_page, wait_job
 
 
 @pytest.fixture
 def page():
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/privacy.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("privacy")
 
 
-def finish(at: AppTest, key: str, timeout: float = 240):
-    job = at.session_state[key]
-    deadline = time.time() + timeout
-    while job.snapshot().active and time.time() < deadline:
-        time.sleep(0.2)
-    snap = job.snapshot()
-    assert snap.state == "done", f"{snap.state}: {snap.error}"
+def finish(at: AppTest, key: str):
+    snap = wait_job(at, key)
     at.run()
     assert not at.exception, at.exception
     return snap

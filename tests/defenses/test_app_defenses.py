@@ -3,20 +3,14 @@ camera page's defense selector reaches the capture pipeline."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[2] / "patchlab" / "app" / "streamlit_app.py")
+from tests.apptest import open_page
 
 
 @pytest.fixture
 def defenses_page():
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/defenses.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("defenses")
 
 
 def test_patchcleanser_certifies_a_clean_photo_and_shows_the_masks(defenses_page):
@@ -46,8 +40,7 @@ def test_transformation_tab_shows_before_and_after(defenses_page):
 
 
 def test_live_page_has_a_defense_selector():
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/live_camera.py").run()
+    at = open_page("live_camera")
     assert not at.exception, at.exception
     at.selectbox(key="live_defense").set_value("lgs").run()
     assert not at.exception, at.exception

@@ -78,7 +78,7 @@ def test_lite0_verdicts_match_the_prediction_map(lite0, heldout_imagenet):
 
 def _patched(image: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     """Every placement of `content` (C, p, p) on `image` (C, S, S): (positions, C, S, S)."""
-    c, p = content.shape[0], content.shape[-1]
+    p = content.shape[-1]
     s = image.shape[-1]
     n = s - p + 1
     out = image[None].repeat(n * n, 1, 1, 1)

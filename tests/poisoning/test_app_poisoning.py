@@ -4,28 +4,18 @@ poison that makes its target the base class."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[2] / "patchlab" / "app" / "streamlit_app.py")
+from tests.apptest import open_page, wait_job
 
 
-def wait(at: AppTest, timeout: float = 300):
-    job = at.session_state["pz_job"]
-    deadline = time.time() + timeout
-    while time.time() < deadline and job.snapshot().active:
-        time.sleep(0.2)
-    snap = job.snapshot()
-    assert snap.state == "done", f"{snap.state}: {snap.error}"
+def wait(at: AppTest):
+    wait_job(at, "pz_job", timeout=300)
     return at.run()
 
 
 def test_poisoning_page_end_to_end(small_task, poison_cache):
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/poisoning.py").run()
-    assert not at.exception, at.exception
+    at = open_page("poisoning")
     assert any("Prepare the task" in i.value for i in at.info)
     assert at.radio(key="pz_size").value == "quick"
     at.button(key="pz_prepare").click().run()
@@ -57,6 +47,5 @@ def test_poisoning_page_end_to_end(small_task, poison_cache):
     assert po.result.success and po.result.base_label != po.result.target_label
     assert any(s.value.startswith("Misclassified as the base class") for s in at.success)
 
-    other = AppTest.from_file(ENTRY, default_timeout=300).run()  # another browser session sees none of it
-    other.switch_page("app_pages/poisoning.py").run()
+    other = open_page("poisoning")  # another browser session sees none of it
     assert "pz_task" not in other.session_state

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parents[2] / "patchlab" / "app" / "streamlit_app.py")
+from tests.apptest import open_page
 
 
 @pytest.fixture
 def page(transfer_cache, monkeypatch):
     monkeypatch.setenv("PATCHLAB_CACHE", str(transfer_cache))  # the page caches trained models there (shared)
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/transfer.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("transfer")
 
 
 def test_substitute_and_equation_solving(page):
