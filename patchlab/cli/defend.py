@@ -185,6 +185,8 @@ def train_masking(
     schedule: str = typer.Option("cosine", "--schedule", help="cosine or constant"),
     seed: int = typer.Option(0, "--seed"),
     limit: int = typer.Option(None, "--limit", min=1, help="First N training images"),
+    subset: int = typer.Option(None, "--subset", min=1, help="Fine-tune on a seeded random N of the images left "
+                               "after --val (the same validation images; for data-scaling curves)"),
     out: Path = typer.Option(Path("runs/efficientnet_lite0-masked.safetensors"), "--out", "-o"),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Per-epoch checkpoint (default: beside --out); "
                                     "a rerun resumes"),
@@ -199,7 +201,7 @@ def train_masking(
                          hole_size=hole_size, epochs=epochs, batch_size=batch, lr=lr, optimizer=optimizer,
                          lr_schedule=schedule, temperature=temperature, worst_of=worst_of, mixup=mixup,
                          teacher=teacher, batchnorm=batchnorm, crop_scale=crop_scale, val=val, val_pairs=val_pairs,
-                         seed=seed, limit=limit)
+                         seed=seed, limit=limit, subset=subset)
     _check("patchlab defend train masking", force, model=out)
     ckpt = checkpoint or out.with_suffix(".ckpt.pt")
     with rich_progress("fine-tune", enabled=not json_out) as cb:

@@ -83,6 +83,7 @@ class FinetuneConfig:
     val_pairs: int = 60       # certification proxy: the certifier's first `val_pairs` pairs
     seed: int = 0
     limit: int | None = None  # use only the first N training images (tests)
+    subset: int | None = None  # fine-tune on a seeded random N of the fine-tuning images (after `val`): data curves
 
     def __post_init__(self) -> None:
         if self.batchnorm not in BATCHNORM:
@@ -103,6 +104,8 @@ class FinetuneConfig:
             raise PatchlabError("mixup needs a teacher to label the mixes: loss must be distill or hard, not ce")
         if self.teacher and self.loss == "ce":
             raise PatchlabError("a teacher only labels for the distill and hard losses, not ce")
+        if self.subset is not None and self.subset < 1:
+            raise PatchlabError(f"subset must be >= 1, got {self.subset}")
         if self.worst_of < 1 or self.val < 0 or self.val_pairs < 0:
             raise PatchlabError("worst_of must be >= 1, val and val_pairs >= 0")
 
@@ -271,9 +274,11 @@ def load_teacher(config: FinetuneConfig, device) -> nn.Module | None:
     return Teacher([load_model(n, device) for n in names]).eval()  # one model at its own size: the model itself
 
 
-def split_validation(images: str | Path, val: int = 0, limit: int | None = None):
+def split_validation(images: str | Path, val: int = 0, limit: int | None = None, subset: int | None = None):
     """(fine-tuning, validation) parts of the shared split's training side: `val` images chosen with `VAL_SEED`
-    are kept out of fine-tuning for model selection (after `limit`, which takes the first N training images)."""
+    are kept out of fine-tuning for model selection (after `limit`, which takes the first N training images).
+    `subset` then keeps a random N of the fine-tuning part (the same validation images, less data to learn from);
+    a smaller subset is a part of a larger one, so the points of a data curve are nested."""
     from patchlab.defenses.data import Labelled, shared_split
 
     data = shared_split(images, "train", limit)
@@ -281,17 +286,22 @@ def split_validation(images: str | Path, val: int = 0, limit: int | None = None)
         raise PatchlabError(f"val must be smaller than the {len(data.paths)} training images, got {val}")
     order = torch.randperm(len(data.paths), generator=torch.Generator().manual_seed(VAL_SEED))
     held = set(order[:val].tolist())
-    keep = [i for i in range(len(data.paths)) if i not in held]
+    keep = [int(i) for i in order[val:]]
+    if subset is not None:
+        if subset > len(keep):
+            raise PatchlabError(f"subset must be at most the {len(keep)} fine-tuning images, got {subset}")
+        keep = keep[:subset]
+    keep = sorted(keep)
     vals = sorted(held)
     return (Labelled([data.paths[i] for i in keep], data.labels[keep]),
             Labelled([data.paths[i] for i in vals], data.labels[vals]))
 
 
-def load_training_images(images: str | Path, limit: int | None = None, val: int = 0):
+def load_training_images(images: str | Path, limit: int | None = None, val: int = 0, subset: int | None = None):
     from patchlab.data import read_image
     from patchlab.models.preprocess import center_crop, resize_short_side
 
-    data, _ = split_validation(images, val, limit)
+    data, _ = split_validation(images, val, limit, subset)
     x = torch.stack([center_crop(resize_short_side(read_image(p), STORE_SIZE), STORE_SIZE) for p in data.paths])
     return x, data.labels
 
@@ -324,7 +334,7 @@ def finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | N
 
     start = time.perf_counter()
     dev = resolve_device(device)
-    x, y = load_training_images(config.images, config.limit, config.val)
+    x, y = load_training_images(config.images, config.limit, config.val, config.subset)
     model = FinetuneNet(config.arch, config.layers, config.batchnorm).to(dev)
     teacher = load_teacher(config, dev)
     fit_cfg = FitConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,

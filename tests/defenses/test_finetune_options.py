@@ -138,6 +138,22 @@ def test_validation_split_is_seeded_disjoint_and_inside_the_training_side(imagen
         split_validation(imagenet_dir, 10_000)
 
 
+def test_subset_keeps_the_validation_images_and_nests(imagenet_dir):
+    train, val = split_validation(imagenet_dir, 60)
+    names = {n: {p.name for p in split_validation(imagenet_dir, 60, subset=n)[0].paths} for n in (90, 180)}
+    assert len(names[90]) == 90 and len(names[180]) == 180
+    assert names[90] < names[180] < {p.name for p in train.paths}  # a data curve's points are nested
+    small, small_val = split_validation(imagenet_dir, 60, subset=90)
+    assert [p.name for p in small_val.paths] == [p.name for p in val.paths]  # scored on the same images
+    assert small.labels.tolist() == [int(train.labels[[p.name for p in train.paths].index(q.name)])
+                                     for q in small.paths]
+    assert split_validation(imagenet_dir, 60, subset=len(train.paths))[0].paths == train.paths  # all: unchanged
+    with pytest.raises(PatchlabError, match="subset"):
+        split_validation(imagenet_dir, 60, subset=len(train.paths) + 1)
+    with pytest.raises(PatchlabError, match="subset"):
+        FinetuneConfig(subset=0)
+
+
 def test_certify_proxy_with_every_pair_is_the_certificate(mnist_mlp, mnist_parts):
     from patchlab.defenses.patchcleanser import PatchCleanser
 
