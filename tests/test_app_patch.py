@@ -26,16 +26,12 @@ def studio(steps: int, eval_every: int = 0) -> AppTest:
     return at.run()
 
 
-def wait(at: AppTest, until, timeout: float = 240):
-    return wait_job(at, "patch_job", until, timeout)
-
-
 def test_patch_job_progresses_finishes_and_sessions_are_isolated():
     at = studio(steps=4, eval_every=2)
     at.button(key="ps_start").click().run()
     assert not at.exception, at.exception
     # while it runs, a rerun of the page (any widget) does not kill it, and the page shows live progress
-    snap = wait(at, lambda s: s.step >= 1 and "loss" in s.metrics)
+    snap = wait_job(at, "patch_job", lambda s: s.step >= 1 and "loss" in s.metrics)
     at.run()
     assert at.session_state["patch_job"].snapshot().active or at.session_state["patch_job"].snapshot().state == "done"
     assert any(m.label == "Step" for m in at.metric)
@@ -44,7 +40,7 @@ def test_patch_job_progresses_finishes_and_sessions_are_isolated():
     assert "patch_job" not in other.session_state
     assert any("No optimisation in this session yet" in i.value for i in other.info)
 
-    snap = wait(at, lambda s: s.state == "done")
+    snap = wait_job(at, "patch_job")
     assert snap.step == 4 and [s for s, m in snap.history if "loss" in m] == [1, 2, 3, 4]
     assert sum("heldout_success" in m for _, m in snap.history) == 2
     assert snap.result.path is not None and snap.result.path.is_file()
@@ -72,7 +68,7 @@ def test_patch_job_stops_and_resumes_from_checkpoint():
     grid = at.session_state["ps_preview_img"]
     assert grid.shape[0] == 3 and grid.shape[1] == grid.shape[2] > 4 * 224 and float(grid.std()) > 0.05
     at.button(key="ps_start").click().run()
-    wait(at, lambda s: s.step >= 2 and "loss" in s.metrics)
+    wait_job(at, "patch_job", lambda s: s.step >= 2 and "loss" in s.metrics)
     at.button(key="ps_stop").click().run()
     assert not at.exception, at.exception
     stopped = at.session_state["patch_job"].snapshot()
@@ -84,7 +80,7 @@ def test_patch_job_stops_and_resumes_from_checkpoint():
     at.number_input(key="ps_steps").set_value(stopped.step + 2).run()
     at.button(key="ps_resume").click().run()
     assert not at.exception, at.exception
-    snap = wait(at, lambda s: s.state == "done")
+    snap = wait_job(at, "patch_job")
     assert snap.step == stopped.step + 2
     assert [s for s, m in snap.history if "loss" in m] == [stopped.step + 1, stopped.step + 2]
     assert snap.result.path.is_file()
@@ -127,6 +123,6 @@ def test_training_can_start_from_the_shipped_patch():
     shipped = at.session_state["studio_patch"]["path"]
     at.checkbox(key="ps_init_loaded").check().run()
     at.button(key="ps_start").click().run()
-    snap = wait(at, lambda s: s.state == "done")
+    snap = wait_job(at, "patch_job")
     assert snap.result.meta["config"]["init"] == shipped
     assert snap.step == 2

@@ -167,8 +167,7 @@ def stream_playing(ctx, key: str, session_state) -> bool:
         return False
     try:  # streamlit-webrtc's frontend key is an internal detail: without it, trust ctx.state
         from streamlit_webrtc.component import generate_frontend_component_key
-
-        value = session_state.get(generate_frontend_component_key(key))
-    except Exception:  # noqa: BLE001
+    except ImportError:
         return True
+    value = session_state.get(generate_frontend_component_key(key))
     return not isinstance(value, dict) or bool(value.get("playing", False))

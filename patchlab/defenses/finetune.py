@@ -285,14 +285,12 @@ def split_validation(images: str | Path, val: int = 0, limit: int | None = None,
     if val >= len(data.paths):
         raise PatchlabError(f"val must be smaller than the {len(data.paths)} training images, got {val}")
     order = torch.randperm(len(data.paths), generator=torch.Generator().manual_seed(VAL_SEED))
-    held = set(order[:val].tolist())
-    keep = [int(i) for i in order[val:]]
+    keep = order[val:].tolist()
     if subset is not None:
         if subset > len(keep):
             raise PatchlabError(f"subset must be at most the {len(keep)} fine-tuning images, got {subset}")
         keep = keep[:subset]
-    keep = sorted(keep)
-    vals = sorted(held)
+    keep, vals = sorted(keep), sorted(order[:val].tolist())
     return (Labelled([data.paths[i] for i in keep], data.labels[keep]),
             Labelled([data.paths[i] for i in vals], data.labels[vals]))
 
